@@ -1,0 +1,3 @@
+from cert_agent.cli import run
+
+run()

@@ -1,0 +1,132 @@
+"""What a certificate on a token says, parsed once with pyca/cryptography."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from cert_agent.errors import CertificateUnparsable
+from cert_agent.taxpayer_id import TaxpayerId, parse_taxpayer_id
+
+_KEY_USAGE_NAMES = (
+    "digital_signature",
+    "content_commitment",
+    "key_encipherment",
+    "data_encipherment",
+    "key_agreement",
+    "key_cert_sign",
+    "crl_sign",
+)
+_EKU_NAMES = {
+    ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
+    ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
+    ExtendedKeyUsageOID.EMAIL_PROTECTION: "emailProtection",
+    ExtendedKeyUsageOID.CODE_SIGNING: "codeSigning",
+}
+
+
+@dataclass(frozen=True)
+class CertificateInfo:
+    der: bytes
+    subject: str
+    subject_cn: str | None
+    issuer: str
+    serial_hex: str
+    not_before: datetime
+    not_after: datetime
+    key_type: str  # "RSA" or "EC"
+    key_size: int
+    curve: str | None
+    key_usage: tuple[str, ...]
+    extended_key_usage: tuple[str, ...]
+    taxpayer_id: TaxpayerId | None
+
+    @property
+    def can_sign(self) -> bool:
+        return "digital_signature" in self.key_usage
+
+    def to_dict(self) -> dict[str, Any]:
+        tid = self.taxpayer_id
+        return {
+            "subject": self.subject,
+            "subjectCN": self.subject_cn,
+            "issuer": self.issuer,
+            "serialNumber": self.serial_hex,
+            "notBefore": self.not_before.isoformat(),
+            "notAfter": self.not_after.isoformat(),
+            "keyType": self.key_type,
+            "keySize": self.key_size,
+            "curve": self.curve,
+            "keyUsage": list(self.key_usage),
+            "extendedKeyUsage": list(self.extended_key_usage),
+            "taxpayerId": tid.value if tid else None,
+            "taxpayerIdValid": tid.is_valid if tid else None,
+        }
+
+
+def parse_certificate(der: bytes) -> CertificateInfo:
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        return _describe(der, cert)
+    except (ValueError, TypeError) as exc:  # cryptography reports bad DER as ValueError
+        raise CertificateUnparsable(type(exc).__name__) from None
+
+
+def taxpayer_id_of(subject: x509.Name) -> TaxpayerId | None:
+    """The taxpayer ID in a subject: serialNumber first (where the tax authority's CA puts it),
+    then any organizationalUnitName that has the shape of one."""
+    for oid in (NameOID.SERIAL_NUMBER, NameOID.ORGANIZATIONAL_UNIT_NAME):
+        for attribute in subject.get_attributes_for_oid(oid):
+            value = attribute.value
+            text = value if isinstance(value, str) else value.decode("utf-8", "replace")
+            found = parse_taxpayer_id(text)
+            if found:
+                return found
+    return None
+
+
+def _describe(der: bytes, cert: x509.Certificate) -> CertificateInfo:
+    public_key = cert.public_key()
+    if isinstance(public_key, rsa.RSAPublicKey):
+        key_type, key_size, curve = "RSA", public_key.key_size, None
+    elif isinstance(public_key, ec.EllipticCurvePublicKey):
+        key_type, key_size, curve = "EC", public_key.curve.key_size, public_key.curve.name
+    else:
+        key_type, key_size, curve = type(public_key).__name__, 0, None
+    cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return CertificateInfo(
+        der=der,
+        subject=cert.subject.rfc4514_string(),
+        subject_cn=str(cn[0].value) if cn else None,
+        issuer=cert.issuer.rfc4514_string(),
+        serial_hex=format(cert.serial_number, "x"),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        key_type=key_type,
+        key_size=key_size,
+        curve=curve,
+        key_usage=_key_usage(cert),
+        extended_key_usage=_extended_key_usage(cert),
+        taxpayer_id=taxpayer_id_of(cert.subject),
+    )
+
+
+def _key_usage(cert: x509.Certificate) -> tuple[str, ...]:
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(name for name in _KEY_USAGE_NAMES if getattr(usage, name))
+
+
+def _extended_key_usage(cert: x509.Certificate) -> tuple[str, ...]:
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(_EKU_NAMES.get(oid, oid.dotted_string) for oid in usage)

@@ -1,0 +1,242 @@
+"""The ``cert-agent`` command: tokens, certs, change-pin, doctor.
+
+Output is a readable table for people and ``--json`` for machines. A PIN is never accepted on
+the command line: ``change-pin`` prompts for it, or reads it from standard input with
+``--pin-stdin`` (old PIN on the first line, new PIN on the second).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import getpass
+import json
+import logging
+import sys
+import unicodedata
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from cert_agent import __version__
+from cert_agent.drivers.pkcs11 import Pkcs11Driver
+from cert_agent.errors import AgentError
+from cert_agent.modules import default_modules
+from cert_agent.pin import Pin
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cert-agent",
+        description="证书助手：通过税务UKey、金税盘、税控盘中的证书登录电子税务局 (cert-agent)",
+    )
+    parser.add_argument("--version", action="version", version=f"cert-agent {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the agent does (never PINs)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--module",
+        action="append",
+        metavar="PATH",
+        help="PKCS#11 module to load (repeatable); default: $CERT_AGENT_MODULES or the known modules on disk",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    tokens = sub.add_parser("tokens", parents=[common], help="list tokens (证书介质)")
+    tokens.add_argument("--json", action="store_true", help="machine-readable output")
+
+    certs = sub.add_parser("certs", parents=[common], help="list certificates on the tokens")
+    certs.add_argument("--json", action="store_true", help="machine-readable output")
+    certs.add_argument("--token", metavar="LABEL", help="only the token with this label")
+
+    change = sub.add_parser("change-pin", parents=[common], help="change the certificate PIN (修改证书密码)")
+    change.add_argument("--token", metavar="LABEL", required=True, help="label of the token")
+    change.add_argument(
+        "--pin-stdin",
+        action="store_true",
+        help="read the old PIN, then the new PIN, as two lines of standard input",
+    )
+
+    sub.add_parser("doctor", parents=[common], help="check modules, tokens and pcscd")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    handlers = {"tokens": cmd_tokens, "certs": cmd_certs, "change-pin": cmd_change_pin, "doctor": cmd_doctor}
+    try:
+        return handlers[args.command](args, sys.stdout)
+    except AgentError as exc:
+        print(f"错误：{exc.message}", file=sys.stderr)
+        print(exc.code, file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_ERROR
+
+
+def _driver(args: argparse.Namespace) -> Pkcs11Driver:
+    return Pkcs11Driver(args.module or default_modules())
+
+
+def cmd_tokens(args: argparse.Namespace, out: TextIO) -> int:
+    driver = _driver(args)
+    try:
+        tokens = driver.tokens()
+        if args.json:
+            _print_json(out, {"tokens": [t.to_dict() for t in tokens], "problems": _problems(driver)})
+        else:
+            rows = [[t.label, t.medium.value, t.serial, t.manufacturer, t.model, t.pin_state.value] for t in tokens]
+            _print_table(out, ["标签 label", "介质 medium", "序列号 serial", "厂商", "型号", "PIN"], rows)
+            _print_problems(driver)
+    finally:
+        driver.close()
+    return EXIT_OK if not driver.problems else EXIT_ERROR
+
+
+def cmd_certs(args: argparse.Namespace, out: TextIO) -> int:
+    driver = _driver(args)
+    try:
+        certs = driver.certificates(driver.find_token(label=args.token)) if args.token else driver.all_certificates()
+        if args.json:
+            items = []
+            for cert in certs:
+                item = cert.to_dict()
+                item["certificate"] = base64.b64encode(cert.der).decode("ascii")
+                items.append(item)
+            _print_json(out, {"certificates": items, "problems": _problems(driver)})
+        else:
+            rows = []
+            for cert in certs:
+                info = cert.info
+                if info is None:
+                    error = cert.error.message if cert.error else ""
+                    rows.append([cert.token.label, cert.cert_id[:8], f"（{error}）", "", "", ""])
+                    continue
+                tid = info.taxpayer_id
+                name = info.subject_cn or info.subject
+                rows.append(
+                    [
+                        cert.token.label,
+                        cert.cert_id[:8],
+                        name if cert.has_private_key else f"{name}（无私钥）",
+                        (tid.value + ("" if tid.is_valid else " ✗")) if tid else "",
+                        f"{info.key_type}-{info.key_size}",
+                        info.not_after.date().isoformat(),
+                    ]
+                )
+            _print_table(out, ["介质", "证书ID", "名称", "纳税人识别号", "密钥", "有效期至"], rows)
+            _print_problems(driver)
+    finally:
+        driver.close()
+    return EXIT_OK
+
+
+def cmd_change_pin(args: argparse.Namespace, out: TextIO) -> int:
+    old_text, new_text = _read_pins(args.pin_stdin)
+    driver = _driver(args)
+    try:
+        with Pin(old_text) as old, Pin(new_text) as new:
+            del old_text, new_text
+            token = driver.find_token(label=args.token)
+            driver.change_pin(token, old, new)
+    finally:
+        driver.close()
+    print(f"证书密码已修改（{args.token}）", file=out)
+    return EXIT_OK
+
+
+def _read_pins(from_stdin: bool) -> tuple[str, str]:
+    if from_stdin:
+        old = sys.stdin.readline().rstrip("\r\n")
+        new = sys.stdin.readline().rstrip("\r\n")
+        return old, new
+    old = getpass.getpass("原证书密码 (old PIN): ")
+    new = getpass.getpass("新证书密码 (new PIN, 6-16): ")
+    again = getpass.getpass("再次输入新证书密码 (repeat): ")
+    if new != again:
+        print("两次输入的新证书密码不一致", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+    return old, new
+
+
+def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
+    healthy = True
+    modules = args.module or default_modules()
+    if not modules:
+        print("✗ 未找到 PKCS#11 模块 (no PKCS#11 module found; use --module)", file=out)
+        healthy = False
+    driver = Pkcs11Driver(modules)
+    try:
+        failed = {p.module: p for p in driver.problems}
+        for module in modules:
+            if module in failed:
+                print(f"✗ 模块 {module}: {failed[module].error.detail}", file=out)
+                healthy = False
+                continue
+            tokens = [t for t in driver.tokens() if t.module == module]
+            print(f"✓ 模块 {module}: {len(tokens)} 个证书介质", file=out)
+            for token in tokens:
+                print(
+                    f"    {token.label} ({token.medium.value}, {token.serial}, PIN {token.pin_state.value})", file=out
+                )
+    finally:
+        driver.close()
+    pcsc_ok, pcsc_text = pcscd_status()
+    print(("✓ " if pcsc_ok else "✗ ") + pcsc_text, file=out)
+    return EXIT_OK if healthy else EXIT_ERROR
+
+
+def pcscd_status() -> tuple[bool, str]:
+    """Whether the PC/SC service answers, and how many readers it has."""
+    from smartcard.Exceptions import SmartcardException
+    from smartcard.pcsc.PCSCExceptions import BaseSCardException
+    from smartcard.System import readers
+
+    try:
+        found = readers()
+    except (SmartcardException, BaseSCardException) as exc:
+        return False, f"pcscd: 无法连接 (not reachable: {exc})"
+    return True, f"pcscd: 运行中，{len(found)} 个读卡器 (running, {len(found)} readers)"
+
+
+def _problems(driver: Pkcs11Driver) -> list[dict[str, Any]]:
+    return [p.to_dict() for p in driver.problems]
+
+
+def _print_problems(driver: Pkcs11Driver) -> None:
+    for problem in driver.problems:
+        print(f"✗ {problem.error.message}: {problem.error.detail} [{problem.error.code}]", file=sys.stderr)
+
+
+def _print_json(out: TextIO, data: Any) -> None:
+    json.dump(data, out, ensure_ascii=False, indent=2)
+    out.write("\n")
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _print_table(out: TextIO, headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max([_width(h)] + [_width(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    for row in [headers, *rows]:
+        cells = [cell + " " * (widths[i] - _width(cell)) for i, cell in enumerate(row)]
+        out.write("  ".join(cells).rstrip() + "\n")
+    if not rows:
+        out.write("（无 none）\n")
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,153 @@
+"""Plain values the driver returns: tokens, their PIN state and medium, and certificates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import PyKCS11
+
+from cert_agent.certificate import CertificateInfo
+from cert_agent.errors import AgentError
+
+
+class Medium(StrEnum):
+    """The kind of tax medium a token is, shown to the taxpayer by its Chinese name."""
+
+    TAX_UKEY = "税务UKey"
+    GOLDEN_TAX_DISK = "金税盘"
+    TAX_CONTROL_DISK = "税控盘"
+    OTHER = "其他介质"
+
+
+def medium_of(label: str, model: str) -> Medium:
+    """Tell the medium from the token's label or model, where vendors name it."""
+    text = f"{label} {model}".upper()
+    if "金税盘" in text:
+        return Medium.GOLDEN_TAX_DISK
+    if "税控盘" in text:
+        return Medium.TAX_CONTROL_DISK
+    if "UKEY" in text:
+        return Medium.TAX_UKEY
+    return Medium.OTHER
+
+
+class PinState(StrEnum):
+    """The user PIN's state as the token flags report it (PKCS#11 CK_TOKEN_INFO.flags)."""
+
+    OK = "ok"
+    COUNT_LOW = "count_low"  # CKF_USER_PIN_COUNT_LOW: a recent attempt failed
+    FINAL_TRY = "final_try"  # CKF_USER_PIN_FINAL_TRY: one more failure locks it
+    LOCKED = "locked"  # CKF_USER_PIN_LOCKED
+    TO_BE_CHANGED = "to_be_changed"  # CKF_USER_PIN_TO_BE_CHANGED
+    NOT_INITIALIZED = "not_initialized"  # no CKF_USER_PIN_INITIALIZED
+
+
+def pin_state_of(flags: int) -> PinState:
+    if flags & PyKCS11.CKF_USER_PIN_LOCKED:
+        return PinState.LOCKED
+    if not flags & PyKCS11.CKF_USER_PIN_INITIALIZED:
+        return PinState.NOT_INITIALIZED
+    if flags & PyKCS11.CKF_USER_PIN_FINAL_TRY:
+        return PinState.FINAL_TRY
+    if flags & PyKCS11.CKF_USER_PIN_TO_BE_CHANGED:
+        return PinState.TO_BE_CHANGED
+    if flags & PyKCS11.CKF_USER_PIN_COUNT_LOW:
+        return PinState.COUNT_LOW
+    return PinState.OK
+
+
+@dataclass(frozen=True)
+class Token:
+    """One token in one slot of one module, as C_GetTokenInfo described it."""
+
+    module: str
+    slot_id: int
+    label: str
+    serial: str
+    manufacturer: str
+    model: str
+    flags: int
+    medium: Medium
+
+    @property
+    def token_id(self) -> str:
+        """Stable across re-insertion: the module path and the token serial."""
+        return f"{self.module}#{self.serial}"
+
+    @property
+    def pin_state(self) -> PinState:
+        return pin_state_of(self.flags)
+
+    @property
+    def flag_names(self) -> list[str]:
+        return [name for bit, name in _FLAG_NAMES if self.flags & bit]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tokenId": self.token_id,
+            "module": self.module,
+            "slotId": self.slot_id,
+            "label": self.label,
+            "serial": self.serial,
+            "manufacturer": self.manufacturer,
+            "model": self.model,
+            "medium": self.medium.value,
+            "pinState": self.pin_state.value,
+            "flags": self.flag_names,
+        }
+
+
+_FLAG_NAMES = [
+    (getattr(PyKCS11, name), name)
+    for name in (
+        "CKF_LOGIN_REQUIRED",
+        "CKF_PROTECTED_AUTHENTICATION_PATH",
+        "CKF_WRITE_PROTECTED",
+        "CKF_USER_PIN_INITIALIZED",
+        "CKF_USER_PIN_COUNT_LOW",
+        "CKF_USER_PIN_FINAL_TRY",
+        "CKF_USER_PIN_LOCKED",
+        "CKF_USER_PIN_TO_BE_CHANGED",
+        "CKF_TOKEN_INITIALIZED",
+    )
+]
+
+
+@dataclass(frozen=True)
+class TokenCertificate:
+    """A certificate object on a token. ``info`` is None exactly when ``error`` says why."""
+
+    token: Token
+    object_id: bytes  # CKA_ID, shared with the private key
+    object_label: str
+    der: bytes
+    has_private_key: bool
+    info: CertificateInfo | None
+    error: AgentError | None
+
+    @property
+    def cert_id(self) -> str:
+        return self.object_id.hex()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tokenId": self.token.token_id,
+            "certId": self.cert_id,
+            "label": self.object_label,
+            "hasPrivateKey": self.has_private_key,
+            "info": self.info.to_dict() if self.info else None,
+            "error": self.error.to_dict() if self.error else None,
+        }
+
+
+@dataclass(frozen=True)
+class ModuleProblem:
+    """A module that did not load or could not be listed; the other modules go on."""
+
+    module: str
+    error: AgentError
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"module": self.module, "error": self.error.to_dict()}

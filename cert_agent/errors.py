@@ -1,0 +1,184 @@
+"""Errors with stable codes.
+
+Every error the agent reports is a subclass of :class:`AgentError` with a class-level ``code``
+that never changes once released (clients switch on it), a Simplified Chinese message for the
+taxpayer and an English one for logs and support. Messages never contain a PIN: the classes take
+no PIN argument, and ``detail`` is meant for technical context such as a CKR name or a path.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class AgentError(Exception):
+    code: ClassVar[str] = "INTERNAL_ERROR"
+    zh: ClassVar[str] = "证书助手内部错误"
+    en: ClassVar[str] = "internal error"
+
+    def __init__(self, detail: str = "", **fields: Any) -> None:
+        self.detail = detail
+        self.fields: dict[str, Any] = fields
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        text = f"{self.code}: {self.en}"
+        return f"{text} ({self.detail})" if self.detail else text
+
+    @property
+    def message(self) -> str:
+        """The taxpayer-facing text, in Simplified Chinese."""
+        return self.zh
+
+    def to_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"code": self.code, "message": self.message, "messageEn": self.en}
+        if self.detail:
+            result["detail"] = self.detail
+        result.update(self.fields)
+        return result
+
+
+# --- modules and tokens -------------------------------------------------------------------
+
+
+class ModuleLoadFailed(AgentError):
+    code = "MODULE_LOAD_FAILED"
+    zh = "无法加载证书介质驱动（PKCS#11 模块），请确认驱动已安装"
+    en = "the PKCS#11 module could not be loaded"
+
+
+class TokenNotFound(AgentError):
+    code = "TOKEN_NOT_FOUND"
+    zh = "未找到指定的证书介质，请插入税务UKey、金税盘或税控盘"
+    en = "no token matches the request"
+
+
+class TokenAmbiguous(AgentError):
+    code = "TOKEN_AMBIGUOUS"
+    zh = "找到多个同名的证书介质，请只插入一个"
+    en = "more than one token matches the request"
+
+
+class TokenNotPresent(AgentError):
+    code = "TOKEN_NOT_PRESENT"
+    zh = "证书介质未插入"
+    en = "the token is not present"
+
+
+class DeviceRemoved(AgentError):
+    code = "DEVICE_REMOVED"
+    zh = "证书介质在操作过程中被拔出，请重新插入后重试"
+    en = "the token was removed during the operation"
+
+
+class DeviceError(AgentError):
+    code = "DEVICE_ERROR"
+    zh = "证书介质出现故障，请重新插入后重试"
+    en = "the token reported a device error"
+
+
+class TokenWriteProtected(AgentError):
+    code = "TOKEN_WRITE_PROTECTED"
+    zh = "证书介质处于写保护状态，无法修改证书密码"
+    en = "the token is write-protected"
+
+
+class CertificateNotFound(AgentError):
+    code = "CERTIFICATE_NOT_FOUND"
+    zh = "证书介质中未找到该证书"
+    en = "the certificate is not on the token"
+
+
+class CertificateUnparsable(AgentError):
+    code = "CERTIFICATE_UNPARSABLE"
+    zh = "证书格式无法识别"
+    en = "the certificate could not be parsed"
+
+
+class PrivateKeyNotFound(AgentError):
+    code = "PRIVATE_KEY_NOT_FOUND"
+    zh = "该证书没有对应的私钥，无法用于登录"
+    en = "the certificate has no private key on the token"
+
+
+class MechanismNotSupported(AgentError):
+    code = "MECHANISM_NOT_SUPPORTED"
+    zh = "证书介质不支持所需的签名算法"
+    en = "the token supports no mechanism for this signature algorithm"
+
+
+class Pkcs11Failure(AgentError):
+    """A PKCS#11 return code with no more specific meaning; ``detail`` names the CKR."""
+
+    code = "PKCS11_ERROR"
+    zh = "证书介质操作失败"
+    en = "the PKCS#11 call failed"
+
+
+# --- PINs -------------------------------------------------------------------------------------
+
+
+class PinIncorrect(AgentError):
+    """Wrong PIN. ``triesLeft`` is present when the token (or its configured limit) tells it."""
+
+    code = "PIN_INCORRECT"
+    zh = "证书密码错误"
+    en = "the PIN is incorrect"
+
+    def __init__(self, detail: str = "", *, tries_left: int | None = None) -> None:
+        self.tries_left = tries_left
+        fields: dict[str, Any] = {} if tries_left is None else {"triesLeft": tries_left}
+        super().__init__(detail, **fields)
+
+    @property
+    def message(self) -> str:
+        if self.tries_left is None:
+            return f"{self.zh}，多次输错将锁定证书"
+        return f"{self.zh}，还可尝试 {self.tries_left} 次"
+
+
+class PinLocked(AgentError):
+    code = "PIN_LOCKED"
+    zh = "证书密码输错次数过多，证书已锁定，请联系主管税务机关或介质服务单位解锁"
+    en = "the PIN is locked"
+
+
+class PinLenRange(AgentError):
+    code = "PIN_LEN_RANGE"
+    zh = "证书密码长度不符合证书介质的要求"
+    en = "the token refused the PIN length"
+
+
+class PinExpired(AgentError):
+    code = "PIN_EXPIRED"
+    zh = "证书密码已过期，请先修改证书密码"
+    en = "the PIN has expired and must be changed"
+
+
+class PinPolicyViolation(AgentError):
+    """A new PIN refused by the policy before the token is touched; ``rule`` says which."""
+
+    code = "PIN_POLICY"
+    zh = "新证书密码不符合要求"
+    en = "the new PIN does not meet the policy"
+
+    RULE_TEXT: ClassVar[dict[str, str]] = {
+        "length": "新证书密码须为 6 至 16 位",
+        "charset": "新证书密码只能包含英文字母、数字和常用符号",
+        "same_as_old": "新证书密码不能与原密码相同",
+        "initial_pin": "新证书密码不能是初始密码 88888888",
+    }
+
+    def __init__(self, rule: str) -> None:
+        self.rule = rule
+        super().__init__(rule, rule=rule)
+
+    @property
+    def message(self) -> str:
+        return self.RULE_TEXT.get(self.rule, self.zh)
+
+
+class PinRequired(AgentError):
+    code = "PIN_REQUIRED"
+    zh = "请输入证书密码"
+    en = "a PIN is required"
