@@ -17,6 +17,8 @@ process; the driver itself is plain synchronous code.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -104,6 +106,20 @@ def pkcs11_errors() -> Iterator[None]:
         raise translate(exc) from None
 
 
+@contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """PyKCS11's loader prints dlopen failures on file descriptor 1; keep them off stdout,
+    which belongs to the program's output (JSON for machines)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 class Pkcs11Driver:
     def __init__(self, modules: Sequence[str], *, pin_max_tries: int | None = None) -> None:
         """Load ``modules``; one that fails is recorded in :attr:`problems`, the rest load.
@@ -117,8 +133,13 @@ class Pkcs11Driver:
         for path in modules:
             if path in self._libs:
                 continue
+            if not os.path.isfile(path):
+                log.warning("PKCS#11 module %s does not exist", path)
+                self.problems.append(ModuleProblem(path, ModuleLoadFailed(f"{path}: no such file")))
+                continue
             try:
-                self._libs[path] = PyKCS11.PyKCS11Lib().load(path)
+                with _stdout_to_stderr():
+                    self._libs[path] = PyKCS11.PyKCS11Lib().load(path)
             except PyKCS11Error as exc:
                 log.warning("PKCS#11 module %s did not load: %s", path, exc)
                 self.problems.append(ModuleProblem(path, ModuleLoadFailed(f"{path}: {exc}")))
@@ -405,13 +426,19 @@ class Pkcs11Driver:
         return list(session.findObjects([(PyKCS11.CKA_CLASS, object_class), (PyKCS11.CKA_ID, object_id)]))
 
     def _private_key(self, session: Any, cert_id: bytes, algorithm: SignatureAlgorithm) -> Any:
-        keys = self._objects(session, PyKCS11.CKO_PRIVATE_KEY, cert_id)
-        if not keys:
-            if not self._objects(session, PyKCS11.CKO_CERTIFICATE, cert_id):
-                raise CertificateNotFound(cert_id.hex())
+        key_type = PyKCS11.CKK_EC if algorithm.key_type.value == "EC" else PyKCS11.CKK_RSA
+        keys = session.findObjects(
+            [
+                (PyKCS11.CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY),
+                (PyKCS11.CKA_ID, cert_id),
+                (PyKCS11.CKA_KEY_TYPE, key_type),
+            ]
+        )
+        if keys:
+            return keys[0]
+        # Why not: no key of that type, no key at all, or not even the certificate.
+        if self._objects(session, PyKCS11.CKO_PRIVATE_KEY, cert_id):
+            raise MechanismNotSupported(f"{algorithm.value} needs a {PyKCS11.CKK[key_type]} key")
+        if self._objects(session, PyKCS11.CKO_CERTIFICATE, cert_id):
             raise PrivateKeyNotFound(cert_id.hex())
-        key_type = session.getAttributeValue(keys[0], [PyKCS11.CKA_KEY_TYPE])[0]
-        expected = PyKCS11.CKK_EC if algorithm.key_type.value == "EC" else PyKCS11.CKK_RSA
-        if key_type != expected:
-            raise MechanismNotSupported(f"{algorithm.value} with a {PyKCS11.CKK.get(key_type, key_type)} key")
-        return keys[0]
+        raise CertificateNotFound(cert_id.hex())
