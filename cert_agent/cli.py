@@ -15,9 +15,11 @@ import logging
 import sys
 import unicodedata
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from cert_agent import __version__
+from cert_agent.agent.config import DEFAULT_PORT, default_config_path, load_config
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
 from cert_agent.errors import AgentError
 from cert_agent.modules import default_modules
@@ -60,6 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("doctor", parents=[common], help="check modules, tokens and pcscd")
+
+    serve = sub.add_parser("serve", parents=[common], help="run the agent daemon (WebSocket on 127.0.0.1)")
+    serve.add_argument("--config", type=Path, help=f"TOML configuration (default: {default_config_path()})")
+    serve.add_argument("--port", type=int, help=f"port on 127.0.0.1 and ::1 (default {DEFAULT_PORT})")
+    serve.add_argument(
+        "--allow-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="origin allowed to use the agent, exactly (repeatable; replaces the configured list)",
+    )
     return parser
 
 
@@ -71,7 +83,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    handlers = {"tokens": cmd_tokens, "certs": cmd_certs, "change-pin": cmd_change_pin, "doctor": cmd_doctor}
+    handlers = {
+        "tokens": cmd_tokens,
+        "certs": cmd_certs,
+        "change-pin": cmd_change_pin,
+        "doctor": cmd_doctor,
+        "serve": cmd_serve,
+    }
     try:
         return handlers[args.command](args, sys.stdout)
     except AgentError as exc:
@@ -192,6 +210,22 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
     pcsc_ok, pcsc_text = pcscd_status()
     print(("✓ " if pcsc_ok else "✗ ") + pcsc_text, file=out)
     return EXIT_OK if healthy else EXIT_ERROR
+
+
+def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
+    import asyncio
+
+    from cert_agent.agent.server import serve_forever
+
+    try:
+        config = load_config(args.config).with_overrides(port=args.port, origins=args.allow_origin, modules=args.module)
+    except ValueError as exc:  # ConfigError and OriginConfigError
+        print(f"配置错误 (configuration error): {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.verbose:
+        logging.getLogger("cert_agent").setLevel(logging.INFO)
+    asyncio.run(serve_forever(config))
+    return EXIT_OK
 
 
 def pcscd_status() -> tuple[bool, str]:

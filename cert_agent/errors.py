@@ -21,6 +21,10 @@ class AgentError(Exception):
         self.fields: dict[str, Any] = fields
         super().__init__(self.describe())
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross from token worker processes to the daemon: keep code fields intact.
+        return (_restore, (type(self), dict(self.__dict__)))
+
     def describe(self) -> str:
         text = f"{self.code}: {self.en}"
         return f"{text} ({self.detail})" if self.detail else text
@@ -36,6 +40,13 @@ class AgentError(Exception):
             result["detail"] = self.detail
         result.update(self.fields)
         return result
+
+
+def _restore(cls: type[AgentError], state: dict[str, Any]) -> AgentError:
+    error = cls.__new__(cls)
+    error.__dict__.update(state)
+    Exception.__init__(error, error.describe())
+    return error
 
 
 # --- modules and tokens -------------------------------------------------------------------
@@ -182,3 +193,66 @@ class PinRequired(AgentError):
     code = "PIN_REQUIRED"
     zh = "请输入证书密码"
     en = "a PIN is required"
+
+
+# --- the agent daemon ------------------------------------------------------------------------
+
+
+class TokenTimeout(AgentError):
+    code = "TOKEN_TIMEOUT"
+    zh = "证书介质长时间无响应，请拔出后重新插入"
+    en = "the token did not answer in time"
+
+
+class WorkerFailed(AgentError):
+    code = "WORKER_FAILED"
+    zh = "证书介质驱动异常退出，请重试"
+    en = "the process serving the token stopped unexpectedly"
+
+
+class BadJson(AgentError):
+    code = "BAD_JSON"
+    zh = "请求格式错误"
+    en = "the message is not a JSON object"
+
+
+class BadRequest(AgentError):
+    """A field is missing or of the wrong type or value; ``field`` names it."""
+
+    code = "BAD_REQUEST"
+    zh = "请求参数错误"
+    en = "a request field is missing or invalid"
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}", field=field)
+
+
+class UnknownMethod(AgentError):
+    code = "UNKNOWN_METHOD"
+    zh = "证书助手不支持该操作，请升级证书助手"
+    en = "the agent does not know this method"
+
+
+class UnsupportedProtocol(AgentError):
+    code = "UNSUPPORTED_PROTOCOL"
+    zh = "证书助手版本与页面不兼容，请升级证书助手"
+    en = "the page and the agent share no protocol version"
+
+
+class RateLimited(AgentError):
+    """Too many wrong PINs from this page or connection; ``retryAfter`` is in seconds."""
+
+    code = "RATE_LIMITED"
+    zh = "证书密码错误次数过多，请稍后再试"
+    en = "too many wrong PINs; try again later"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retryAfter=retry_after)
+
+
+class OriginRefused(AgentError):
+    """The WebSocket handshake was refused (HTTP 403): origin or Host not allowed."""
+
+    code = "ORIGIN_REFUSED"
+    zh = "该网站未被允许使用证书助手"
+    en = "this site may not use the agent"

@@ -9,10 +9,17 @@ set of their own (``fresh_fixtures``).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+import pytest_asyncio
+
+from cert_agent.agent.config import AgentConfig
+from cert_agent.agent.tokens import TokenService
 
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
 from softhsm_fixtures import Fixtures, build_fixtures
@@ -54,3 +61,65 @@ def fresh_driver(fresh_fixtures: Fixtures) -> Iterator[Pkcs11Driver]:
     loaded = Pkcs11Driver([fresh_fixtures.module], pin_max_tries=10)
     yield loaded
     loaded.close()
+
+
+# --- the agent daemon, in this process, on a free loopback port ---------------------------------
+
+ALLOWED_ORIGIN = "https://etax.example.com"
+LOCAL_PAGE_ORIGIN_HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class RunningAgent:
+    config: AgentConfig
+    service: TokenService
+    fixtures: Fixtures
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.config.port}/ws"
+
+
+def agent_config(fixtures: Fixtures, **overrides: Any) -> AgentConfig:
+    base = AgentConfig(
+        port=free_port(),
+        allowed_origins=(ALLOWED_ORIGIN,),
+        modules=(fixtures.module,),
+        pin_max_tries=10,
+        poll_interval=0.2,
+        listen_hosts=("127.0.0.1",),
+    )
+    return replace(base, **overrides)
+
+
+@asynccontextmanager
+async def running_agent(fixtures: Fixtures, **overrides: Any) -> AsyncIterator[RunningAgent]:
+    from cert_agent.agent.server import start
+
+    config = agent_config(fixtures, **overrides)
+    runner, service = await start(config)
+    try:
+        yield RunningAgent(config, service, fixtures)
+    finally:
+        await runner.cleanup()
+        await service.stop()
+
+
+@pytest_asyncio.fixture
+async def agent(fixtures: Fixtures) -> AsyncIterator[RunningAgent]:
+    async with running_agent(fixtures) as running:
+        yield running
+
+
+@pytest_asyncio.fixture
+async def fresh_agent(fresh_fixtures: Fixtures) -> AsyncIterator[RunningAgent]:
+    async with running_agent(fresh_fixtures) as running:
+        yield running

@@ -52,3 +52,12 @@ def test_wiped_pin_holds_nothing() -> None:
 def test_empty_pin_is_refused() -> None:
     with pytest.raises(PinRequired):
         Pin("")
+
+
+def test_errors_cross_process_boundaries_with_their_fields() -> None:
+    from cert_agent.errors import PinIncorrect
+
+    for error in (PinIncorrect("serial", tries_left=3), PinPolicyViolation("length")):
+        again = pickle.loads(pickle.dumps(error))
+        assert type(again) is type(error)
+        assert again.to_dict() == error.to_dict() and str(again) == str(error)

@@ -266,6 +266,23 @@ class Pkcs11Driver:
         log.info("signed on token %s with %s (%s)", current.serial, algorithm.value, plan.mechanism_name)
         return signature
 
+    def rescan(self) -> None:
+        """Make tokens inserted since the modules were loaded visible, by finalizing and
+        initializing every module again.
+
+        PKCS#11 modules differ here: some add slots on C_GetSlotList, some (SoftHSM2) only at
+        C_Initialize, and C_WaitForSlotEvent cannot tell them apart (SoftHSM2 answers
+        CKR_NO_EVENT forever). Re-initializing works for all. Call this only where no other
+        operation on the driver runs at the same time: the agent's discovery worker.
+        """
+        for module, lib in list(self._libs.items()):
+            with self._module_locks[module]:
+                try:
+                    with _stdout_to_stderr():
+                        lib.load(module)
+                except PyKCS11Error as exc:
+                    log.warning("re-initializing %s failed: %s", module, exc)
+
     def close(self) -> None:
         for lib in self._libs.values():
             with suppress(PyKCS11Error):  # a module that failed at runtime: nothing more to do

@@ -1,0 +1,111 @@
+"""The agent's configuration: a TOML file, then command-line flags over it.
+
+# ~/.config/cert-agent/config.toml (Linux; see default_config_path for the others)
+port = 27138
+allowed_origins = ["https://etax.qingdao.example"]
+modules = ["/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"]
+pin_max_tries = 10          # the media's retry limit, when known: enables "tries left"
+poll_interval = 1.0         # seconds between token scans
+max_message_bytes = 65536   # larger WebSocket frames close the connection (1009)
+pin_failures_per_connection = 5   # wrong PINs per window before RATE_LIMITED
+pin_failures_per_origin = 10
+pin_failure_window = 60     # seconds
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from cert_agent.agent.origins import OriginPolicy, normalize_origin
+from cert_agent.modules import default_modules
+
+DEFAULT_PORT = 27138  # fixed so that pages know where to look; below the ephemeral range
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    port: int = DEFAULT_PORT
+    allowed_origins: tuple[str, ...] = ()
+    modules: tuple[str, ...] = field(default_factory=lambda: tuple(default_modules()))
+    pin_max_tries: int | None = None
+    poll_interval: float = 1.0
+    max_message_bytes: int = 64 * 1024
+    pin_failures_per_connection: int = 5
+    pin_failures_per_origin: int = 10
+    pin_failure_window: float = 60.0
+    operation_timeout: float = 60.0  # a token call slower than this is abandoned (TOKEN_TIMEOUT)
+    listen_hosts: tuple[str, ...] = ("127.0.0.1", "::1")
+
+    def origin_policy(self) -> OriginPolicy:
+        return OriginPolicy.from_config(list(self.allowed_origins), self.port)
+
+    def with_overrides(
+        self, *, port: int | None = None, origins: list[str] | None = None, modules: list[str] | None = None
+    ) -> AgentConfig:
+        config = self
+        if port is not None:
+            config = replace(config, port=port)
+        if origins:
+            config = replace(config, allowed_origins=tuple(normalize_origin(o) for o in origins))
+        if modules:
+            config = replace(config, modules=tuple(modules))
+        config.origin_policy()  # validate
+        return config
+
+
+def default_config_path() -> Path:
+    """~/.config/cert-agent/config.toml on Linux, ~/Library/Application Support/cert-agent on
+    macOS, %APPDATA%\\cert-agent on Windows."""
+    return Path(platformdirs.user_config_dir("cert-agent", appauthor=False)) / "config.toml"
+
+
+def load_config(path: Path | None = None) -> AgentConfig:
+    """Read the TOML file (a missing default file means defaults; a missing named file is an
+    error), check every key, and refuse unsafe origins."""
+    explicit = path is not None
+    path = path or default_config_path()
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"{path}: no such configuration file")
+        return AgentConfig()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return _from_mapping(raw, str(path))
+
+
+def _from_mapping(raw: dict[str, Any], where: str) -> AgentConfig:
+    known = {f.name: f for f in fields(AgentConfig)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key {key!r}")
+        if key in ("allowed_origins", "modules", "listen_hosts"):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where}: {key} must be a list of strings")
+            value = tuple(value)
+        elif key == "port":
+            if not isinstance(value, int) or not 1 <= value <= 65535:
+                raise ConfigError(f"{where}: port must be an integer from 1 to 65535")
+        elif key == "pin_max_tries":
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{where}: pin_max_tries must be a positive integer")
+        elif not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{where}: {key} must be a positive number")
+        values[key] = value
+    config = AgentConfig(**values)
+    try:
+        config.origin_policy()
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return config

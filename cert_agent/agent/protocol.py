@@ -1,0 +1,118 @@
+"""The WebSocket protocol, version 1: request parsing and field checks (see docs/protocol.md).
+
+A request is a JSON object ``{"id": ..., "method": ..., "params": {...}}``; the agent answers
+``{"id": ..., "result": {...}}`` or ``{"id": ..., "error": {"code": ..., ...}}`` and pushes
+``{"event": ..., "data": {...}}`` without an id.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from cert_agent.drivers.mechanisms import SignatureAlgorithm
+from cert_agent.errors import BadJson, BadRequest
+
+PROTOCOL_VERSION = 1
+MAX_ID_LENGTH = 64
+MAX_PIN_LENGTH = 64
+NONCE_MIN_LENGTH = 44  # base64 of 32 random bytes, what Web eID challenges carry at least
+NONCE_MAX_LENGTH = 512
+_NONCE_CHARS = re.compile(r"^[\x21-\x7e]+$")
+_HEX = re.compile(r"^[0-9a-f]{1,256}$")
+
+RequestId = str | int
+
+
+@dataclass(frozen=True)
+class Request:
+    id: RequestId
+    method: str
+    params: dict[str, Any]
+
+
+class RequestError(Exception):
+    """A request that cannot be served, with the id to answer (None when it had none)."""
+
+    def __init__(self, request_id: RequestId | None, error: BadJson | BadRequest) -> None:
+        super().__init__(error.describe())
+        self.request_id = request_id
+        self.error = error
+
+
+def parse_request(text: str) -> Request:
+    try:
+        message = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise RequestError(None, BadJson("not JSON")) from None
+    if not isinstance(message, dict):
+        raise RequestError(None, BadJson("not a JSON object"))
+    request_id = message.get("id")
+    if isinstance(request_id, bool) or not isinstance(request_id, str | int):
+        raise RequestError(None, BadRequest("id", "a string or an integer is required"))
+    if isinstance(request_id, str) and len(request_id) > MAX_ID_LENGTH:
+        raise RequestError(None, BadRequest("id", f"at most {MAX_ID_LENGTH} characters"))
+    method = message.get("method")
+    if not isinstance(method, str) or not method:
+        raise RequestError(request_id, BadRequest("method", "a string is required"))
+    params = message.get("params", {})
+    if not isinstance(params, dict):
+        raise RequestError(request_id, BadRequest("params", "an object is required"))
+    return Request(request_id, method, params)
+
+
+def string_param(params: dict[str, Any], name: str, *, max_length: int = 512) -> str:
+    value = params.get(name)
+    if not isinstance(value, str) or not value:
+        raise BadRequest(name, "a non-empty string is required")
+    if len(value) > max_length:
+        raise BadRequest(name, f"at most {max_length} characters")
+    return value
+
+
+def pin_param(params: dict[str, Any], name: str) -> bytes:
+    """A PIN as UTF-8 bytes; the error says which field, never what it held."""
+    value = params.get(name)
+    if not isinstance(value, str) or not value:
+        raise BadRequest(name, "a non-empty string is required")
+    if len(value) > MAX_PIN_LENGTH:
+        raise BadRequest(name, f"at most {MAX_PIN_LENGTH} characters")
+    return value.encode("utf-8")
+
+
+def cert_id_param(params: dict[str, Any]) -> bytes:
+    value = string_param(params, "certId")
+    if not _HEX.match(value):
+        raise BadRequest("certId", "lower-case hexadecimal is required")
+    return bytes.fromhex(value) if len(value) % 2 == 0 else bytes.fromhex("0" + value)
+
+
+def nonce_param(params: dict[str, Any]) -> str:
+    value = params.get("challengeNonce")
+    if not isinstance(value, str):
+        raise BadRequest("challengeNonce", "a string is required")
+    if not NONCE_MIN_LENGTH <= len(value) <= NONCE_MAX_LENGTH or not _NONCE_CHARS.match(value):
+        raise BadRequest(
+            "challengeNonce", f"{NONCE_MIN_LENGTH} to {NONCE_MAX_LENGTH} printable ASCII characters are required"
+        )
+    return value
+
+
+def algorithm_param(params: dict[str, Any]) -> SignatureAlgorithm | None:
+    value = params.get("algorithm")
+    if value is None:
+        return None
+    try:
+        return SignatureAlgorithm(value)
+    except ValueError:
+        allowed = ", ".join(a.value for a in SignatureAlgorithm)
+        raise BadRequest("algorithm", f"one of {allowed}") from None
+
+
+def protocol_versions_param(params: dict[str, Any]) -> list[int]:
+    value = params.get("protocolVersions", [PROTOCOL_VERSION])
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise BadRequest("protocolVersions", "a list of integers is required")
+    return value

@@ -1,0 +1,270 @@
+"""The agent's WebSocket server (aiohttp), bound to loopback addresses only.
+
+Order of things for a connection:
+1. before the upgrade: Host names the agent on loopback, Origin is exactly an allowed origin
+   (else HTTP 403 with ORIGIN_REFUSED, logged without secrets);
+2. after it: each text frame is one request, served in its own task, so that a slow token
+   never holds up another request; token events are pushed as they happen;
+3. a frame over ``max_message_bytes`` closes the connection with 1009 (message too big).
+The origin used in signatures is the handshake's Origin header, never a value from a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from cert_agent import __version__
+from cert_agent.agent import protocol
+from cert_agent.agent.authtoken import auth_token, choose_algorithm, signed_data
+from cert_agent.agent.config import AgentConfig
+from cert_agent.agent.origins import OriginPolicy
+from cert_agent.agent.ratelimit import FailureWindow
+from cert_agent.agent.tokens import TokenService
+from cert_agent.errors import (
+    AgentError,
+    BadJson,
+    CertificateNotFound,
+    CertificateUnparsable,
+    OriginRefused,
+    PinIncorrect,
+    RateLimited,
+    UnknownMethod,
+    UnsupportedProtocol,
+)
+
+log = logging.getLogger("cert_agent.server")
+SERVICE_KEY = web.AppKey("service", TokenService)
+CONFIG_KEY = web.AppKey("config", AgentConfig)
+POLICY_KEY = web.AppKey("policy", OriginPolicy)
+WINDOWS_KEY = web.AppKey("origin_windows", dict[str, FailureWindow])
+
+
+class Connection:
+    """One page's WebSocket: its origin, its wrong-PIN window, and a lock for sending."""
+
+    def __init__(self, ws: web.WebSocketResponse, origin: str, config: AgentConfig, origin_window: FailureWindow):
+        self.ws = ws
+        self.origin = origin
+        self.pin_failures = FailureWindow(config.pin_failures_per_connection, config.pin_failure_window)
+        self.origin_failures = origin_window
+        self._send_lock = asyncio.Lock()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.ws.closed:
+            return
+        async with self._send_lock:
+            with contextlib.suppress(ConnectionResetError):
+                await self.ws.send_str(json.dumps(message, ensure_ascii=False))
+
+    def check_rate(self) -> None:
+        wait = max(self.pin_failures.retry_after(), self.origin_failures.retry_after())
+        if wait:
+            raise RateLimited(wait)
+
+    def record_wrong_pin(self) -> None:
+        self.pin_failures.record_failure()
+        self.origin_failures.record_failure()
+
+
+Handler = Callable[[Connection, TokenService, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+async def hello(conn: Connection, service: TokenService, params: dict[str, Any]) -> dict[str, Any]:
+    if protocol.PROTOCOL_VERSION not in protocol.protocol_versions_param(params):
+        raise UnsupportedProtocol(f"agent speaks {protocol.PROTOCOL_VERSION}")
+    return {
+        "agent": "cert-agent",
+        "version": __version__,
+        "protocolVersion": protocol.PROTOCOL_VERSION,
+        "origin": conn.origin,
+    }
+
+
+async def list_certificates(conn: Connection, service: TokenService, params: dict[str, Any]) -> dict[str, Any]:
+    await service.refresh()
+    return {"tokens": service.tokens()}
+
+
+async def authenticate(conn: Connection, service: TokenService, params: dict[str, Any]) -> dict[str, Any]:
+    token_id = protocol.string_param(params, "tokenId")
+    cert_id = protocol.cert_id_param(params)
+    nonce = protocol.nonce_param(params)
+    requested = protocol.algorithm_param(params)
+    pin = protocol.pin_param(params, "pin")
+    conn.check_rate()
+    cert = _certificate(service, token_id, cert_id)
+    algorithm = choose_algorithm(requested, cert["keyType"], cert["keySize"])
+    data = signed_data(conn.origin, nonce, algorithm)
+    signature = await _counting_wrong_pins(conn, service.sign(token_id, cert_id, pin, data, algorithm.value))
+    return {"authToken": auth_token(cert["certificate"], algorithm, signature)}
+
+
+async def verify_pin(conn: Connection, service: TokenService, params: dict[str, Any]) -> dict[str, Any]:
+    token_id = protocol.string_param(params, "tokenId")
+    pin = protocol.pin_param(params, "pin")
+    conn.check_rate()
+    await _counting_wrong_pins(conn, service.verify_pin(token_id, pin))
+    return {"verified": True}
+
+
+async def change_pin(conn: Connection, service: TokenService, params: dict[str, Any]) -> dict[str, Any]:
+    token_id = protocol.string_param(params, "tokenId")
+    old = protocol.pin_param(params, "oldPin")
+    new = protocol.pin_param(params, "newPin")
+    conn.check_rate()
+    await _counting_wrong_pins(conn, service.change_pin(token_id, old, new))
+    return {"changed": True}
+
+
+METHODS: dict[str, Handler] = {
+    "hello": hello,
+    "listCertificates": list_certificates,
+    "authenticate": authenticate,
+    "verifyPin": verify_pin,
+    "changePin": change_pin,
+}
+
+
+async def _counting_wrong_pins(conn: Connection, operation: Awaitable[Any]) -> Any:
+    try:
+        return await operation
+    except PinIncorrect:
+        conn.record_wrong_pin()
+        raise
+
+
+def _certificate(service: TokenService, token_id: str, cert_id: bytes) -> dict[str, Any]:
+    for cert in service.token(token_id)["certificates"]:
+        if cert["certId"] == cert_id.hex():
+            if cert["info"] is None:
+                raise CertificateUnparsable(cert_id.hex())
+            return dict(cert)
+    raise CertificateNotFound(cert_id.hex())
+
+
+# --- the WebSocket endpoint ------------------------------------------------------------------
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    config = request.app[CONFIG_KEY]
+    service = request.app[SERVICE_KEY]
+    policy = request.app[POLICY_KEY]
+    origin = request.headers.get("Origin")
+    host = request.headers.get("Host")
+    refusal = policy.host_refusal(host) or policy.origin_refusal(origin)
+    if refusal or origin is None:
+        log.warning("refused handshake: %s (origin=%r host=%r peer=%s)", refusal, origin, host, request.remote)
+        return web.json_response({"error": OriginRefused(refusal or "").to_dict()}, status=403)
+
+    ws = web.WebSocketResponse(max_msg_size=config.max_message_bytes, heartbeat=30.0)
+    await ws.prepare(request)
+    windows = request.app[WINDOWS_KEY]
+    window = windows.setdefault(origin, FailureWindow(config.pin_failures_per_origin, config.pin_failure_window))
+    conn = Connection(ws, origin, config, window)
+    log.info("connection opened for %s", origin)
+    events = service.subscribe()
+    forwarder = asyncio.create_task(_forward_events(conn, events))
+    tasks: set[asyncio.Task[None]] = set()
+    try:
+        async for message in ws:
+            if message.type == WSMsgType.TEXT:
+                task = asyncio.create_task(_serve(conn, service, message.data))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            elif message.type == WSMsgType.BINARY:
+                await conn.send({"id": None, "error": BadJson("binary frame").to_dict()})
+            elif message.type == WSMsgType.ERROR:
+                log.info("connection for %s ended: %s", origin, ws.exception())
+                break
+    finally:
+        service.unsubscribe(events)
+        forwarder.cancel()
+        for task in tasks:
+            task.cancel()
+        log.info("connection closed for %s (code %s)", origin, ws.close_code)
+    return ws
+
+
+async def _serve(conn: Connection, service: TokenService, text: str) -> None:
+    request_id: protocol.RequestId | None = None
+    try:
+        request = protocol.parse_request(text)
+        request_id = request.id
+        handler = METHODS.get(request.method)
+        if handler is None:
+            raise UnknownMethod(request.method[:64])
+        log.info("%s request %r from %s", request.method, request.id, conn.origin)
+        result = await handler(conn, service, request.params)
+        await conn.send({"id": request.id, "result": result})
+    except protocol.RequestError as exc:
+        await conn.send({"id": exc.request_id, "error": exc.error.to_dict()})
+    except AgentError as exc:
+        log.info("request %r from %s failed: %s", request_id, conn.origin, exc.code)
+        await conn.send({"id": request_id, "error": exc.to_dict()})
+    except Exception:  # a bug must cost one request, never the connection or the daemon
+        log.exception("request %r from %s failed unexpectedly", request_id, conn.origin)
+        await conn.send({"id": request_id, "error": AgentError().to_dict()})
+
+
+async def _forward_events(conn: Connection, events: asyncio.Queue[dict[str, Any]]) -> None:
+    while True:
+        await conn.send(await events.get())
+
+
+# --- the application -------------------------------------------------------------------------
+
+
+def create_app(config: AgentConfig, service: TokenService) -> web.Application:
+    app = web.Application(client_max_size=config.max_message_bytes)
+    app[CONFIG_KEY] = config
+    app[SERVICE_KEY] = service
+    app[POLICY_KEY] = config.origin_policy()
+    app[WINDOWS_KEY] = {}
+    app.router.add_get("/ws", websocket)
+    return app
+
+
+async def start(config: AgentConfig) -> tuple[web.AppRunner, TokenService]:
+    """Start the token service and listen on every loopback address that can be bound."""
+    if not config.allowed_origins:
+        log.warning("no allowed origins are configured: every page will be refused")
+    service = TokenService(config)
+    await service.start()
+    runner = web.AppRunner(create_app(config, service), access_log=None)
+    await runner.setup()
+    bound = 0
+    for host in config.listen_hosts:
+        try:
+            await web.TCPSite(runner, host, config.port).start()
+            bound += 1
+        except OSError as exc:
+            log.warning("cannot listen on %s:%s: %s", host, config.port, exc)
+    if not bound:
+        await runner.cleanup()
+        await service.stop()
+        raise OSError(f"cannot listen on port {config.port} of any loopback address")
+    log.info("cert-agent %s listening on port %s for %s", __version__, config.port, sorted(config.allowed_origins))
+    return runner, service
+
+
+async def serve_forever(config: AgentConfig) -> None:
+    runner, service = await start(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # Windows has no add_signal_handler
+            loop.add_signal_handler(sig, stop.set)
+    print(f"cert-agent listening on ws://127.0.0.1:{config.port}/ws", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await service.stop()
