@@ -20,7 +20,6 @@ import pytest_asyncio
 
 from cert_agent.agent.config import AgentConfig
 from cert_agent.agent.tokens import TokenService
-
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
 from softhsm_fixtures import Fixtures, build_fixtures
 

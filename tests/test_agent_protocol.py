@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
@@ -207,9 +207,8 @@ async def test_authenticate_returns_a_web_eid_token_bound_to_the_handshake_origi
         reply = await client.call("authenticate", tokenId=token_id, certId=cert_id, pin=pin, challengeNonce=NONCE)
     auth = reply["result"]["authToken"]
     assert auth["format"] == "web-eid:1.0" and auth["algorithm"] == algorithm and auth["appVersion"]
-    assert base64.b64decode(auth["unverifiedCertificate"]) == fixtures.certificate(cert_name).public_bytes(
-        __import__("cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]).Encoding.DER
-    )
+    der = fixtures.certificate(cert_name).public_bytes(serialization.Encoding.DER)
+    assert base64.b64decode(auth["unverifiedCertificate"]) == der
     verify_auth_token(auth, ALLOWED_ORIGIN, NONCE)
     for other in ("https://evil.test", "https://etax.example.com:8443", "http://etax.example.com"):
         with pytest.raises(InvalidSignature):
