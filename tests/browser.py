@@ -1,0 +1,71 @@
+"""Helpers for tests in a real browser: Debian's Chromium driven by Playwright, pages served by
+a real aiohttp server on loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from aiohttp import web
+from playwright.async_api import Browser, async_playwright
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "cert_agent" / "web"
+ARTIFACTS = Path(os.environ.get("CERT_AGENT_ARTIFACTS", Path(__file__).resolve().parent.parent / "artifacts"))
+
+# What a headless Chromium needs on a closed network, as root, with no first-run noise.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str:
+    found = os.environ.get("CERT_AGENT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(found).exists():
+        raise FileNotFoundError("Debian's chromium is not installed (apt-get install chromium)")
+    return found
+
+
+@asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+BLANK_PAGE = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>测试页</title></head>
+<body><script type="module">
+import * as agent from "/static/cert-agent.js";
+window.certAgent = agent;
+window.ready = true;
+</script></body></html>"""
+
+
+@asynccontextmanager
+async def page_server(port: int) -> AsyncIterator[str]:
+    """Serve cert-agent.js under /static/ and a blank page that imports it, on 127.0.0.1:port."""
+
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(text=BLANK_PAGE, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", index)
+    app.router.add_static("/static/", WEB_DIR)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
