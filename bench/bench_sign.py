@@ -19,7 +19,7 @@ from pathlib import Path
 
 import PyKCS11
 
-from cert_agent.drivers.mechanisms import SignatureAlgorithm
+from cert_agent.algorithms import SignatureAlgorithm
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
 from cert_agent.pin import Pin
 from softhsm_fixtures import build_fixtures

@@ -16,14 +16,16 @@ import sys
 import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from cert_agent import __version__
 from cert_agent.agent.config import DEFAULT_PORT, default_config_path, load_config
-from cert_agent.drivers.pkcs11 import Pkcs11Driver
 from cert_agent.errors import AgentError
 from cert_agent.modules import default_modules
 from cert_agent.pin import Pin
+
+if TYPE_CHECKING:  # the driver (PyKCS11, cryptography) loads only for the commands that use it
+    from cert_agent.drivers.pkcs11 import Pkcs11Driver
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -100,8 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
 
 
-def _driver(args: argparse.Namespace) -> Pkcs11Driver:
-    return Pkcs11Driver(args.module or default_modules())
+def _driver(args: argparse.Namespace, modules: list[str] | None = None) -> Pkcs11Driver:
+    from cert_agent.drivers.pkcs11 import Pkcs11Driver
+
+    return Pkcs11Driver(modules or args.module or default_modules())
 
 
 def cmd_tokens(args: argparse.Namespace, out: TextIO) -> int:
@@ -191,7 +195,7 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
     if not modules:
         print("✗ 未找到 PKCS#11 模块 (no PKCS#11 module found; use --module)", file=out)
         healthy = False
-    driver = Pkcs11Driver(modules)
+    driver = _driver(args, modules)
     try:
         failed = {p.module: p for p in driver.problems}
         for module in modules:

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from cert_agent.drivers.mechanisms import SignatureAlgorithm
+from cert_agent.algorithms import SignatureAlgorithm
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
 from cert_agent.errors import AgentError
 from cert_agent.pin import Pin

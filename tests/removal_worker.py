@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 
-from cert_agent.drivers.mechanisms import SignatureAlgorithm
+from cert_agent.algorithms import SignatureAlgorithm
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
 from cert_agent.errors import AgentError
 from cert_agent.pin import Pin

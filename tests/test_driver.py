@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from cert_agent.drivers.mechanisms import SignatureAlgorithm, plan_signature
+from cert_agent.algorithms import SignatureAlgorithm
+from cert_agent.drivers.mechanisms import plan_signature
 from cert_agent.drivers.models import Medium, PinState, Token
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
 from cert_agent.errors import (
@@ -45,7 +46,7 @@ def verify(fixtures: Fixtures, cert_name: str, signature: bytes, algorithm: Sign
     """Independent check with pyca/cryptography: raises InvalidSignature when it does not verify."""
     public_key = fixtures.certificate(cert_name).public_key()
     hash_algorithm = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sha512": hashes.SHA512()}[
-        algorithm.hash.name
+        algorithm.hash_name
     ]
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         half = len(signature) // 2

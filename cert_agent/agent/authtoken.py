@@ -13,7 +13,7 @@ import hashlib
 from typing import Any
 
 from cert_agent import __version__
-from cert_agent.drivers.mechanisms import SignatureAlgorithm, default_algorithm
+from cert_agent.algorithms import SignatureAlgorithm, default_algorithm
 from cert_agent.errors import BadRequest
 
 TOKEN_FORMAT = "web-eid:1.0"
@@ -21,7 +21,7 @@ APP_VERSION = f"https://cert-agent.invalid/releases/{__version__}"
 
 
 def signed_data(origin: str, nonce: str, algorithm: SignatureAlgorithm) -> bytes:
-    name = algorithm.hash.name
+    name = algorithm.hash_name
     return hashlib.new(name, origin.encode("utf-8")).digest() + hashlib.new(name, nonce.encode("utf-8")).digest()
 
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from cert_agent.drivers.mechanisms import SignatureAlgorithm
+from cert_agent.algorithms import SignatureAlgorithm
 from cert_agent.errors import BadJson, BadRequest
 
 PROTOCOL_VERSION = 1

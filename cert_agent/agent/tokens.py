@@ -10,26 +10,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import os
 import time
-from collections.abc import Callable
-from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
-from cert_agent.agent import worker
 from cert_agent.agent.config import AgentConfig
+from cert_agent.agent.workerproc import WorkerProcess
 from cert_agent.errors import AgentError, TokenNotFound, TokenTimeout, WorkerFailed
 
 log = logging.getLogger("cert_agent.tokens")
-T = TypeVar("T")
 DISCOVERY = "discovery"
 
 
 class TokenService:
     def __init__(self, config: AgentConfig) -> None:
         self._config = config
-        self._executors: dict[str, ProcessPoolExecutor] = {}
+        self._workers: dict[str, WorkerProcess] = {}
         self._tokens: dict[str, dict[str, Any]] = {}
         self._problems: list[dict[str, Any]] = []
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
@@ -37,6 +33,7 @@ class TokenService:
         self._scan_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self.scanned_at = 0.0
+        self._stopping = False
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -45,12 +42,13 @@ class TokenService:
         self._poller = asyncio.create_task(self._poll(), name="token-poller")
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._poller:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
-        for key in list(self._executors):
-            self._discard(key, kill=True)
+        for key in list(self._workers):
+            self._discard(key)
 
     # --- what pages see -----------------------------------------------------------------------
 
@@ -76,25 +74,25 @@ class TokenService:
 
     def worker_pids(self) -> dict[str, list[int]]:
         """Process ids of the workers, by token id (and "discovery"): for status and tests."""
-        return {key: [p.pid for p in _processes(ex)] for key, ex in self._executors.items()}
+        return {key: [w.pid] for key, w in self._workers.items() if w.pid is not None}
 
     # --- token operations (each in the token's own worker) ------------------------------------
 
     async def verify_pin(self, token_id: str, pin: bytes) -> None:
         try:
-            await self._call(token_id, worker.verify_pin, token_id, pin)
+            await self._call(token_id, "verify_pin", token_id, pin)
         finally:
             self.request_scan()
 
     async def change_pin(self, token_id: str, old: bytes, new: bytes) -> None:
         try:
-            await self._call(token_id, worker.change_pin, token_id, old, new)
+            await self._call(token_id, "change_pin", token_id, old, new)
         finally:
             self.request_scan()
 
     async def sign(self, token_id: str, cert_id: bytes, pin: bytes, data: bytes, algorithm: str) -> bytes:
         try:
-            return await self._call(token_id, worker.sign, token_id, cert_id, pin, data, algorithm)
+            return bytes(await self._call(token_id, "sign", token_id, cert_id, pin, data, algorithm))
         except AgentError as exc:
             if exc.code in ("PIN_INCORRECT", "PIN_LOCKED"):
                 self.request_scan()
@@ -108,13 +106,14 @@ class TokenService:
     async def refresh(self) -> None:
         """Scan now (or wait for the scan under way) and publish what changed."""
         async with self._scan_lock:
-            result = await self._call(DISCOVERY, worker.scan)
+            result = await self._call(DISCOVERY, "scan")
             self._publish(result)
 
     async def _poll(self) -> None:
-        while True:
+        while not self._stopping:  # checked as well as cancelled: a wake-up racing a cancel
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._config.poll_interval)
+                async with asyncio.timeout(self._config.poll_interval):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.refresh()
@@ -130,7 +129,7 @@ class TokenService:
         self._tokens, self._problems = new, result["problems"]
         for token_id in old.keys() - new.keys():
             log.info("token removed: %s", old[token_id]["serial"])
-            self._discard(token_id, kill=True)
+            self._discard(token_id)
             self._emit({"event": "tokenRemoved", "data": {"tokenId": token_id}})
         for token_id in new.keys() - old.keys():
             log.info("token inserted: %s (%s)", new[token_id]["serial"], new[token_id]["medium"])
@@ -148,52 +147,34 @@ class TokenService:
 
     # --- workers ------------------------------------------------------------------------------
 
-    async def _call(self, key: str, function: Callable[..., T], *args: Any) -> T:
+    async def _call(self, key: str, operation: str, *args: Any) -> Any:
         if key != DISCOVERY and key not in self._tokens:
             raise TokenNotFound(key)
-        executor = self._executor(key)
-        loop = asyncio.get_running_loop()
+        worker = self._worker(key)
         try:
-            future = loop.run_in_executor(executor, function, *args)
-            return await asyncio.wait_for(future, timeout=self._config.operation_timeout)
+            return await worker.call(operation, *args, timeout=self._config.operation_timeout)
         except TimeoutError:
             log.warning("worker %s did not answer within %ss; restarting it", key, self._config.operation_timeout)
-            self._discard(key, kill=True)
+            self._discard(key)
             raise TokenTimeout(key) from None
-        except BrokenExecutor:
+        except WorkerFailed:
             log.warning("worker %s died; it will be restarted", key)
-            self._discard(key, kill=True)
-            raise WorkerFailed(key) from None
+            self._discard(key)
+            raise
 
-    def _executor(self, key: str) -> ProcessPoolExecutor:
-        executor = self._executors.get(key)
-        if executor is None:
+    def _worker(self, key: str) -> WorkerProcess:
+        worker = self._workers.get(key)
+        if worker is None:
+            # The discovery worker loads every module; a token's worker only the token's own.
             modules = list(self._config.modules) if key == DISCOVERY else [self._tokens[key]["module"]]
-            executor = ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=worker.init,
-                initargs=(modules, self._config.pin_max_tries),
-            )
-            self._executors[key] = executor
-        return executor
+            worker = WorkerProcess(key, modules, self._config.pin_max_tries)
+            self._workers[key] = worker
+        return worker
 
-    def _discard(self, key: str, *, kill: bool) -> None:
-        executor = self._executors.pop(key, None)
-        if executor is None:
-            return
-        if kill:
-            for process in _processes(executor):
-                if process.is_alive():
-                    process.kill()
-        executor.shutdown(wait=False, cancel_futures=True)
-
-
-def _processes(executor: ProcessPoolExecutor) -> list[Any]:
-    # ProcessPoolExecutor has no public way to stop a worker stuck in a C call; its process
-    # table is the only handle (stable from Python 3.8 to 3.13).
-    table = getattr(executor, "_processes", None) or {}
-    return list(table.values())
+    def _discard(self, key: str) -> None:
+        worker = self._workers.pop(key, None)
+        if worker is not None:
+            worker.kill()
 
 
 def current_rss_bytes(pid: int | None = None) -> int:

@@ -10,14 +10,19 @@ values; PINs arrive as bytes, are wrapped in a Pin at once and wiped when the ca
 from __future__ import annotations
 
 import base64
+import logging
+import signal
+from collections.abc import Callable
+from multiprocessing.connection import Connection
 from typing import Any
 
-from cert_agent.drivers.mechanisms import SignatureAlgorithm
+from cert_agent.algorithms import SignatureAlgorithm
 from cert_agent.drivers.models import Token
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
-from cert_agent.errors import TokenNotPresent
+from cert_agent.errors import AgentError, TokenNotPresent
 from cert_agent.pin import Pin
 
+log = logging.getLogger("cert_agent.worker")
 _driver: Pkcs11Driver | None = None
 _known: dict[str, Token] = {}
 _certificates: dict[str, list[dict[str, Any]]] = {}
@@ -87,5 +92,29 @@ def sign(token_id: str, cert_id: bytes, pin: bytes, data: bytes, algorithm: str)
         return _get_driver().sign(_token(token_id), cert_id, secret, data, SignatureAlgorithm(algorithm))
 
 
-def ping() -> bool:
-    return True
+OPERATIONS: dict[str, Callable[..., Any]] = {
+    "scan": scan,
+    "verify_pin": verify_pin,
+    "change_pin": change_pin,
+    "sign": sign,
+}
+
+
+def serve(conn: Connection, modules: list[str], pin_max_tries: int | None) -> None:
+    """The worker's loop: one (operation, args) request in, one (ok, value) answer out."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's; it stops the workers
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
+    init(modules, pin_max_tries)
+    while True:
+        try:
+            operation, args = conn.recv()
+        except (EOFError, OSError):
+            return  # the daemon went away
+        try:
+            reply: tuple[bool, Any] = (True, OPERATIONS[operation](*args))
+        except AgentError as exc:
+            reply = (False, exc)
+        except Exception as exc:  # a bug must cost one request, not the worker
+            log.exception("%s failed", operation)
+            reply = (False, AgentError(type(exc).__name__))
+        conn.send(reply)

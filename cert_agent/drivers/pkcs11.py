@@ -27,8 +27,9 @@ from typing import Any
 import PyKCS11
 from PyKCS11 import PyKCS11Error
 
+from cert_agent.algorithms import SignatureAlgorithm
 from cert_agent.certificate import parse_certificate
-from cert_agent.drivers.mechanisms import SignatureAlgorithm, plan_signature
+from cert_agent.drivers.mechanisms import plan_signature
 from cert_agent.drivers.models import (
     ModuleProblem,
     PinState,

@@ -1,0 +1,95 @@
+"""The daemon's side of a token worker process: start it, call it, stop it.
+
+A worker is a child process (started with "spawn", so it shares nothing with the daemon but
+what it is sent) that runs ``worker.serve`` and answers one request at a time over a pipe.
+This module imports nothing of PKCS#11, so the daemon's own process stays small; the worker
+imports the driver when it starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+from multiprocessing.connection import Connection
+from typing import Any
+
+from cert_agent.errors import AgentError, WorkerFailed
+
+
+def _run(conn: Connection, modules: list[str], pin_max_tries: int | None) -> None:
+    from cert_agent.agent import worker
+
+    worker.serve(conn, modules, pin_max_tries)
+
+
+class WorkerProcess:
+    def __init__(self, name: str, modules: list[str], pin_max_tries: int | None) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.name = name
+        self._conn, child = context.Pipe()
+        self.process = context.Process(
+            target=_run, args=(child, modules, pin_max_tries), name=f"cert-agent-worker {name}", daemon=True
+        )
+        self.process.start()
+        child.close()
+        self._lock = asyncio.Lock()
+        self._unanswered = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    async def call(self, operation: str, *args: Any, timeout: float) -> Any:
+        """Run ``operation`` in the worker; raises what it raised (an AgentError), TimeoutError
+        when it does not answer within ``timeout``, WorkerFailed when the process died."""
+        async with self._lock:  # the worker serves one request at a time
+            try:
+                while self._unanswered:  # answers to requests whose callers went away
+                    await asyncio.wait_for(self._readable(), timeout)
+                    self._conn.recv()
+                    self._unanswered -= 1
+                self._conn.send((operation, args))
+                try:
+                    await asyncio.wait_for(self._readable(), timeout)
+                except asyncio.CancelledError:
+                    self._unanswered += 1  # the worker still answers; the next call drops it
+                    raise
+                ok, value = self._conn.recv()
+            except TimeoutError:  # an OSError too: keep it apart from a broken pipe
+                raise
+            except (EOFError, OSError):
+                raise WorkerFailed(self.name) from None
+        if ok:
+            return value
+        if isinstance(value, AgentError):
+            raise value
+        raise WorkerFailed(f"{self.name}: {value}")
+
+    async def _readable(self) -> None:
+        """Wait until the worker's answer (or its end) can be read, without a thread where the
+        event loop can watch the pipe itself (Unix), with one where it cannot (Windows)."""
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        fd = self._conn.fileno()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        try:
+            loop.add_reader(fd, wake)
+        except NotImplementedError:
+            await loop.run_in_executor(None, self._conn.poll, None)
+            return
+        try:
+            await ready
+        finally:
+            loop.remove_reader(fd)
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+        with contextlib.suppress(OSError):
+            self._conn.close()

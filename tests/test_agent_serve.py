@@ -1,0 +1,91 @@
+"""``cert-agent serve`` as a user runs it: a real process, a TOML file, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from softhsm_fixtures import Fixtures
+from tests.conftest import free_port
+
+
+def start_serve(fixtures: Fixtures, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cert_agent", "serve", *args],
+        env=fixtures.env.environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_listening(process: subprocess.Popen[str]) -> str:
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert "listening on" in line, line + (process.stderr.read() if process.stderr else "")
+    return line
+
+
+async def test_serve_reads_the_toml_file_and_flags_override_it(fixtures: Fixtures, tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'port = 1\nallowed_origins = ["https://etax.example.com"]\nmodules = ["{fixtures.module}"]\n', encoding="utf-8"
+    )
+    process = start_serve(fixtures, "--config", str(config), "--port", str(port))
+    try:
+        assert f"ws://127.0.0.1:{port}/ws" in wait_listening(process)
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"ws://127.0.0.1:{port}/ws", origin="https://etax.example.com") as ws:
+                await ws.send_json({"id": 1, "method": "listCertificates"})
+                reply = await ws.receive_json()
+                assert len(reply["result"]["tokens"]) == len(fixtures.tokens)
+            refused = await session.get(
+                f"http://127.0.0.1:{port}/ws",
+                headers={"Origin": "https://evil.test", "Connection": "Upgrade", "Upgrade": "websocket"},
+            )
+            assert refused.status == 403
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 0, stderr
+    assert "refused handshake" in stderr and "https://evil.test" in stderr
+
+
+async def test_serve_also_listens_on_ipv6_loopback_when_the_machine_has_it(fixtures: Fixtures) -> None:
+    port = free_port()
+    process = start_serve(fixtures, "--port", str(port), "--allow-origin", "https://etax.example.com")
+    try:
+        wait_listening(process)
+        try:
+            _, writer = await asyncio.open_connection("::1", port)
+        except OSError:
+            return  # no IPv6 loopback on this machine: nothing to check
+        writer.close()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=20)
+    assert process.returncode == 0
+
+
+def test_serve_refuses_an_unsafe_origin_at_start(fixtures: Fixtures) -> None:
+    started = time.monotonic()
+    process = start_serve(fixtures, "--allow-origin", "http://etax.example.com", "--port", str(free_port()))
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 2
+    assert "http is allowed only for loopback origins" in stderr
+    assert time.monotonic() - started < 20
+
+
+def test_serve_refuses_a_broken_configuration_file(fixtures: Fixtures, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("port = [\n", encoding="utf-8")
+    process = start_serve(fixtures, "--config", str(config))
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 2 and "配置错误" in stderr
