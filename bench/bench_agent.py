@@ -187,6 +187,7 @@ async def main() -> None:
     print(f"  PyKCS11 direct (PIN + sign + logout)   : median {d_med * 1e3:.3f} ms")
     print(f"  agent over WebSocket (authenticate)    : median {a_med * 1e3:.3f} ms")
     print(f"  ratio agent/direct at the median       : {a_med / d_med:.3f} (goal <= 1.10)")
+    print(f"  added by the agent (WebSocket, JSON, worker process): {(a_med - d_med) * 1e3:.3f} ms")
     print(f"100 connections x 10 authentications over {len(CONCURRENT_CERTS)} tokens")
     print(
         f"  errors: {errors}; {1000 / elapsed:.0f} authentications/s; serial direct on one token: {serial_rate:.0f}/s"
