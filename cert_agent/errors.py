@@ -256,3 +256,95 @@ class OriginRefused(AgentError):
     code = "ORIGIN_REFUSED"
     zh = "该网站未被允许使用证书助手"
     en = "this site may not use the agent"
+
+
+# --- the verifier: token validation ----------------------------------------------------------
+
+
+class TokenInvalid(AgentError):
+    """A login token the verifier refuses. ``reason`` is the Web eID test-vector reason."""
+
+    code = "TOKEN_INVALID"
+    zh = "登录凭证无效，请重新登录"
+    en = "the authentication token is invalid"
+    reason = "invalid"
+
+
+class TokenMalformed(TokenInvalid):
+    code = "TOKEN_MALFORMED"
+    en = "a token field is missing, empty, of the wrong type or undecodable"
+    reason = "malformed"
+
+
+class TokenBadFormat(TokenInvalid):
+    code = "TOKEN_BAD_FORMAT"
+    en = "the token format is not web-eid:1"
+    reason = "bad-format"
+
+
+class CertBadKeyUsage(TokenInvalid):
+    code = "CERT_BAD_KEY_USAGE"
+    zh = "该证书不能用于登录（缺少数字签名用途）"
+    en = "the certificate has no digitalSignature key usage"
+    reason = "bad-key-usage"
+
+
+class CertBadEku(TokenInvalid):
+    code = "CERT_BAD_EKU"
+    zh = "该证书不能用于登录（扩展密钥用途不含客户端认证）"
+    en = "the certificate's extended key usage lacks clientAuth"
+    reason = "bad-eku"
+
+
+class CertDisallowedPolicy(TokenInvalid):
+    code = "CERT_DISALLOWED_POLICY"
+    zh = "该证书的证书策略不允许用于登录"
+    en = "the certificate carries a disallowed policy"
+    reason = "disallowed-policy"
+
+
+class CertExpired(TokenInvalid):
+    code = "CERT_EXPIRED"
+    zh = "证书已过期，请到主管税务机关或介质服务单位更新证书"
+    en = "the certificate (or its issuer) has expired"
+    reason = "cert-expired"
+
+
+class CertNotYetValid(TokenInvalid):
+    code = "CERT_NOT_YET_VALID"
+    zh = "证书尚未生效"
+    en = "the certificate (or its issuer) is not yet valid"
+    reason = "cert-not-yet-valid"
+
+
+class CertUntrusted(TokenInvalid):
+    code = "CERT_UNTRUSTED"
+    zh = "该证书不是税务机关认可的证书"
+    en = "the certificate does not chain to a trusted authority"
+    reason = "untrusted-issuer"
+
+
+class CertRevoked(TokenInvalid):
+    code = "CERT_REVOKED"
+    zh = "证书已被吊销，请联系主管税务机关"
+    en = "the certificate has been revoked"
+    reason = "revoked"
+
+
+class RevocationUnavailable(TokenInvalid):
+    code = "REVOCATION_UNAVAILABLE"
+    zh = "暂时无法核验证书状态，请稍后再试"
+    en = "the revocation status could not be established"
+    reason = "revocation-unavailable"
+
+
+class UnsupportedAlgorithm(TokenInvalid):
+    code = "UNSUPPORTED_ALGORITHM"
+    en = "the signature algorithm is not allowed"
+    reason = "unsupported-algorithm"
+
+
+class SignatureInvalid(TokenInvalid):
+    code = "SIGNATURE_INVALID"
+    en = "the signature does not verify for this origin and challenge"
+    reason = "signature-invalid"

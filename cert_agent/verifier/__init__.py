@@ -1,0 +1,1 @@
+"""The verifier: the relying party's side of certificate login (cert-verifier)."""

@@ -1,0 +1,329 @@
+"""Validation of a Web eID authentication token, as a short ordered list of small checks.
+
+Each check either passes or raises one error with its own stable code (``cert_agent.errors``,
+section "the verifier"). The order is the Web eID libraries' order, so that a token with
+several defects is refused for the same reason they would give:
+
+1. structure: a JSON object within size limits, every field a non-empty string, base64;
+2. format: ``web-eid:1`` or ``web-eid:1.x``;
+3. certificate: decodes as X.509 (leniently: some cards' certificates are not strict DER);
+4. purpose: keyUsage digitalSignature; clientAuth when there is an extendedKeyUsage;
+5. policies: none of the disallowed certificate policies;
+6. validity: the certificate, then the trust anchor that issued it, at the validation time;
+7. chain and revocation: a path to a trust anchor (pyhanko-certvalidator), with the CRL or
+   OCSP status as the revocation setting says;
+8. algorithm: one of ES/PS/RS 256/384/512;
+9. signature: over H(origin) || H(nonce), with the certificate's key.
+
+The nonce is not checked here: the login flow consumes it from the challenge store first (one
+use, five minutes) and passes its value in, so a replayed or foreign nonce never gets this far.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from asn1crypto import pem
+from asn1crypto import x509 as asn1_x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+from pyhanko_certvalidator import CertificateValidator, ValidationContext
+from pyhanko_certvalidator.errors import (
+    ExpiredError,
+    InsufficientRevinfoError,
+    NotYetValidError,
+    PathBuildingError,
+    RevokedError,
+    ValidationError,
+)
+
+from cert_agent.algorithms import SignatureAlgorithm
+from cert_agent.errors import (
+    CertBadEku,
+    CertBadKeyUsage,
+    CertDisallowedPolicy,
+    CertExpired,
+    CertNotYetValid,
+    CertRevoked,
+    CertUntrusted,
+    RevocationUnavailable,
+    SignatureInvalid,
+    TokenBadFormat,
+    TokenInvalid,
+    TokenMalformed,
+)
+from cert_agent.errors import (
+    UnsupportedAlgorithm as UnsupportedAlgorithmError,
+)
+from cert_agent.taxpayer_id import TaxpayerId, parse_taxpayer_id
+
+MAX_TOKEN_BYTES = 16 * 1024
+REQUIRED_FIELDS = ("format", "unverifiedCertificate", "algorithm", "signature")
+REVOCATION_MODES = {"fail-closed": "hard-fail", "fail-open": "soft-fail", "off": "none"}
+_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+
+def load_certificates(data: bytes) -> list[bytes]:
+    """DER certificates from a DER or PEM file (PEM may hold several)."""
+    if pem.detect(data):
+        return [der for _, _, der in pem.unarmor(data, multiple=True)]
+    return [data]
+
+
+@dataclass(frozen=True)
+class ValidatorSettings:
+    origin: str  # the relying party's origin, exactly as browsers send it
+    trust_anchors: tuple[bytes, ...]  # DER
+    intermediates: tuple[bytes, ...] = ()  # DER, offered to path building
+    revocation: str = "fail-closed"  # fail-closed | fail-open | off: what a missing CRL/OCSP answer means
+    crls: tuple[bytes, ...] = ()  # DER CRLs known in advance (the tax authority's, published as files)
+    allow_fetching: bool = False  # fetch CRLs / ask OCSP responders named in certificates
+    disallowed_policies: frozenset[str] = frozenset()
+    path_cache_seconds: float = 300.0  # how long a validated path (and its revocation status) is reused
+
+    def __post_init__(self) -> None:
+        if self.revocation not in REVOCATION_MODES:
+            raise ValueError(f"revocation must be one of {', '.join(REVOCATION_MODES)}")
+
+
+@dataclass(frozen=True)
+class ValidatedToken:
+    certificate_der: bytes
+    subject: str
+    subject_cn: str | None
+    taxpayer_id: TaxpayerId | None
+    algorithm: str
+
+
+@dataclass
+class _Work:
+    """What the checks learn about one token as they go."""
+
+    token: dict[str, str]
+    nonce: str
+    at: dt.datetime
+    der: bytes = b""
+    cert: asn1_x509.Certificate | None = None
+    algorithm: SignatureAlgorithm | None = None
+    pinned_time: bool = False  # validated at a given moment (support, tests): no path cache
+
+    @property
+    def certificate(self) -> asn1_x509.Certificate:
+        assert self.cert is not None  # set by check_certificate, which runs first
+        return self.cert
+
+
+class TokenValidator:
+    def __init__(self, settings: ValidatorSettings, clock: Callable[[], dt.datetime] | None = None) -> None:
+        self.settings = settings
+        self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self._anchors = [asn1_x509.Certificate.load(der) for der in settings.trust_anchors]
+        self._intermediates = [asn1_x509.Certificate.load(der) for der in settings.intermediates]
+        self._path_cache: dict[bytes, tuple[float, TokenInvalid | None]] = {}
+        self.checks: list[Callable[[_Work], Any]] = [
+            self.check_structure,
+            self.check_format,
+            self.check_certificate,
+            self.check_purpose,
+            self.check_policies,
+            self.check_validity,
+            self.check_chain,
+            self.check_algorithm,
+            self.check_signature,
+        ]
+
+    async def validate(self, token: Any, nonce: str, at: dt.datetime | None = None) -> ValidatedToken:
+        """Run the checks in order; the first failure is raised, else the login identity."""
+        work = _Work(token=token, nonce=nonce, at=at or self._clock(), pinned_time=at is not None)
+        for check in self.checks:
+            result = check(work)
+            if hasattr(result, "__await__"):
+                await result
+        cert = work.certificate
+        subject = cert.subject.native
+        cn = subject.get("common_name")
+        return ValidatedToken(
+            certificate_der=work.der,
+            subject=cert.subject.human_friendly,
+            subject_cn=cn if isinstance(cn, str) else None,
+            taxpayer_id=taxpayer_id_of(cert),
+            algorithm=work.token["algorithm"],
+        )
+
+    # --- the checks, in order ---------------------------------------------------------------
+
+    def check_structure(self, work: _Work) -> None:
+        token = work.token
+        if not isinstance(token, dict):
+            raise TokenMalformed("the token is not a JSON object")
+        if len(json.dumps(token)) > MAX_TOKEN_BYTES:
+            raise TokenMalformed(f"the token is larger than {MAX_TOKEN_BYTES} bytes")
+        for name in REQUIRED_FIELDS:
+            value = token.get(name)
+            if not isinstance(value, str) or not value:
+                raise TokenMalformed(f"{name}: a non-empty string is required")
+
+    def check_format(self, work: _Work) -> None:
+        value = work.token["format"]
+        if value != "web-eid:1" and not value.startswith("web-eid:1."):
+            raise TokenBadFormat(value[:40])
+
+    def check_certificate(self, work: _Work) -> None:
+        try:
+            work.der = base64.b64decode(work.token["unverifiedCertificate"], validate=True)
+            cert = asn1_x509.Certificate.load(work.der, strict=True)
+            # asn1crypto parses lazily: touch what the later checks read, so that a broken
+            # certificate fails here, as malformed.
+            _ = (cert.subject.native, cert.issuer.native, cert.public_key.dump(), cert.not_valid_after)
+            _ = (cert.key_usage_value, cert.extended_key_usage_value, cert.certificate_policies_value)
+        except (ValueError, TypeError, KeyError, binascii.Error) as exc:
+            raise TokenMalformed(f"unverifiedCertificate: {type(exc).__name__}") from None
+        work.cert = cert
+
+    def check_purpose(self, work: _Work) -> None:
+        usage = work.certificate.key_usage_value
+        if usage is None or "digital_signature" not in usage.native:
+            raise CertBadKeyUsage()
+        extended = work.certificate.extended_key_usage_value
+        if extended is not None and "client_auth" not in extended.native:
+            raise CertBadEku()
+
+    def check_policies(self, work: _Work) -> None:
+        policies = work.certificate.certificate_policies_value
+        if policies is None or not self.settings.disallowed_policies:
+            return
+        for policy in policies:
+            if policy["policy_identifier"].dotted in self.settings.disallowed_policies:
+                raise CertDisallowedPolicy(policy["policy_identifier"].dotted)
+
+    def check_validity(self, work: _Work) -> None:
+        _within_validity(work.certificate, work.at, "certificate")
+        for anchor in self._anchors:
+            if anchor.subject == work.certificate.issuer:
+                _within_validity(anchor, work.at, "trust anchor")
+
+    async def check_chain(self, work: _Work) -> None:
+        if work.pinned_time:
+            await self._validate_path(work)
+            return
+        key = hashlib.sha256(work.der).digest()
+        cached = self._path_cache.get(key)
+        if cached and cached[0] > time.monotonic():
+            if cached[1] is not None:
+                raise cached[1]
+            return
+        error: TokenInvalid | None = None
+        try:
+            await self._validate_path(work)
+        except TokenInvalid as exc:
+            error = exc
+        self._path_cache[key] = (time.monotonic() + self.settings.path_cache_seconds, error)
+        if error is not None:
+            raise error
+
+    def check_algorithm(self, work: _Work) -> None:
+        try:
+            work.algorithm = SignatureAlgorithm(work.token["algorithm"])
+        except ValueError:
+            raise UnsupportedAlgorithmError(repr(work.token["algorithm"][:20])) from None
+
+    def check_signature(self, work: _Work) -> None:
+        algorithm = work.algorithm
+        assert algorithm is not None
+        try:
+            signature = base64.b64decode(work.token["signature"], validate=True)
+        except binascii.Error:
+            raise TokenMalformed("signature: not base64") from None
+        hash_factory = _HASHES[algorithm.hash_name]
+        name = algorithm.hash_name
+        data = (
+            hashlib.new(name, self.settings.origin.encode("utf-8")).digest()
+            + hashlib.new(name, work.nonce.encode("utf-8")).digest()
+        )
+        try:
+            public_key = load_der_public_key(work.certificate.public_key.dump())
+            if isinstance(public_key, ec.EllipticCurvePublicKey) and algorithm.value.startswith("ES"):
+                size = (public_key.curve.key_size + 7) // 8
+                if len(signature) != 2 * size:
+                    raise SignatureInvalid("ECDSA signature length")
+                r, s = int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
+                public_key.verify(encode_dss_signature(r, s), data, ec.ECDSA(hash_factory()))
+            elif isinstance(public_key, rsa.RSAPublicKey) and algorithm.value.startswith("PS"):
+                pss = padding.PSS(mgf=padding.MGF1(hash_factory()), salt_length=algorithm.hash_size)
+                public_key.verify(signature, data, pss, hash_factory())
+            elif isinstance(public_key, rsa.RSAPublicKey) and algorithm.value.startswith("RS"):
+                public_key.verify(signature, data, padding.PKCS1v15(), hash_factory())
+            else:
+                raise SignatureInvalid(f"{algorithm.value} does not fit the certificate's key")
+        except (InvalidSignature, ValueError, UnsupportedAlgorithm):
+            raise SignatureInvalid() from None
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    async def _validate_path(self, work: _Work) -> None:
+        context = ValidationContext(
+            trust_roots=self._anchors,
+            other_certs=self._intermediates,
+            moment=work.at,
+            revocation_mode=REVOCATION_MODES[self.settings.revocation],
+            crls=list(self.settings.crls),
+            allow_fetching=self.settings.allow_fetching and self.settings.revocation != "off",
+        )
+        validator = CertificateValidator(
+            work.certificate, intermediate_certs=self._intermediates, validation_context=context
+        )
+        try:
+            await validator.async_validate_path()
+        except RevokedError:
+            raise CertRevoked() from None
+        except InsufficientRevinfoError as exc:
+            raise RevocationUnavailable(str(exc)[:200]) from None
+        except ExpiredError:
+            raise CertExpired("a certificate of the chain") from None
+        except NotYetValidError:
+            raise CertNotYetValid("a certificate of the chain") from None
+        except PathBuildingError:
+            raise CertUntrusted("no path to a trust anchor") from None
+        except ValidationError as exc:
+            text = str(exc)
+            if "revocation" in text.lower() or "crl" in text.lower():
+                raise RevocationUnavailable(text[:200]) from None
+            raise CertUntrusted(text[:200]) from None
+
+
+def _within_validity(cert: asn1_x509.Certificate, at: dt.datetime, what: str) -> None:
+    validity = cert["tbs_certificate"]["validity"]
+    if at < validity["not_before"].native:
+        raise CertNotYetValid(what)
+    if at > validity["not_after"].native:
+        raise CertExpired(what)
+
+
+def taxpayer_id_of(cert: asn1_x509.Certificate) -> TaxpayerId | None:
+    """The taxpayer ID in the subject: serialNumber first, then organizational units."""
+    subject = cert.subject.native
+    candidates: list[Any] = []
+    for key in ("serial_number", "organizational_unit_name"):
+        value = subject.get(key)
+        candidates.extend(value if isinstance(value, list) else [value])
+    for value in candidates:
+        if isinstance(value, str):
+            found = parse_taxpayer_id(value)
+            if found:
+                return found
+    return None

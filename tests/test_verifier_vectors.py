@@ -1,0 +1,56 @@
+"""The verifier against the Web eID test vectors (third-party data, read from ../shared)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cert_agent.errors import TokenInvalid
+from cert_agent.verifier.validation import TokenValidator, ValidatorSettings, load_certificates
+
+VECTORS_DIR = Path(__file__).resolve().parents[2] / "shared" / "interop" / "web-eid"
+# The Web eID libraries' default disallowed policies (Estonian Mobile-ID), as the README says.
+WEB_EID_DISALLOWED = frozenset(
+    {"1.3.6.1.4.1.10015.1.3", "1.3.6.1.4.1.10015.1.3.1", "1.3.6.1.4.1.10015.1.3.2", "1.3.6.1.4.1.10015.1.3.3"}
+)
+
+
+def _vectors() -> list[Any]:
+    path = VECTORS_DIR / "vectors.json"
+    if not path.exists():
+        return [pytest.param(None, marks=pytest.mark.skip(reason=f"Web eID vectors not found at {VECTORS_DIR}"))]
+    return [pytest.param(v, id=v["name"]) for v in json.loads(path.read_text(encoding="utf-8"))]
+
+
+def _validator(vector: dict[str, Any]) -> TokenValidator:
+    anchors = tuple(
+        der
+        for name in vector["trust_anchors"]
+        for der in load_certificates((VECTORS_DIR / "certs" / name).read_bytes())
+    )
+    settings = ValidatorSettings(
+        origin=vector["origin"],
+        trust_anchors=anchors,
+        revocation="off",
+        disallowed_policies=WEB_EID_DISALLOWED,
+    )
+    return TokenValidator(settings)
+
+
+@pytest.mark.parametrize("vector", _vectors())
+async def test_web_eid_vector_is_accepted_or_refused_for_its_stated_reason(vector: dict[str, Any]) -> None:
+    at = dt.datetime.fromisoformat(vector["at"].replace("Z", "+00:00"))
+    validator = _validator(vector)
+    if vector["expect"] == "valid":
+        result = await validator.validate(vector["token"], vector["nonce"], at=at)
+        assert result.certificate_der
+        return
+    with pytest.raises(TokenInvalid) as caught:
+        await validator.validate(vector["token"], vector["nonce"], at=at)
+    allowed = {vector["expect"], *vector.get("other_defects", [])}
+    assert caught.value.reason in allowed, (caught.value.reason, caught.value.detail)
+    assert caught.value.reason == vector["expect"]
