@@ -348,3 +348,90 @@ class SignatureInvalid(TokenInvalid):
     code = "SIGNATURE_INVALID"
     en = "the signature does not verify for this origin and challenge"
     reason = "signature-invalid"
+
+
+# --- the verifier: login flows and its HTTP API ----------------------------------------------
+
+
+class ChallengeInvalid(AgentError):
+    code = "CHALLENGE_INVALID"
+    zh = "登录挑战已失效（已使用、已过期或不存在），请重新登录"
+    en = "the challenge nonce is unknown, used or expired"
+
+
+class TaxpayerIdInvalid(AgentError):
+    code = "TAXPAYER_ID_INVALID"
+    zh = "证书中的纳税人识别号无效"
+    en = "the certificate carries no valid taxpayer ID"
+
+
+class TaxpayerUnknown(AgentError):
+    code = "TAXPAYER_UNKNOWN"
+    zh = "未查询到该证书对应的纳税人信息"
+    en = "no taxpayer is registered for this certificate"
+
+
+class NotAnAgency(AgentError):
+    code = "NOT_AN_AGENCY"
+    zh = "该证书不属于代理机构，请在“企业业务”中登录"
+    en = "the certificate does not belong to an agency"
+
+
+class NoRelationship(AgentError):
+    code = "NO_RELATIONSHIP"
+    zh = "未查询到您与该企业的关联关系信息"
+    en = "no relationship with this enterprise is on record"
+
+
+class LoginExpired(AgentError):
+    code = "LOGIN_EXPIRED"
+    zh = "登录已超时，请重新登录"
+    en = "the login attempt is unknown or has expired"
+
+
+class SmsCodeIncorrect(AgentError):
+    code = "SMS_CODE_INCORRECT"
+    zh = "短信验证码错误"
+    en = "the SMS code is wrong or has expired"
+
+    def __init__(self, detail: str = "", *, tries_left: int) -> None:
+        self.tries_left = tries_left
+        super().__init__(detail, triesLeft=tries_left)
+
+    @property
+    def message(self) -> str:
+        return f"{self.zh}，今日还可尝试 {self.tries_left} 次"
+
+
+class AccountLocked(AgentError):
+    """Five consecutive failures in one China Standard Time day; ``until`` is the next 00:00 CST."""
+
+    code = "ACCOUNT_LOCKED"
+    zh = "今日连续验证失败已达 5 次，账号已锁定"
+    en = "the account is locked until midnight China Standard Time"
+
+    def __init__(self, until: str, until_text: str) -> None:
+        self.until_text = until_text
+        super().__init__(until, until=until, untilText=until_text)
+
+    @property
+    def message(self) -> str:
+        return f"{self.zh}，将于 {self.until_text}（北京时间）自动解锁"
+
+
+class NotLoggedIn(AgentError):
+    code = "NOT_LOGGED_IN"
+    zh = "请先登录"
+    en = "no valid session"
+
+
+class BodyTooLarge(AgentError):
+    code = "BODY_TOO_LARGE"
+    zh = "请求内容过大"
+    en = "the request body is too large"
+
+
+class NotFound(AgentError):
+    code = "NOT_FOUND"
+    zh = "请求的内容不存在"
+    en = "no such resource"

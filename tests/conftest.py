@@ -122,3 +122,38 @@ async def agent(fixtures: Fixtures) -> AsyncIterator[RunningAgent]:
 async def fresh_agent(fresh_fixtures: Fixtures) -> AsyncIterator[RunningAgent]:
     async with running_agent(fresh_fixtures) as running:
         yield running
+
+
+# --- tokens made on the fixture tokens, and a verifier over a real SQLite file ------------------
+
+
+def make_token(fixtures: Fixtures, cert_name: str, origin: str, nonce: str) -> dict[str, Any]:
+    """A Web eID token signed on the SoftHSM2 token for ``origin`` and ``nonce``, as the agent
+    makes it (same functions), without a daemon in between."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from cert_agent.agent.authtoken import auth_token, choose_algorithm, signed_data
+    from cert_agent.pin import Pin
+
+    fixture_token = fixtures.token_of(cert_name)
+    certificate = fixtures.certificate(cert_name)
+    key = certificate.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        algorithm = choose_algorithm(None, "EC", key.curve.key_size)
+    else:
+        algorithm = choose_algorithm(None, "RSA", 2048)
+    loaded = Pkcs11Driver([fixtures.module])
+    try:
+        signature = loaded.sign(
+            loaded.find_token(label=fixture_token.label),
+            bytes.fromhex(fixtures.cert(cert_name).cert_id),
+            Pin(fixture_token.pin),
+            signed_data(origin, nonce, algorithm),
+            algorithm,
+        )
+    finally:
+        loaded.close()
+    return auth_token(base64.b64encode(certificate.public_bytes(Encoding.DER)).decode(), algorithm, signature)

@@ -1,0 +1,3 @@
+from cert_agent.verifier.cli import run
+
+run()

@@ -1,0 +1,255 @@
+"""The verifier's HTTP service (aiohttp): the JSON API of docs/verifier-api.md and the pages.
+
+Every endpoint answers bad input (malformed JSON, missing fields, wrong types, oversized bodies)
+with a 4xx and a stable error code, before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from cert_agent.errors import (
+    AccountLocked,
+    AgentError,
+    BadJson,
+    BadRequest,
+    BodyTooLarge,
+    ChallengeInvalid,
+    LoginExpired,
+    NoRelationship,
+    NotAnAgency,
+    NotFound,
+    NotLoggedIn,
+    SmsCodeIncorrect,
+    TaxpayerIdInvalid,
+    TaxpayerUnknown,
+    TokenInvalid,
+)
+from cert_agent.verifier.login import LoginService
+
+log = logging.getLogger("cert_agent.verifier")
+MAX_BODY_BYTES = 32 * 1024
+SESSION_COOKIE = "etax_session"
+PAGES = Path(__file__).resolve().parent / "pages"
+WEB = Path(__file__).resolve().parent.parent / "web"
+LOGIN_KEY = web.AppKey("login", LoginService)
+SECURE_KEY = web.AppKey("secure_cookies", bool)
+
+_STATUS: list[tuple[type[AgentError], int]] = [
+    (BadJson, 400),
+    (BadRequest, 400),
+    (TokenInvalid, 401),
+    (ChallengeInvalid, 401),
+    (NotLoggedIn, 401),
+    (LoginExpired, 401),
+    (SmsCodeIncorrect, 401),
+    (TaxpayerIdInvalid, 403),
+    (TaxpayerUnknown, 403),
+    (NotAnAgency, 403),
+    (NoRelationship, 403),
+    (AccountLocked, 423),
+    (NotFound, 404),
+    (BodyTooLarge, 413),
+]
+
+
+def status_of(error: AgentError) -> int:
+    for cls, status in _STATUS:
+        if isinstance(error, cls):
+            return status
+    return 500
+
+
+def error_response(error: AgentError) -> web.Response:
+    return web.json_response({"error": error.to_dict()}, status=status_of(error))
+
+
+@web.middleware
+async def errors_as_json(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except AgentError as exc:
+        if status_of(exc) >= 500:
+            log.error("%s %s failed: %s", request.method, request.path, exc.describe())
+        else:
+            log.info("%s %s refused: %s", request.method, request.path, exc.code)
+        return error_response(exc)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(BodyTooLarge())
+    except web.HTTPNotFound:
+        if request.path.startswith("/api/"):
+            return error_response(NotFound(request.path))
+        raise
+    except web.HTTPException:
+        raise
+    except Exception:  # one request fails, the service lives on
+        log.exception("%s %s failed unexpectedly", request.method, request.path)
+        return error_response(AgentError())
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise BodyTooLarge(str(request.content_length))
+    raw = await request.read()
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise BadJson("the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise BadJson("the body is not a JSON object")
+    return body
+
+
+def text_field(body: dict[str, Any], name: str, max_length: int = 256) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise BadRequest(name, "a non-empty string is required")
+    if len(value) > max_length:
+        raise BadRequest(name, f"at most {max_length} characters")
+    return value
+
+
+# --- API -----------------------------------------------------------------------------------------
+
+
+async def challenge(request: web.Request) -> web.Response:
+    return web.json_response(request.app[LOGIN_KEY].issue_challenge())
+
+
+async def login_certificate(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    kind = text_field(body, "kind")
+    if kind not in ("enterprise", "agent"):
+        raise BadRequest("kind", "enterprise or agent")
+    nonce = text_field(body, "nonce", 512)
+    token = body.get("token")
+    if not isinstance(token, dict):
+        raise BadRequest("token", "a JSON object is required")
+    return web.json_response(await request.app[LOGIN_KEY].certificate(kind, token, nonce))
+
+
+async def login_sms(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    result = request.app[LOGIN_KEY].send_code(text_field(body, "attemptId"), text_field(body, "personId"))
+    return web.json_response(result)
+
+
+async def login_verify(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    code = text_field(body, "code", 16)
+    result = request.app[LOGIN_KEY].verify_code(text_field(body, "attemptId"), code)
+    return _with_session_cookie(request, result)
+
+
+async def login_client(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    result = request.app[LOGIN_KEY].choose_client(text_field(body, "attemptId"), text_field(body, "clientId"))
+    return _with_session_cookie(request, result)
+
+
+def _with_session_cookie(request: web.Request, result: dict[str, Any]) -> web.Response:
+    session_id = result.pop("sessionId", None)
+    response = web.json_response(result)
+    if session_id:
+        response.set_cookie(
+            SESSION_COOKIE,
+            session_id,
+            httponly=True,
+            samesite="Strict",
+            secure=request.app[SECURE_KEY],
+            path="/",
+        )
+    return response
+
+
+def current_session(request: web.Request) -> Any:
+    login = request.app[LOGIN_KEY]
+    session_id = request.cookies.get(SESSION_COOKIE, "")
+    session = login.store.session(session_id, login.clock()) if session_id else None
+    if session is None:
+        raise NotLoggedIn()
+    return session
+
+
+async def session_info(request: web.Request) -> web.Response:
+    return web.json_response(request.app[LOGIN_KEY].describe(current_session(request)))
+
+
+async def logout(request: web.Request) -> web.Response:
+    login = request.app[LOGIN_KEY]
+    session = current_session(request)
+    login.store.end_session(session.session_id)
+    login.store.audit(login.clock(), session.person_id, session.taxpayer_id, "logout", "")
+    response = web.json_response({"loggedOut": True})
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+async def history(request: web.Request) -> web.Response:
+    session = current_session(request)
+    entries = request.app[LOGIN_KEY].store.history(session.person_id)
+    return web.json_response(
+        {
+            "entries": [
+                {"id": e.entry_id, "at": e.at.isoformat(), "event": e.event, "taxpayerId": e.taxpayer_id}
+                for e in entries
+            ]
+        }
+    )
+
+
+async def hide_history_entry(request: web.Request) -> web.Response:
+    session = current_session(request)
+    try:
+        entry_id = int(request.match_info["entry_id"])
+    except ValueError:
+        raise BadRequest("entry_id", "an integer is required") from None
+    if not request.app[LOGIN_KEY].store.hide_entry(session.person_id, entry_id):
+        raise NotFound(str(entry_id))
+    return web.json_response({"hidden": True})
+
+
+async def lock_state(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    until = request.app[LOGIN_KEY].lock_state(text_field(body, "personId"))
+    return web.json_response({"locked": until is not None, "until": until.isoformat() if until else None})
+
+
+# --- pages ----------------------------------------------------------------------------------------
+
+
+def page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
+    async def handler(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(PAGES / name, headers={"Cache-Control": "no-store"})
+
+    return handler
+
+
+def create_app(login: LoginService, *, secure_cookies: bool = False) -> web.Application:
+    app = web.Application(middlewares=[errors_as_json], client_max_size=MAX_BODY_BYTES)
+    app[LOGIN_KEY] = login
+    app[SECURE_KEY] = secure_cookies
+    app.router.add_post("/api/challenge", challenge)
+    app.router.add_post("/api/login/certificate", login_certificate)
+    app.router.add_post("/api/login/sms", login_sms)
+    app.router.add_post("/api/login/verify", login_verify)
+    app.router.add_post("/api/login/client", login_client)
+    app.router.add_post("/api/login/lock-state", lock_state)
+    app.router.add_get("/api/session", session_info)
+    app.router.add_post("/api/logout", logout)
+    app.router.add_get("/api/history", history)
+    app.router.add_post("/api/history/{entry_id}/hide", hide_history_entry)
+    app.router.add_get("/", page("login.html"))
+    app.router.add_get("/home", page("home.html"))
+    app.router.add_get("/account/certificate", page("certificate.html"))
+    app.router.add_static("/static/pages/", PAGES)
+    app.router.add_static("/static/", WEB)
+    return app

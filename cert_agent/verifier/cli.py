@@ -1,0 +1,235 @@
+"""The ``cert-verifier`` command: serve, check-token, import."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import signal
+import sys
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cert_agent.errors import AgentError
+from cert_agent.verifier.importer import ImportError_, check_records, read_sources
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+DEFAULT_PORT = 8090
+
+
+@dataclass
+class VerifierConfig:
+    """What ``cert-verifier serve`` needs; from a TOML file (paths relative to it) and flags."""
+
+    origin: str = f"http://127.0.0.1:{DEFAULT_PORT}"
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    database: Path = Path("verifier.db")
+    trust_anchors: list[Path] = field(default_factory=list)
+    intermediates: list[Path] = field(default_factory=list)
+    crls: list[Path] = field(default_factory=list)
+    revocation: str = "fail-closed"
+    allow_fetching: bool = False
+    outbox: Path = Path("sms-outbox.jsonl")
+    secure_cookies: bool = False
+
+
+def load_verifier_config(path: Path | None) -> VerifierConfig:
+    config = VerifierConfig()
+    if path is None:
+        return config
+    raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    base = path.parent
+    for key, value in raw.items():
+        if not hasattr(config, key):
+            raise ValueError(f"{path}: unknown key {key!r}")
+        if key in ("trust_anchors", "intermediates", "crls"):
+            value = [base / v for v in value]
+        elif key in ("database", "outbox"):
+            value = base / value
+        setattr(config, key, value)
+    return config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cert-verifier", description="电子税务局证书登录验证服务 (cert-verifier)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the login service and its pages")
+    serve.add_argument("--config", type=Path, help="TOML configuration")
+    serve.add_argument("--origin", help="this service's origin, as browsers send it (signatures are bound to it)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--db", type=Path, help="SQLite database file")
+    serve.add_argument("--trust-anchor", action="append", type=Path, default=[], help="DER or PEM (repeatable)")
+    serve.add_argument("--intermediate", action="append", type=Path, default=[], help="DER or PEM (repeatable)")
+    serve.add_argument("--crl", action="append", type=Path, default=[], help="DER CRL file (repeatable)")
+    serve.add_argument("--revocation", choices=["fail-closed", "fail-open", "off"])
+    serve.add_argument("--outbox", type=Path, help="where the development SMS sender writes")
+
+    check = sub.add_parser("check-token", help="validate one authentication token (for integrators and support)")
+    check.add_argument("--token", type=Path, required=True, help="the token as a JSON file")
+    check.add_argument("--origin", required=True)
+    check.add_argument("--nonce", required=True)
+    check.add_argument("--trust-anchor", action="append", type=Path, required=True, help="DER or PEM (repeatable)")
+    check.add_argument("--intermediate", action="append", type=Path, default=[], help="DER or PEM (repeatable)")
+    check.add_argument("--crl", action="append", type=Path, default=[], help="DER CRL file (repeatable)")
+    check.add_argument("--at", help="validation time, ISO-8601 (default: now)")
+    check.add_argument("--no-revocation", action="store_true", help="do not check revocation")
+
+    importing = sub.add_parser("import", help="import enterprises, persons, roles and agreements")
+    importing.add_argument("--db", type=Path, required=True, help="SQLite database file")
+    importing.add_argument("sources", type=Path, nargs="+", help="a .json file, or enterprises.csv, persons.csv ...")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "check-token":
+        return cmd_check_token(args)
+    if args.command == "import":
+        return cmd_import(args)
+    return cmd_serve(args)
+
+
+def _validator_settings(
+    origin: str, anchors: list[Path], intermediates: list[Path], crls: list[Path], revocation: str, fetch: bool
+) -> object:
+    from cert_agent.verifier.validation import ValidatorSettings, load_certificates
+
+    return ValidatorSettings(
+        origin=origin,
+        trust_anchors=tuple(der for path in anchors for der in load_certificates(path.read_bytes())),
+        intermediates=tuple(der for path in intermediates for der in load_certificates(path.read_bytes())),
+        revocation=revocation,
+        crls=tuple(path.read_bytes() for path in crls),
+        allow_fetching=fetch,
+    )
+
+
+def cmd_check_token(args: argparse.Namespace) -> int:
+    from cert_agent.verifier.validation import TokenValidator, ValidatorSettings
+
+    try:
+        token = json.loads(args.token.read_text(encoding="utf-8"))
+        at = dt.datetime.fromisoformat(args.at.replace("Z", "+00:00")) if args.at else None
+        if at is not None and at.tzinfo is None:
+            at = at.replace(tzinfo=dt.UTC)
+        settings = _validator_settings(
+            args.origin,
+            args.trust_anchor,
+            args.intermediate,
+            args.crl,
+            "off" if args.no_revocation else "fail-closed",
+            not args.no_revocation,
+        )
+    except (OSError, ValueError) as exc:
+        print(f"cert-verifier: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    assert isinstance(settings, ValidatorSettings)
+    try:
+        result = asyncio.run(TokenValidator(settings).validate(token, args.nonce, at=at))
+    except AgentError as exc:
+        print(f"无效 (invalid): {exc.message}")
+        print(exc.code)
+        return EXIT_INVALID
+    print(f"有效 (valid): {result.subject}")
+    if result.taxpayer_id:
+        print(f"纳税人识别号: {result.taxpayer_id.value}")
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from cert_agent.verifier.store import SqliteStore
+
+    try:
+        records = check_records(read_sources(args.sources))
+    except ImportError_ as exc:
+        print(f"导入失败 (nothing imported): {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    store = SqliteStore(args.db)
+    try:
+        store.import_all(records)
+    finally:
+        store.close()
+    counts = ", ".join(f"{len(v)} {k}" for k, v in records.items())
+    print(f"已导入 (imported): {counts}")
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        config = load_verifier_config(args.config)
+        for name in ("origin", "host", "port", "revocation", "outbox"):
+            if getattr(args, name) is not None:
+                setattr(config, name, getattr(args, name))
+        if args.db is not None:
+            config.database = args.db
+        config.trust_anchors += args.trust_anchor
+        config.intermediates += args.intermediate
+        config.crls += args.crl
+        if not config.trust_anchors:
+            raise ValueError("at least one trust anchor is required (--trust-anchor or trust_anchors)")
+        settings = _validator_settings(
+            config.origin,
+            config.trust_anchors,
+            config.intermediates,
+            config.crls,
+            config.revocation,
+            config.allow_fetching,
+        )
+    except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
+        print(f"配置错误 (configuration error): {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.getLogger("cert_agent").setLevel(logging.INFO)
+    asyncio.run(_serve(config, settings))
+    return EXIT_OK
+
+
+async def _serve(config: VerifierConfig, settings: object) -> None:
+    from aiohttp import web
+
+    from cert_agent.verifier.app import create_app
+    from cert_agent.verifier.login import LoginService, OutboxSender
+    from cert_agent.verifier.store import SqliteStore
+    from cert_agent.verifier.validation import TokenValidator, ValidatorSettings
+
+    assert isinstance(settings, ValidatorSettings)
+    store = SqliteStore(config.database)
+
+    def announce(record: dict[str, str]) -> None:
+        print(f"短信 (SMS) -> {record['phone']}: 验证码 {record['code']}", flush=True)
+
+    login = LoginService(store, TokenValidator(settings), OutboxSender(config.outbox, announce))
+    runner = web.AppRunner(create_app(login, secure_cookies=config.secure_cookies), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, config.host, config.port).start()
+    print(f"cert-verifier listening on http://{config.host}:{config.port}/ (origin {config.origin})", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # Windows
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        store.close()
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,275 @@
+"""Certificate login (企业业务) and agent certificate login (代理业务).
+
+Steps, each an HTTP call of the verifier's API (``app.py``):
+
+1. ``challenge``: a one-time nonce (32 random bytes, base64), valid five minutes;
+2. ``certificate``: the Web eID token from the agent. The nonce is consumed (once), the token
+   validated, the taxpayer looked up by the certificate's taxpayer ID; for 代理业务 it must be
+   an agency. Answer: the persons linked to the taxpayer, names and phones masked;
+3. ``send_code``: the chosen person gets an SMS code (the second factor);
+4. ``verify_code``: a right code ends 企业业务 with a session; for 代理业务 it answers the
+   client enterprises with an active agreement (none: 未查询到您与该企业的关联关系信息);
+5. ``choose_client`` (代理业务): the session records agency, person and client.
+
+Lockout: five consecutive failures of a person's certificate login (wrong SMS codes) within
+one China Standard Time day lock that person's certificate login until 00:00 CST the next
+day; a success resets the count.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from cert_agent.errors import (
+    AccountLocked,
+    ChallengeInvalid,
+    LoginExpired,
+    NoRelationship,
+    NotAnAgency,
+    SmsCodeIncorrect,
+    TaxpayerIdInvalid,
+    TaxpayerUnknown,
+)
+from cert_agent.verifier.store import Session, SqliteStore
+from cert_agent.verifier.validation import TokenValidator
+
+CST = dt.timezone(dt.timedelta(hours=8), "CST")
+MAX_FAILURES = 5
+METHOD = "certificate"
+CHALLENGE_SECONDS = 300
+ATTEMPT_SECONDS = 600
+CODE_SECONDS = 300
+SESSION_SECONDS = 1800
+
+
+class SmsSender(Protocol):
+    def send(self, phone: str, text: str, code: str) -> None: ...
+
+
+class OutboxSender:
+    """The development sender: appends each message as a JSON line to a local outbox file,
+    which the tests and the demo read. A real deployment plugs in its SMS gateway instead."""
+
+    def __init__(self, path: Path, on_send: Callable[[dict[str, str]], None] | None = None) -> None:
+        self.path = path
+        self._on_send = on_send
+
+    def send(self, phone: str, text: str, code: str) -> None:
+        record = {"at": dt.datetime.now(dt.UTC).isoformat(), "phone": phone, "text": text, "code": code}
+        with self.path.open("a", encoding="utf-8") as outbox:
+            outbox.write(json.dumps(record, ensure_ascii=False) + "\n")
+        if self._on_send:
+            self._on_send(record)
+
+
+def mask_name(name: str) -> str:
+    """张三 -> 张*, 张三丰 -> 张*丰, 欧阳小明 -> 欧**明."""
+    if len(name) <= 1:
+        return name
+    if len(name) == 2:
+        return name[0] + "*"
+    return name[0] + "*" * (len(name) - 2) + name[-1]
+
+
+def mask_phone(phone: str) -> str:
+    return phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "****"
+
+
+def cst_day(moment: dt.datetime) -> str:
+    return moment.astimezone(CST).date().isoformat()
+
+
+def next_cst_midnight(moment: dt.datetime) -> dt.datetime:
+    local = moment.astimezone(CST)
+    return dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(0, 0), tzinfo=CST)
+
+
+@dataclass
+class LoginService:
+    store: SqliteStore
+    validator: TokenValidator
+    sms: SmsSender
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+
+    # --- 1. challenge -----------------------------------------------------------------------
+
+    def issue_challenge(self) -> dict[str, Any]:
+        nonce = base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+        expires = self.clock() + dt.timedelta(seconds=CHALLENGE_SECONDS)
+        self.store.add_challenge(nonce, expires)
+        return {"nonce": nonce, "expiresAt": expires.isoformat()}
+
+    # --- 2. certificate ---------------------------------------------------------------------
+
+    async def certificate(self, kind: str, token: Any, nonce: str) -> dict[str, Any]:
+        now = self.clock()
+        if not self.store.consume_challenge(nonce, now):
+            raise ChallengeInvalid()
+        validated = await self.validator.validate(token, nonce)
+        tid = validated.taxpayer_id
+        if tid is None or not tid.is_valid:
+            raise TaxpayerIdInvalid(tid.value if tid else "")
+        enterprise = self.store.enterprise(tid.value)
+        if enterprise is None:
+            raise TaxpayerUnknown(tid.value)
+        if kind == "agent" and not enterprise.is_agency:
+            raise NotAnAgency(tid.value)
+        people = self.store.people_of(enterprise.taxpayer_id)
+        if not people:
+            raise NoRelationship(enterprise.taxpayer_id)
+        attempt_id = secrets.token_urlsafe(24)
+        state = {
+            "kind": kind,
+            "taxpayerId": enterprise.taxpayer_id,
+            "certificateSha256": hashlib.sha256(validated.certificate_der).hexdigest(),
+            "persons": [person.person_id for person, _ in people],
+            "step": "choose_person",
+        }
+        self.store.save_attempt(attempt_id, state, now + dt.timedelta(seconds=ATTEMPT_SECONDS))
+        return {
+            "attemptId": attempt_id,
+            "kind": kind,
+            "enterprise": {"taxpayerId": enterprise.taxpayer_id, "name": enterprise.name},
+            "persons": [
+                {
+                    "personId": person.person_id,
+                    "name": mask_name(person.name),
+                    "phone": mask_phone(person.phone),
+                    "roles": roles,
+                }
+                for person, roles in people
+            ],
+        }
+
+    # --- 3. SMS code ------------------------------------------------------------------------
+
+    def send_code(self, attempt_id: str, person_id: str) -> dict[str, Any]:
+        now = self.clock()
+        state = self._attempt(attempt_id, now)
+        if person_id not in state["persons"]:
+            raise NoRelationship(person_id)
+        self._check_lock(person_id, now)
+        person = self.store.person(person_id)
+        assert person is not None  # persons listed in the attempt exist (foreign keys)
+        code = f"{secrets.randbelow(10**6):06d}"
+        salt = secrets.token_hex(8)
+        state.update(
+            step="verify_code",
+            personId=person_id,
+            codeSalt=salt,
+            codeHash=_code_hash(salt, code),
+            codeExpires=(now + dt.timedelta(seconds=CODE_SECONDS)).isoformat(),
+        )
+        self.store.save_attempt(attempt_id, state, now + dt.timedelta(seconds=ATTEMPT_SECONDS))
+        text = f"【电子税务局】您的登录验证码为 {code}，5分钟内有效。请勿泄露给他人。"
+        self.sms.send(person.phone, text, code)
+        self.store.audit(now, person_id, state["taxpayerId"], "sms_sent", mask_phone(person.phone))
+        return {"sentTo": mask_phone(person.phone), "expiresIn": CODE_SECONDS}
+
+    # --- 4. verify the code -----------------------------------------------------------------
+
+    def verify_code(self, attempt_id: str, code: str) -> dict[str, Any]:
+        now = self.clock()
+        state = self._attempt(attempt_id, now)
+        if state.get("step") != "verify_code":
+            raise LoginExpired("no code was sent for this login")
+        person_id = state["personId"]
+        self._check_lock(person_id, now)
+        fresh = dt.datetime.fromisoformat(state["codeExpires"]) > now
+        if not (fresh and hmac.compare_digest(state["codeHash"], _code_hash(state["codeSalt"], code))):
+            count = self.store.record_failure(person_id, METHOD, cst_day(now))
+            self.store.audit(now, person_id, state["taxpayerId"], "login_failed", "SMS_CODE_INCORRECT")
+            if count >= MAX_FAILURES:
+                self._check_lock(person_id, now)
+            raise SmsCodeIncorrect(tries_left=MAX_FAILURES - count)
+        self.store.reset_failures(person_id, METHOD)
+        if state["kind"] == "enterprise":
+            return self._open_session(attempt_id, state, person_id, state["taxpayerId"], None, now)
+        clients = self._clients(state["taxpayerId"], now)
+        if not clients:
+            self.store.drop_attempt(attempt_id)
+            raise NoRelationship(state["taxpayerId"])
+        state.update(step="choose_client", clients=[c["taxpayerId"] for c in clients])
+        self.store.save_attempt(attempt_id, state, now + dt.timedelta(seconds=ATTEMPT_SECONDS))
+        return {"clients": clients}
+
+    # --- 5. the client enterprise (代理业务) --------------------------------------------------
+
+    def choose_client(self, attempt_id: str, client_id: str) -> dict[str, Any]:
+        now = self.clock()
+        state = self._attempt(attempt_id, now)
+        if state.get("step") != "choose_client":
+            raise LoginExpired("no client choice is pending")
+        if client_id not in {c["taxpayerId"] for c in self._clients(state["taxpayerId"], now)}:
+            raise NoRelationship(client_id)
+        return self._open_session(attempt_id, state, state["personId"], client_id, state["taxpayerId"], now)
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def lock_state(self, person_id: str) -> dt.datetime | None:
+        now = self.clock()
+        if self.store.failures(person_id, METHOD, cst_day(now)) >= MAX_FAILURES:
+            return next_cst_midnight(now)
+        return None
+
+    def _check_lock(self, person_id: str, now: dt.datetime) -> None:
+        if self.store.failures(person_id, METHOD, cst_day(now)) >= MAX_FAILURES:
+            until = next_cst_midnight(now)
+            raise AccountLocked(until.isoformat(), until.strftime("%Y-%m-%d %H:%M"))
+
+    def _attempt(self, attempt_id: str, now: dt.datetime) -> dict[str, Any]:
+        state = self.store.attempt(attempt_id, now)
+        if state is None:
+            raise LoginExpired()
+        return state
+
+    def _clients(self, agency_id: str, now: dt.datetime) -> list[dict[str, str]]:
+        today = now.astimezone(CST).date()
+        clients = []
+        for agreement in self.store.agreements_of(agency_id):
+            client = self.store.enterprise(agreement.client_id)
+            if client and agreement.active_on(today):
+                clients.append({"taxpayerId": client.taxpayer_id, "name": client.name})
+        return clients
+
+    def _open_session(
+        self,
+        attempt_id: str,
+        state: dict[str, Any],
+        person_id: str,
+        taxpayer_id: str,
+        agency_id: str | None,
+        now: dt.datetime,
+    ) -> dict[str, Any]:
+        session = Session(
+            secrets.token_urlsafe(32), person_id, taxpayer_id, agency_id, now + dt.timedelta(seconds=SESSION_SECONDS)
+        )
+        self.store.create_session(session, now)
+        self.store.drop_attempt(attempt_id)
+        event = "login_agent" if agency_id else "login_enterprise"
+        self.store.audit(now, person_id, taxpayer_id, event, agency_id or "")
+        return {"sessionId": session.session_id, **self.describe(session)}
+
+    def describe(self, session: Session) -> dict[str, Any]:
+        person = self.store.person(session.person_id)
+        enterprise = self.store.enterprise(session.taxpayer_id)
+        agency = self.store.enterprise(session.agency_id) if session.agency_id else None
+        return {
+            "person": {"personId": session.person_id, "name": person.name if person else ""},
+            "enterprise": {"taxpayerId": session.taxpayer_id, "name": enterprise.name if enterprise else ""},
+            "agency": {"taxpayerId": agency.taxpayer_id, "name": agency.name} if agency else None,
+            "expiresAt": session.expires_at.isoformat(),
+        }
+
+
+def _code_hash(salt: str, code: str) -> str:
+    return hashlib.sha256(f"{salt}:{code}".encode()).hexdigest()

@@ -1,0 +1,437 @@
+"""The verifier's store: one SQLite file (WAL), schema migrations, and a small interface.
+
+``Store`` is the interface the login flows use; ``SqliteStore`` is the implementation for one
+verifier instance. A PostgreSQL store for several instances implements the same methods (the
+SQL is plain, and every multi-row change runs in one transaction).
+
+Times are stored as UTC ISO-8601 text. Nothing here ever holds a PIN; SMS codes are kept as
+salted hashes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+ROLES = ("法定代表人", "财务负责人", "办税员", "开票员")
+
+MIGRATIONS: list[str] = [
+    # 1: the domain, challenges, counters, sessions, audit
+    """
+    CREATE TABLE enterprises (
+        taxpayer_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        is_agency INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE persons (
+        person_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        id_number TEXT NOT NULL UNIQUE,
+        phone TEXT NOT NULL
+    );
+    CREATE TABLE roles (
+        taxpayer_id TEXT NOT NULL REFERENCES enterprises(taxpayer_id),
+        person_id TEXT NOT NULL REFERENCES persons(person_id),
+        role TEXT NOT NULL CHECK (role IN ('法定代表人', '财务负责人', '办税员', '开票员')),
+        PRIMARY KEY (taxpayer_id, person_id, role)
+    );
+    CREATE TABLE agreements (
+        agency_id TEXT NOT NULL REFERENCES enterprises(taxpayer_id),
+        client_id TEXT NOT NULL REFERENCES enterprises(taxpayer_id),
+        valid_from TEXT NOT NULL,
+        valid_to TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'suspended', 'terminated')),
+        PRIMARY KEY (agency_id, client_id)
+    );
+    CREATE TABLE challenges (
+        nonce TEXT PRIMARY KEY,
+        expires_at TEXT NOT NULL
+    );
+    CREATE TABLE failures (
+        account TEXT NOT NULL,
+        method TEXT NOT NULL,
+        day TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (account, method)
+    );
+    CREATE TABLE login_attempts (
+        attempt_id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE TABLE sessions (
+        session_id TEXT PRIMARY KEY,
+        person_id TEXT NOT NULL,
+        taxpayer_id TEXT NOT NULL,
+        agency_id TEXT,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE TABLE audit (
+        entry_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        person_id TEXT,
+        taxpayer_id TEXT,
+        event TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        hidden INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX audit_person ON audit(person_id);
+    """,
+]
+
+
+@dataclass(frozen=True)
+class Enterprise:
+    taxpayer_id: str
+    name: str
+    is_agency: bool
+
+
+@dataclass(frozen=True)
+class Person:
+    person_id: str
+    name: str
+    id_number: str
+    phone: str
+
+
+@dataclass(frozen=True)
+class Agreement:
+    agency_id: str
+    client_id: str
+    valid_from: dt.date
+    valid_to: dt.date
+    status: str
+
+    def active_on(self, day: dt.date) -> bool:
+        return self.status == "active" and self.valid_from <= day <= self.valid_to
+
+
+@dataclass(frozen=True)
+class Session:
+    session_id: str
+    person_id: str
+    taxpayer_id: str
+    agency_id: str | None
+    expires_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    entry_id: int
+    at: dt.datetime
+    person_id: str | None
+    taxpayer_id: str | None
+    event: str
+    detail: str
+    hidden: bool
+
+
+class Store(Protocol):
+    def add_enterprise(self, enterprise: Enterprise) -> None: ...
+    def add_person(self, person: Person) -> None: ...
+    def add_role(self, taxpayer_id: str, person_id: str, role: str) -> None: ...
+    def add_agreement(self, agreement: Agreement) -> None: ...
+    def enterprise(self, taxpayer_id: str) -> Enterprise | None: ...
+    def person(self, person_id: str) -> Person | None: ...
+    def people_of(self, taxpayer_id: str) -> list[tuple[Person, list[str]]]: ...
+    def agreements_of(self, agency_id: str) -> list[Agreement]: ...
+    def add_challenge(self, nonce: str, expires_at: dt.datetime) -> None: ...
+    def consume_challenge(self, nonce: str, now: dt.datetime) -> bool: ...
+    def failures(self, account: str, method: str, day: str) -> int: ...
+    def record_failure(self, account: str, method: str, day: str) -> int: ...
+    def reset_failures(self, account: str, method: str) -> None: ...
+    def save_attempt(self, attempt_id: str, state: dict[str, Any], expires_at: dt.datetime) -> None: ...
+    def attempt(self, attempt_id: str, now: dt.datetime) -> dict[str, Any] | None: ...
+    def drop_attempt(self, attempt_id: str) -> None: ...
+    def create_session(self, session: Session, now: dt.datetime) -> None: ...
+    def session(self, session_id: str, now: dt.datetime) -> Session | None: ...
+    def end_session(self, session_id: str) -> None: ...
+    def audit(
+        self, at: dt.datetime, person_id: str | None, taxpayer_id: str | None, event: str, detail: str
+    ) -> None: ...
+    def history(self, person_id: str, include_hidden: bool = False) -> list[AuditEntry]: ...
+    def hide_entry(self, person_id: str, entry_id: int) -> bool: ...
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat()
+
+
+def _moment(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
+class SqliteStore:
+    """``Store`` on one SQLite file. Safe to share between the event loop's callers: every
+    call holds a lock for the few statements it runs (all local and short)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._migrate()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._transaction() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = db.execute("SELECT version FROM schema_version").fetchone()
+            version = row["version"] if row else 0
+            if row is None:
+                db.execute("INSERT INTO schema_version VALUES (0)")
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("UPDATE schema_version SET version = ?", (number,))
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT version FROM schema_version").fetchone()["version"])
+
+    # --- the domain -----------------------------------------------------------------------------
+
+    def add_enterprise(self, enterprise: Enterprise) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO enterprises VALUES (?, ?, ?) ON CONFLICT(taxpayer_id) DO UPDATE SET "
+                "name = excluded.name, is_agency = excluded.is_agency",
+                (enterprise.taxpayer_id, enterprise.name, int(enterprise.is_agency)),
+            )
+
+    def add_person(self, person: Person) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO persons VALUES (?, ?, ?, ?) ON CONFLICT(person_id) DO UPDATE SET "
+                "name = excluded.name, id_number = excluded.id_number, phone = excluded.phone",
+                (person.person_id, person.name, person.id_number, person.phone),
+            )
+
+    def add_role(self, taxpayer_id: str, person_id: str, role: str) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO roles VALUES (?, ?, ?)", (taxpayer_id, person_id, role))
+
+    def add_agreement(self, agreement: Agreement) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO agreements VALUES (?, ?, ?, ?, ?) ON CONFLICT(agency_id, client_id) DO UPDATE SET "
+                "valid_from = excluded.valid_from, valid_to = excluded.valid_to, status = excluded.status",
+                (
+                    agreement.agency_id,
+                    agreement.client_id,
+                    agreement.valid_from.isoformat(),
+                    agreement.valid_to.isoformat(),
+                    agreement.status,
+                ),
+            )
+
+    def import_all(self, records: dict[str, list[Any]]) -> None:
+        """Enterprises, persons, roles and agreements in one transaction: all or nothing."""
+        with self._transaction() as db:
+            for e in records.get("enterprises", []):
+                db.execute(
+                    "INSERT OR REPLACE INTO enterprises VALUES (?, ?, ?)", (e.taxpayer_id, e.name, int(e.is_agency))
+                )
+            for p in records.get("persons", []):
+                db.execute(
+                    "INSERT OR REPLACE INTO persons VALUES (?, ?, ?, ?)", (p.person_id, p.name, p.id_number, p.phone)
+                )
+            for taxpayer_id, person_id, role in records.get("roles", []):
+                db.execute("INSERT OR IGNORE INTO roles VALUES (?, ?, ?)", (taxpayer_id, person_id, role))
+            for a in records.get("agreements", []):
+                db.execute(
+                    "INSERT OR REPLACE INTO agreements VALUES (?, ?, ?, ?, ?)",
+                    (a.agency_id, a.client_id, a.valid_from.isoformat(), a.valid_to.isoformat(), a.status),
+                )
+
+    def enterprise(self, taxpayer_id: str) -> Enterprise | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM enterprises WHERE taxpayer_id = ?", (taxpayer_id,)).fetchone()
+        return Enterprise(row["taxpayer_id"], row["name"], bool(row["is_agency"])) if row else None
+
+    def person(self, person_id: str) -> Person | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM persons WHERE person_id = ?", (person_id,)).fetchone()
+        return Person(row["person_id"], row["name"], row["id_number"], row["phone"]) if row else None
+
+    def people_of(self, taxpayer_id: str) -> list[tuple[Person, list[str]]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT p.*, r.role FROM roles r JOIN persons p USING (person_id) WHERE r.taxpayer_id = ? "
+                "ORDER BY p.person_id",
+                (taxpayer_id,),
+            ).fetchall()
+        people: dict[str, tuple[Person, list[str]]] = {}
+        for row in rows:
+            entry = people.setdefault(
+                row["person_id"], (Person(row["person_id"], row["name"], row["id_number"], row["phone"]), [])
+            )
+            entry[1].append(row["role"])
+        for _, roles in people.values():
+            roles.sort(key=ROLES.index)
+        return list(people.values())
+
+    def agreements_of(self, agency_id: str) -> list[Agreement]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM agreements WHERE agency_id = ? ORDER BY client_id", (agency_id,)
+            ).fetchall()
+        return [
+            Agreement(
+                r["agency_id"],
+                r["client_id"],
+                dt.date.fromisoformat(r["valid_from"]),
+                dt.date.fromisoformat(r["valid_to"]),
+                r["status"],
+            )
+            for r in rows
+        ]
+
+    # --- challenges ---------------------------------------------------------------------------
+
+    def add_challenge(self, nonce: str, expires_at: dt.datetime) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT INTO challenges VALUES (?, ?)", (nonce, _iso(expires_at)))
+
+    def consume_challenge(self, nonce: str, now: dt.datetime) -> bool:
+        """True exactly once for an issued, unexpired nonce: the row goes in the same statement."""
+        with self._transaction() as db:
+            row = db.execute("DELETE FROM challenges WHERE nonce = ? RETURNING expires_at", (nonce,)).fetchone()
+            db.execute("DELETE FROM challenges WHERE expires_at < ?", (_iso(now),))  # tidy up
+        return row is not None and _moment(row["expires_at"]) > now
+
+    # --- failure counters -----------------------------------------------------------------------
+
+    def failures(self, account: str, method: str, day: str) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT count, day FROM failures WHERE account = ? AND method = ?", (account, method)
+            ).fetchone()
+        return int(row["count"]) if row and row["day"] == day else 0
+
+    def record_failure(self, account: str, method: str, day: str) -> int:
+        """Count one more consecutive failure on ``day``; a new day starts from one."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO failures VALUES (?, ?, ?, 1) ON CONFLICT(account, method) DO UPDATE SET "
+                "count = CASE WHEN day = excluded.day THEN count + 1 ELSE 1 END, day = excluded.day",
+                (account, method, day),
+            )
+            row = db.execute(
+                "SELECT count FROM failures WHERE account = ? AND method = ?", (account, method)
+            ).fetchone()
+        return int(row["count"])
+
+    def reset_failures(self, account: str, method: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM failures WHERE account = ? AND method = ?", (account, method))
+
+    # --- login attempts and sessions ----------------------------------------------------------
+
+    def save_attempt(self, attempt_id: str, state: dict[str, Any], expires_at: dt.datetime) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO login_attempts VALUES (?, ?, ?)",
+                (attempt_id, json.dumps(state, ensure_ascii=False), _iso(expires_at)),
+            )
+
+    def attempt(self, attempt_id: str, now: dt.datetime) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM login_attempts WHERE attempt_id = ?", (attempt_id,)).fetchone()
+        if row is None or _moment(row["expires_at"]) <= now:
+            return None
+        state: dict[str, Any] = json.loads(row["state"])
+        return state
+
+    def drop_attempt(self, attempt_id: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM login_attempts WHERE attempt_id = ?", (attempt_id,))
+
+    def create_session(self, session: Session, now: dt.datetime) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    session.session_id,
+                    session.person_id,
+                    session.taxpayer_id,
+                    session.agency_id,
+                    _iso(now),
+                    _iso(session.expires_at),
+                ),
+            )
+
+    def session(self, session_id: str, now: dt.datetime) -> Session | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM sessions WHERE session_id = ?", (session_id,)).fetchone()
+        if row is None or _moment(row["expires_at"]) <= now:
+            return None
+        return Session(
+            row["session_id"], row["person_id"], row["taxpayer_id"], row["agency_id"], _moment(row["expires_at"])
+        )
+
+    def end_session(self, session_id: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))
+
+    # --- audit ----------------------------------------------------------------------------------
+
+    def audit(self, at: dt.datetime, person_id: str | None, taxpayer_id: str | None, event: str, detail: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO audit (at, person_id, taxpayer_id, event, detail) VALUES (?, ?, ?, ?, ?)",
+                (_iso(at), person_id, taxpayer_id, event, detail),
+            )
+
+    def history(self, person_id: str, include_hidden: bool = False) -> list[AuditEntry]:
+        query = "SELECT * FROM audit WHERE person_id = ?" + ("" if include_hidden else " AND hidden = 0")
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY entry_id", (person_id,)).fetchall()
+        return [
+            AuditEntry(
+                r["entry_id"],
+                _moment(r["at"]),
+                r["person_id"],
+                r["taxpayer_id"],
+                r["event"],
+                r["detail"],
+                bool(r["hidden"]),
+            )
+            for r in rows
+        ]
+
+    def hide_entry(self, person_id: str, entry_id: int) -> bool:
+        """清除记录: the entry leaves the user's history; the audit trail keeps it."""
+        with self._transaction() as db:
+            changed = db.execute(
+                "UPDATE audit SET hidden = 1 WHERE entry_id = ? AND person_id = ?", (entry_id, person_id)
+            ).rowcount
+        return changed == 1

@@ -1,0 +1,60 @@
+"""The verifier's data for the fixture taxpayers: enterprises, persons, roles, agreements.
+
+In the format of ``cert-verifier import`` (JSON). 青岛信达财税代理有限公司 (an agency) has
+agreements with 海润贸易 (active), 蓝海制造 (active) and 双正物流 (terminated); 恒信记账
+(also an agency) has none.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from softhsm_fixtures.catalog import TAXPAYERS
+
+PERSONS = [
+    {"personId": "p-zhang", "name": "张伟", "idNumber": "370202198001011234", "phone": "13800000001"},
+    {"personId": "p-wang", "name": "王秀英", "idNumber": "370211198502022345", "phone": "13800000002"},
+    {"personId": "p-li", "name": "李娜", "idNumber": "370212199003033456", "phone": "13800000003"},
+    {"personId": "p-zhao", "name": "赵敏", "idNumber": "370203198804044567", "phone": "13800000004"},
+    {"personId": "p-chen", "name": "陈静", "idNumber": "370213199205055678", "phone": "13800000005"},
+    {"personId": "p-liu", "name": "刘洋", "idNumber": "370214198706066789", "phone": "13800000006"},
+    {"personId": "p-sun", "name": "孙欧阳明", "idNumber": "370215199107077890", "phone": "13800000007"},
+]
+ROLES = [
+    ("hairun", "p-zhang", "法定代表人"),
+    ("hairun", "p-wang", "财务负责人"),
+    ("hairun", "p-wang", "办税员"),
+    ("lanhai", "p-li", "法定代表人"),
+    ("chuxin", "p-chen", "办税员"),
+    ("shuangzheng", "p-chen", "财务负责人"),
+    ("xinda", "p-zhao", "办税员"),
+    ("hengxin", "p-liu", "办税员"),
+    ("testcase", "p-sun", "开票员"),
+    ("badcheck", "p-sun", "开票员"),
+]
+
+
+def verifier_records(today: dt.date | None = None) -> dict[str, Any]:
+    today = today or dt.date.today()
+    year = dt.timedelta(days=365)
+    taxpayers = [t for t in TAXPAYERS.values() if t.key != "badcheck"]  # an invalid ID cannot be registered
+    return {
+        "enterprises": [{"taxpayerId": t.taxpayer_id, "name": t.name, "isAgency": t.is_agency} for t in taxpayers],
+        "persons": PERSONS,
+        "roles": [
+            {"taxpayerId": TAXPAYERS[key].taxpayer_id, "personId": person, "role": role}
+            for key, person, role in ROLES
+            if key != "badcheck"
+        ],
+        "agreements": [
+            {
+                "agencyId": TAXPAYERS["xinda"].taxpayer_id,
+                "clientId": TAXPAYERS[client].taxpayer_id,
+                "validFrom": (today - year).isoformat(),
+                "validTo": (today + year).isoformat(),
+                "status": status,
+            }
+            for client, status in (("hairun", "active"), ("lanhai", "active"), ("shuangzheng", "terminated"))
+        ],
+    }
