@@ -1,0 +1,327 @@
+"""Certificate login and agent certificate login through the verifier's HTTP API: a real aiohttp
+server, a real SQLite file, tokens signed on SoftHSM2, SMS codes read from the outbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from yarl import URL
+
+from cert_agent.verifier.app import create_app
+from cert_agent.verifier.importer import check_records
+from cert_agent.verifier.login import CST, LoginService, OutboxSender
+from cert_agent.verifier.store import SqliteStore
+from cert_agent.verifier.validation import TokenValidator, ValidatorSettings, load_certificates
+from softhsm_fixtures import Fixtures
+from softhsm_fixtures.catalog import TAXPAYERS
+from softhsm_fixtures.seed import verifier_records
+from tests.conftest import free_port, make_token
+
+ORIGIN = "https://etax.example.com"
+
+
+class Clock:
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+@dataclass
+class Verifier:
+    url: str
+    store: SqliteStore
+    outbox: Path
+    clock: Clock
+    fixtures: Fixtures
+    session: aiohttp.ClientSession
+
+    async def post(self, path: str, body: Any = None, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+        async with self.session.post(self.url + path, json=body, **kwargs) as response:
+            return response.status, await response.json()
+
+    async def get(self, path: str) -> tuple[int, dict[str, Any]]:
+        async with self.session.get(self.url + path) as response:
+            return response.status, await response.json()
+
+    def last_code(self) -> str:
+        return str(json.loads(self.outbox.read_text(encoding="utf-8").splitlines()[-1])["code"])
+
+    async def certificate_step(self, cert_name: str, kind: str = "enterprise") -> tuple[int, dict[str, Any]]:
+        _, challenge = await self.post("/api/challenge")
+        token = make_token(self.fixtures, cert_name, ORIGIN, challenge["nonce"])
+        return await self.post("/api/login/certificate", {"kind": kind, "token": token, "nonce": challenge["nonce"]})
+
+
+@asynccontextmanager
+async def verifier_at(fixtures: Fixtures, directory: Path, clock: Clock) -> AsyncIterator[Verifier]:
+    store = SqliteStore(directory / "verifier.db")
+    if store.enterprise(TAXPAYERS["hairun"].taxpayer_id) is None:
+        store.import_all(check_records(verifier_records(clock().astimezone(CST).date())))
+    settings = ValidatorSettings(
+        origin=ORIGIN,
+        trust_anchors=tuple(load_certificates(fixtures.root_ca.read_bytes())),
+        intermediates=tuple(load_certificates(fixtures.issuing_ca.read_bytes())),
+        crls=(fixtures.crl.read_bytes(),),
+    )
+    outbox = directory / "outbox.jsonl"
+    login = LoginService(store, TokenValidator(settings), OutboxSender(outbox), clock)
+    runner = web.AppRunner(create_app(login))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+            yield Verifier(f"http://127.0.0.1:{port}", store, outbox, clock, fixtures, session)
+    finally:
+        await runner.cleanup()
+        store.close()
+
+
+@pytest.fixture
+async def verifier(fixtures: Fixtures, tmp_path: Path) -> AsyncIterator[Verifier]:
+    async with verifier_at(fixtures, tmp_path, Clock(dt.datetime.now(dt.UTC))) as running:
+        yield running
+
+
+# --- enterprise certificate login ---------------------------------------------------------------
+
+
+async def test_enterprise_login_runs_certificate_person_sms_to_a_session(verifier: Verifier) -> None:
+    status, step = await verifier.certificate_step("hairun-ec")
+    assert status == 200, step
+    assert step["enterprise"] == {"taxpayerId": TAXPAYERS["hairun"].taxpayer_id, "name": "青岛海润贸易有限公司"}
+    persons = {p["personId"]: p for p in step["persons"]}
+    assert persons["p-zhang"]["name"] == "张*" and persons["p-zhang"]["phone"] == "138****0001"
+    assert persons["p-wang"]["name"] == "王*英" and persons["p-wang"]["roles"] == ["财务负责人", "办税员"]
+
+    status, sent = await verifier.post("/api/login/sms", {"attemptId": step["attemptId"], "personId": "p-wang"})
+    assert status == 200 and sent["sentTo"] == "138****0002"
+    async with verifier.session.post(
+        verifier.url + "/api/login/verify", json={"attemptId": step["attemptId"], "code": verifier.last_code()}
+    ) as response:
+        assert response.status == 200
+        cookie = response.headers["Set-Cookie"]
+        body = await response.json()
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie
+    assert body["person"]["name"] == "王秀英" and body["agency"] is None
+    status, me = await verifier.get("/api/session")
+    assert status == 200 and me["enterprise"]["name"] == "青岛海润贸易有限公司"
+
+
+async def test_replayed_expired_and_foreign_nonces_are_refused(verifier: Verifier) -> None:
+    _, challenge = await verifier.post("/api/challenge")
+    token = make_token(verifier.fixtures, "hairun-ec", ORIGIN, challenge["nonce"])
+    body = {"kind": "enterprise", "token": token, "nonce": challenge["nonce"]}
+    assert (await verifier.post("/api/login/certificate", body))[0] == 200
+    status, replay = await verifier.post("/api/login/certificate", body)
+    assert status == 401 and replay["error"]["code"] == "CHALLENGE_INVALID"
+
+    _, challenge = await verifier.post("/api/challenge")
+    verifier.clock.now += dt.timedelta(minutes=6)
+    token = make_token(verifier.fixtures, "hairun-ec", ORIGIN, challenge["nonce"])
+    status, late = await verifier.post(
+        "/api/login/certificate", {"kind": "enterprise", "token": token, "nonce": challenge["nonce"]}
+    )
+    assert status == 401 and late["error"]["code"] == "CHALLENGE_INVALID"
+
+    foreign = "A" * 44  # never issued by this verifier
+    token = make_token(verifier.fixtures, "hairun-ec", ORIGIN, foreign)
+    status, error = await verifier.post(
+        "/api/login/certificate", {"kind": "enterprise", "token": token, "nonce": foreign}
+    )
+    assert status == 401 and error["error"]["code"] == "CHALLENGE_INVALID"
+
+
+async def test_token_for_another_origin_is_refused(verifier: Verifier) -> None:
+    _, challenge = await verifier.post("/api/challenge")
+    token = make_token(verifier.fixtures, "hairun-ec", "https://evil.test", challenge["nonce"])
+    status, body = await verifier.post(
+        "/api/login/certificate", {"kind": "enterprise", "token": token, "nonce": challenge["nonce"]}
+    )
+    assert status == 401 and body["error"]["code"] == "SIGNATURE_INVALID"
+
+
+@pytest.mark.parametrize(
+    ("cert_name", "code"),
+    [
+        ("expired", "CERT_EXPIRED"),
+        ("revoked", "CERT_REVOKED"),
+        ("untrusted", "CERT_UNTRUSTED"),
+        ("bad-check-character", "TAXPAYER_ID_INVALID"),
+    ],
+)
+async def test_unusable_certificates_cannot_log_in(verifier: Verifier, cert_name: str, code: str) -> None:
+    status, body = await verifier.certificate_step(cert_name)
+    assert status in (401, 403) and body["error"]["code"] == code
+    assert body["error"]["message"]  # Chinese text for the page
+
+
+# --- agent certificate login ---------------------------------------------------------------------
+
+
+async def _through_sms(verifier: Verifier, step: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    person = step["persons"][0]["personId"]
+    await verifier.post("/api/login/sms", {"attemptId": step["attemptId"], "personId": person})
+    return await verifier.post("/api/login/verify", {"attemptId": step["attemptId"], "code": verifier.last_code()})
+
+
+async def test_agent_login_chooses_among_clients_with_an_active_agreement(verifier: Verifier) -> None:
+    status, step = await verifier.certificate_step("xinda-ec", kind="agent")
+    assert status == 200, step
+    status, choice = await _through_sms(verifier, step)
+    assert status == 200
+    names = {c["name"] for c in choice["clients"]}
+    assert names == {"青岛海润贸易有限公司", "青岛蓝海制造有限公司"}  # 双正物流's agreement is terminated
+    refused_status, refused = await verifier.post(
+        "/api/login/client", {"attemptId": step["attemptId"], "clientId": TAXPAYERS["shuangzheng"].taxpayer_id}
+    )
+    assert refused_status == 403 and refused["error"]["message"] == "未查询到您与该企业的关联关系信息"
+    status, session = await verifier.post(
+        "/api/login/client", {"attemptId": step["attemptId"], "clientId": TAXPAYERS["lanhai"].taxpayer_id}
+    )
+    assert status == 200
+    assert session["agency"]["name"] == "青岛信达财税代理有限公司"
+    assert session["enterprise"]["name"] == "青岛蓝海制造有限公司" and session["person"]["personId"] == "p-zhao"
+
+
+async def test_agency_without_agreements_is_told_there_is_no_relationship(verifier: Verifier) -> None:
+    status, step = await verifier.certificate_step("hengxin-ec", kind="agent")
+    assert status == 200
+    status, body = await _through_sms(verifier, step)
+    assert status == 403 and body["error"]["code"] == "NO_RELATIONSHIP"
+    assert body["error"]["message"] == "未查询到您与该企业的关联关系信息"
+
+
+async def test_enterprise_certificate_in_the_agent_tab_is_refused(verifier: Verifier) -> None:
+    status, body = await verifier.certificate_step("hairun-ec", kind="agent")
+    assert status == 403 and body["error"]["code"] == "NOT_AN_AGENCY"
+
+
+# --- lockout -----------------------------------------------------------------------------------
+
+
+async def test_five_wrong_codes_lock_until_cst_midnight_and_a_new_day_unlocks(
+    fixtures: Fixtures, tmp_path: Path
+) -> None:
+    late_evening = dt.datetime(2026, 11, 28, 15, 30, tzinfo=dt.UTC)  # 23:30 CST
+    async with verifier_at(fixtures, tmp_path, Clock(late_evening)) as verifier:
+        _, step = await verifier.certificate_step("hairun-ec")
+        await verifier.post("/api/login/sms", {"attemptId": step["attemptId"], "personId": "p-zhang"})
+        codes = []
+        for _ in range(5):
+            status, body = await verifier.post("/api/login/verify", {"attemptId": step["attemptId"], "code": "000000"})
+            codes.append((status, body["error"]["code"], body["error"].get("triesLeft")))
+        assert codes[:4] == [(401, "SMS_CODE_INCORRECT", n) for n in (4, 3, 2, 1)]
+        assert codes[4][:2] == (423, "ACCOUNT_LOCKED")
+        status, locked = await verifier.post(
+            "/api/login/verify", {"attemptId": step["attemptId"], "code": verifier.last_code()}
+        )
+        assert status == 423 and locked["error"]["until"] == "2026-11-29T00:00:00+08:00"
+        assert "2026-11-29 00:00" in locked["error"]["message"]
+
+        verifier.clock.now = dt.datetime(2026, 11, 28, 16, 0, 1, tzinfo=dt.UTC)  # 00:00:01 CST next day
+        _, step = await verifier.certificate_step("hairun-ec")
+        await verifier.post("/api/login/sms", {"attemptId": step["attemptId"], "personId": "p-zhang"})
+        status, _ = await verifier.post(
+            "/api/login/verify", {"attemptId": step["attemptId"], "code": verifier.last_code()}
+        )
+        assert status == 200
+
+
+async def test_a_success_resets_the_failure_count(verifier: Verifier) -> None:
+    _, step = await verifier.certificate_step("hairun-ec")
+    await verifier.post("/api/login/sms", {"attemptId": step["attemptId"], "personId": "p-zhang"})
+    for _ in range(4):
+        await verifier.post("/api/login/verify", {"attemptId": step["attemptId"], "code": "000000"})
+    assert (await verifier.post("/api/login/verify", {"attemptId": step["attemptId"], "code": verifier.last_code()}))[
+        0
+    ] == 200
+    assert verifier.store.failures("p-zhang", "certificate", "2000-01-01") == 0
+    _, step = await verifier.certificate_step("hairun-ec")
+    await verifier.post("/api/login/sms", {"attemptId": step["attemptId"], "personId": "p-zhang"})
+    status, body = await verifier.post("/api/login/verify", {"attemptId": step["attemptId"], "code": "000000"})
+    assert body["error"]["triesLeft"] == 4
+
+
+# --- persistence and audit ---------------------------------------------------------------------
+
+
+async def test_counters_sessions_and_audit_survive_a_restart(fixtures: Fixtures, tmp_path: Path) -> None:
+    clock = Clock(dt.datetime.now(dt.UTC))
+    async with verifier_at(fixtures, tmp_path, clock) as first:
+        _, step = await first.certificate_step("hairun-ec")
+        await first.post("/api/login/sms", {"attemptId": step["attemptId"], "personId": "p-zhang"})
+        await first.post("/api/login/verify", {"attemptId": step["attemptId"], "code": "000000"})
+        await first.post("/api/login/verify", {"attemptId": step["attemptId"], "code": first.last_code()})
+        cookies = first.session.cookie_jar.filter_cookies(URL(first.url))
+        session_id = cookies["etax_session"].value
+        _, step = await first.certificate_step("hairun-ec")
+        await first.post("/api/login/sms", {"attemptId": step["attemptId"], "personId": "p-zhang"})
+        await first.post("/api/login/verify", {"attemptId": step["attemptId"], "code": "000000"})
+    async with verifier_at(fixtures, tmp_path, clock) as second:
+        second.session.cookie_jar.update_cookies({"etax_session": session_id})
+        status, me = await second.get("/api/session")
+        assert status == 200 and me["person"]["personId"] == "p-zhang"
+        status, body = await second.post("/api/login/verify", {"attemptId": step["attemptId"], "code": "000000"})
+        assert body["error"]["triesLeft"] == 3  # the failure before the restart still counts
+        status, history = await second.get("/api/history")
+        events = [e["event"] for e in history["entries"]]
+        assert "login_enterprise" in events and events.count("login_failed") >= 2
+
+
+async def test_hidden_history_entries_leave_the_history_but_stay_in_the_audit(verifier: Verifier) -> None:
+    _, step = await verifier.certificate_step("hairun-ec")
+    await verifier.post("/api/login/sms", {"attemptId": step["attemptId"], "personId": "p-zhang"})
+    await verifier.post("/api/login/verify", {"attemptId": step["attemptId"], "code": verifier.last_code()})
+    _, history = await verifier.get("/api/history")
+    first = history["entries"][0]["id"]
+    status, _ = await verifier.post(f"/api/history/{first}/hide")
+    assert status == 200
+    _, after = await verifier.get("/api/history")
+    assert first not in [e["id"] for e in after["entries"]]
+    assert first in [e.entry_id for e in verifier.store.history("p-zhang", include_hidden=True)]
+    status, missing = await verifier.post("/api/history/999999/hide")
+    assert status == 404 and missing["error"]["code"] == "NOT_FOUND"
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "data", "status", "code"),
+    [
+        ("/api/login/certificate", b"{not json", 400, "BAD_JSON"),
+        ("/api/login/certificate", b"[1]", 400, "BAD_JSON"),
+        ("/api/login/certificate", b'{"kind": "enterprise", "nonce": "x"}', 400, "BAD_REQUEST"),
+        ("/api/login/certificate", b'{"kind": "boss", "nonce": "x", "token": {}}', 400, "BAD_REQUEST"),
+        ("/api/login/certificate", b'{"kind": "enterprise", "nonce": 5, "token": {}}', 400, "BAD_REQUEST"),
+        ("/api/login/sms", b'{"attemptId": "nope", "personId": "p-zhang"}', 401, "LOGIN_EXPIRED"),
+        ("/api/login/verify", b'{"attemptId": "nope", "code": ["1"]}', 400, "BAD_REQUEST"),
+        ("/api/login/client", b"{}", 400, "BAD_REQUEST"),
+        ("/api/logout", b"", 401, "NOT_LOGGED_IN"),
+        ("/api/nothing-here", b"{}", 404, "NOT_FOUND"),
+        ("/api/login/certificate", b'{"x": "' + b"a" * 40000 + b'"}', 413, "BODY_TOO_LARGE"),
+    ],
+)
+async def test_bad_input_gets_a_4xx_with_a_stable_code_and_writes_nothing(
+    verifier: Verifier, path: str, data: bytes, status: int, code: str
+) -> None:
+    before = verifier.store.history("p-zhang", include_hidden=True)
+    async with verifier.session.post(
+        verifier.url + path, data=data, headers={"Content-Type": "application/json"}
+    ) as response:
+        body = await response.json()
+        assert (response.status, body["error"]["code"]) == (status, code)
+    assert verifier.store.history("p-zhang", include_hidden=True) == before
+    assert (await verifier.post("/api/challenge"))[0] == 200  # and the service goes on
