@@ -251,7 +251,7 @@ async def test_a_success_resets_the_failure_count(verifier: Verifier) -> None:
     _, step = await verifier.certificate_step("hairun-ec")
     await verifier.post("/api/login/sms", {"attemptId": step["attemptId"], "personId": "p-zhang"})
     status, body = await verifier.post("/api/login/verify", {"attemptId": step["attemptId"], "code": "000000"})
-    assert body["error"]["triesLeft"] == 4
+    assert status == 401 and body["error"]["triesLeft"] == 4
 
 
 # --- persistence and audit ---------------------------------------------------------------------
