@@ -1,0 +1,56 @@
+// Shared by the verifier's pages: the agent connection, the API, and error texts.
+import { connect, CertAgentError } from "/static/cert-agent.js";
+
+/** The agent's port: ?agentPort= on first visit (development and tests), remembered for the tab. */
+export function agentPort() {
+  const fromQuery = new URLSearchParams(location.search).get("agentPort");
+  if (fromQuery) sessionStorage.setItem("agentPort", fromQuery);
+  const port = Number(sessionStorage.getItem("agentPort"));
+  return Number.isInteger(port) && port > 0 ? port : undefined;
+}
+
+export async function connectAgent() {
+  return connect({ port: agentPort(), timeoutMs: 4000 });
+}
+
+/** POST JSON to the verifier; an error answer becomes a CertAgentError with its code and message. */
+export async function api(path, body) {
+  const response = await fetch(path, {
+    method: body === undefined ? "GET" : "POST",
+    headers: body === undefined ? {} : { "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: "same-origin",
+  });
+  const data = await response.json();
+  if (!response.ok) {
+    const { code, message, ...details } = data.error;
+    throw new CertAgentError(code, message, details);
+  }
+  return data;
+}
+
+/** Show an error (or clear it with null) in element `id`. */
+export function showError(id, error) {
+  const box = document.getElementById(id);
+  if (!error) {
+    box.classList.add("hidden");
+    return;
+  }
+  box.textContent = error instanceof CertAgentError ? error.message : "操作失败，请稍后重试。";
+  box.dataset.code = error.code ?? "UNEXPECTED";
+  box.classList.remove("hidden");
+}
+
+export const AGENT_HELP = `
+  <p>未检测到证书助手（cert-agent）。证书登录需要在本机安装并启动证书助手：</p>
+  <ol class="steps">
+    <li>安装：在项目目录运行 <code>bash scripts/setup.sh</code>，或安装管理员提供的安装包；</li>
+    <li>启动：运行 <code>cert-agent serve</code>（安装程序会设置开机自动启动）；</li>
+    <li>插入税务UKey、金税盘或税控盘后，刷新本页面。</li>
+  </ol>`;
+
+export function certificateLabel(token, cert) {
+  const info = cert.info;
+  const name = info.subjectCN ?? info.subject;
+  return `[${token.medium}] ${name}（${info.taxpayerId ?? "无纳税人识别号"}）`;
+}

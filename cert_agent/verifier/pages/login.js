@@ -1,0 +1,167 @@
+// The login page: 企业业务 / 代理业务 certificate login through the local agent.
+import { api, connectAgent, showError, AGENT_HELP, certificateLabel } from "/static/pages/common.js";
+
+let kind = "enterprise";
+let agent = null;
+let attemptId = null;
+const $ = (id) => document.getElementById(id);
+
+function show(step) {
+  for (const id of ["step-certificate", "step-person", "step-code", "step-client"]) {
+    $(id).classList.toggle("hidden", id !== step);
+  }
+}
+
+async function refreshCertificates() {
+  const { tokens } = await agent.listCertificates();
+  const select = $("certificate");
+  const previous = select.value;
+  select.innerHTML = "";
+  for (const token of tokens) {
+    for (const cert of token.certificates) {
+      if (!cert.info || !cert.hasPrivateKey) continue;
+      const option = document.createElement("option");
+      option.value = JSON.stringify({ tokenId: token.tokenId, certId: cert.certId });
+      option.textContent = certificateLabel(token, cert);
+      option.dataset.pinState = token.pinState;
+      option.dataset.notAfter = cert.info.notAfter;
+      select.append(option);
+    }
+  }
+  if ([...select.options].some((o) => o.value === previous)) select.value = previous;
+  if (!select.options.length) {
+    const option = document.createElement("option");
+    option.textContent = "未检测到证书，请插入税务UKey、金税盘或税控盘";
+    option.value = "";
+    select.append(option);
+  }
+  describeSelected();
+}
+
+function describeSelected() {
+  const option = $("certificate").selectedOptions[0];
+  const hint = $("certificate-hint");
+  if (!option || !option.value) {
+    hint.textContent = "";
+    return;
+  }
+  const states = { locked: "证书密码已锁定", final_try: "仅剩最后一次尝试机会", count_low: "近期有错误的密码尝试" };
+  const until = new Date(option.dataset.notAfter).toLocaleDateString("zh-CN");
+  hint.textContent = `有效期至 ${until}` + (states[option.dataset.pinState] ? `；${states[option.dataset.pinState]}` : "");
+}
+
+async function login() {
+  showError("error", null);
+  const selected = $("certificate").value;
+  const pin = $("pin").value;
+  if (!selected) return showError("error", { message: "请先插入证书介质并选择证书。" });
+  if (!pin) return showError("error", { message: "请输入证书密码。" });
+  $("login").disabled = true;
+  try {
+    const { nonce } = await api("/api/challenge", {});
+    const { tokenId, certId } = JSON.parse(selected);
+    const { authToken } = await agent.authenticate({ tokenId, certId, pin, challengeNonce: nonce });
+    $("initial-pin").classList.toggle("hidden", pin !== "88888888");
+    if (pin === "88888888") sessionStorage.setItem("initialPin", "1");
+    $("pin").value = "";
+    const step = await api("/api/login/certificate", { kind, token: authToken, nonce });
+    attemptId = step.attemptId;
+    $("enterprise-name").textContent = step.enterprise.name;
+    const persons = $("persons");
+    persons.innerHTML = "";
+    for (const person of step.persons) {
+      const button = document.createElement("button");
+      button.className = "choice";
+      button.dataset.personId = person.personId;
+      button.innerHTML = `${person.name}<small>${person.roles.join("、")}　${person.phone}</small>`;
+      button.addEventListener("click", () => sendCode(person.personId));
+      persons.append(button);
+    }
+    show("step-person");
+  } catch (error) {
+    showError("error", error);
+  } finally {
+    $("login").disabled = false;
+  }
+}
+
+async function sendCode(personId) {
+  showError("error", null);
+  try {
+    const { sentTo } = await api("/api/login/sms", { attemptId, personId });
+    $("sent-to").textContent = sentTo;
+    show("step-code");
+  } catch (error) {
+    showError("error", error);
+  }
+}
+
+async function verify() {
+  showError("error", null);
+  $("verify").disabled = true;
+  try {
+    const result = await api("/api/login/verify", { attemptId, code: $("code").value.trim() });
+    if (result.clients) {
+      const clients = $("clients");
+      clients.innerHTML = "";
+      for (const client of result.clients) {
+        const button = document.createElement("button");
+        button.className = "choice";
+        button.dataset.clientId = client.taxpayerId;
+        button.innerHTML = `${client.name}<small>${client.taxpayerId}</small>`;
+        button.addEventListener("click", () => chooseClient(client.taxpayerId));
+        clients.append(button);
+      }
+      show("step-client");
+    } else {
+      location.href = "/home";
+    }
+  } catch (error) {
+    showError("error", error);
+  } finally {
+    $("verify").disabled = false;
+  }
+}
+
+async function chooseClient(clientId) {
+  showError("error", null);
+  try {
+    await api("/api/login/client", { attemptId, clientId });
+    location.href = "/home";
+  } catch (error) {
+    showError("error", error);
+  }
+}
+
+function selectTab(button) {
+  kind = button.dataset.kind;
+  for (const tab of document.querySelectorAll(".tabs button")) tab.classList.toggle("active", tab === button);
+  show("step-certificate");
+  showError("error", null);
+}
+
+async function start() {
+  for (const tab of document.querySelectorAll(".tabs button")) tab.addEventListener("click", () => selectTab(tab));
+  $("login").addEventListener("click", login);
+  $("pin").addEventListener("keydown", (e) => e.key === "Enter" && login());
+  $("verify").addEventListener("click", verify);
+  $("certificate").addEventListener("change", describeSelected);
+  try {
+    agent = await connectAgent();
+  } catch (error) {
+    const box = $("agent-missing");
+    box.innerHTML = error.code === "LOCAL_NETWORK_DENIED" ? `<p>${error.message}</p>` : AGENT_HELP;
+    box.dataset.code = error.code;
+    box.classList.remove("hidden");
+    $("login").disabled = true;
+    document.body.dataset.ready = "agent-missing";
+    return;
+  }
+  agent.on("tokenInserted", refreshCertificates);
+  agent.on("tokenRemoved", refreshCertificates);
+  agent.on("tokenChanged", refreshCertificates);
+  await refreshCertificates();
+  document.body.dataset.ready = "yes";
+}
+
+start();
