@@ -1,72 +1,129 @@
-"""The embedded demo: tax media simulated by SoftHSM2 tokens, driven through the real driver.
+"""The embedded demo: the agent and the verifier on this machine, SoftHSM2 tokens as tax media.
 
-Builds a fresh fixture set in ``.demo/`` (its own SOFTHSM2_CONF, never the system's), then
-shows what the agent sees: the tokens, their certificates and taxpayer IDs, a PIN check with
-a wrong PIN, and a login-style signature verified against the certificate.
+Builds a fresh demo PKI and three media in ``.demo/`` (its own SOFTHSM2_CONF, never the
+system's), seeds the verifier's SQLite database, starts the agent (ws://127.0.0.1:27138/ws) and
+the verifier (http://127.0.0.1:8090/), and prints the URL, the demo PINs and every SMS code as
+it is sent. Ctrl-C stops both. Running it again starts from scratch.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
+import asyncio
+import contextlib
+import datetime as dt
+import json
 import os
+import shutil
+import signal
 import sys
 from pathlib import Path
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from aiohttp import web
 
-from cert_agent.algorithms import SignatureAlgorithm
-from cert_agent.drivers.pkcs11 import Pkcs11Driver
-from cert_agent.errors import AgentError
-from cert_agent.pin import Pin
-from softhsm_fixtures import build_fixtures
+from cert_agent.agent.config import DEFAULT_PORT, AgentConfig
+from softhsm_fixtures.catalog import DEMO_TOKENS
+from softhsm_fixtures.seed import verifier_records
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cert-agent demo", description=__doc__)
-    parser.add_argument("--dir", type=Path, default=Path(".demo"), help="where the demo tokens live")
+    parser = argparse.ArgumentParser(prog="python -m cert_agent.demo", description=__doc__)
+    parser.add_argument("--dir", type=Path, default=Path(".demo"), help="where the demo keeps its files")
+    parser.add_argument("--port", type=int, default=8090, help="the verifier's port")
+    parser.add_argument("--agent-port", type=int, default=DEFAULT_PORT, help="the agent's port")
     args = parser.parse_args(argv)
-
-    fixtures = build_fixtures(args.dir / "fixtures")
-    os.environ["SOFTHSM2_CONF"] = str(fixtures.env.conf)
-    print(f"演示证书介质已创建 (demo tokens): SOFTHSM2_CONF={fixtures.env.conf}\n")
-    driver = Pkcs11Driver([fixtures.module], pin_max_tries=10)
     try:
-        for token in driver.tokens():
-            pin = next(t.pin for t in fixtures.tokens if t.serial == token.serial)
-            state = token.pin_state.value
-            print(f"[{token.medium.value}] {token.label}  序列号 {token.serial}  演示PIN {pin}  状态 {state}")
-            for cert in driver.certificates(token):
-                if cert.info is None:
-                    print(f"    - {cert.cert_id[:8]} {cert.error.message if cert.error else ''}")
-                    continue
-                tid = cert.info.taxpayer_id
-                print(
-                    f"    - {cert.info.subject_cn}  {tid.value if tid else '-'}  有效期至 {cert.info.not_after.date()}"
-                )
-
-        ukey = fixtures.token("ukey")
-        token = driver.find_token(label=ukey.label)
-        print(f"\n用错误的证书密码登录 {ukey.label}:")
-        try:
-            driver.verify_pin(token, Pin("000000"))
-        except AgentError as exc:
-            print(f"    {exc.code}: {exc.message}")
-
-        origin, nonce = "https://etax.qingdao.example", "demo-nonce-0123456789abcdef0123456789"
-        data = hashlib.sha256(origin.encode()).digest() + hashlib.sha256(nonce.encode()).digest()
-        cert_id = bytes.fromhex(fixtures.cert("hairun-ec").cert_id)
-        signature = driver.sign(token, cert_id, Pin(ukey.pin), data, SignatureAlgorithm.ES256)
-        public_key = fixtures.certificate("hairun-ec").public_key()
-        assert isinstance(public_key, ec.EllipticCurvePublicKey)
-        der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
-        public_key.verify(der, data, ec.ECDSA(hashes.SHA256()))
-        print(f"用正确的证书密码为 {origin} 签名登录挑战：签名已通过证书验证 (ES256, {len(signature)} bytes)")
-    finally:
-        driver.close()
+        asyncio.run(run_demo(args.dir, args.port, args.agent_port))
+    except OSError as exc:
+        print(f"演示无法启动 (demo could not start): {exc}", file=sys.stderr)
+        return 1
     return 0
+
+
+async def run_demo(directory: Path, port: int, agent_port: int, ready: asyncio.Event | None = None) -> None:
+    from cert_agent.agent.server import start as start_agent
+    from cert_agent.verifier.app import create_app
+    from cert_agent.verifier.importer import check_records
+    from cert_agent.verifier.login import CST, LoginService, OutboxSender
+    from cert_agent.verifier.store import SqliteStore
+    from cert_agent.verifier.validation import TokenValidator, ValidatorSettings, load_certificates
+    from softhsm_fixtures import build_fixtures
+
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    fixtures = build_fixtures(directory / "fixtures", tokens=DEMO_TOKENS)
+    os.environ["SOFTHSM2_CONF"] = str(fixtures.env.conf)  # the agent's workers inherit it
+    origin = f"http://127.0.0.1:{port}"
+
+    seed = verifier_records(dt.datetime.now(CST).date())
+    (directory / "seed.json").write_text(json.dumps(seed, ensure_ascii=False, indent=2), encoding="utf-8")
+    store = SqliteStore(directory / "verifier.db")
+    store.import_all(check_records(seed))
+    settings = ValidatorSettings(
+        origin=origin,
+        trust_anchors=tuple(load_certificates(fixtures.root_ca.read_bytes())),
+        intermediates=tuple(load_certificates(fixtures.issuing_ca.read_bytes())),
+        crls=(fixtures.crl.read_bytes(),),
+    )
+
+    def announce(record: dict[str, str]) -> None:
+        print(f"[短信 SMS] {record['phone']}: 验证码 {record['code']}", flush=True)
+
+    login = LoginService(store, TokenValidator(settings), OutboxSender(directory / "sms-outbox.jsonl", announce))
+    runner = web.AppRunner(create_app(login), access_log=None)
+    await runner.setup()
+    agent_runner = None
+    agent_service = None
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        agent_config = AgentConfig(
+            port=agent_port,
+            allowed_origins=(origin,),
+            modules=(fixtures.module,),
+            pin_max_tries=10,
+        )
+        agent_runner, agent_service = await start_agent(agent_config)
+        _print_welcome(origin, agent_port, fixtures)
+        if ready is not None:
+            ready.set()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print("\n正在停止演示 (stopping)…", flush=True)
+    finally:
+        if agent_runner is not None:
+            await agent_runner.cleanup()
+        if agent_service is not None:
+            await agent_service.stop()
+        await runner.cleanup()
+        store.close()
+
+
+def _print_welcome(origin: str, agent_port: int, fixtures: object) -> None:
+    from softhsm_fixtures import Fixtures
+
+    assert isinstance(fixtures, Fixtures)
+    url = origin + "/" if agent_port == DEFAULT_PORT else f"{origin}/?agentPort={agent_port}"
+    lines = [
+        "",
+        "电子税务局证书登录演示 (cert-agent demo)",
+        f"  打开 (open):   {url}",
+        f"  证书助手:       ws://127.0.0.1:{agent_port}/ws",
+        "  演示证书介质 (demo media) 与证书密码 (PINs):",
+    ]
+    notes = {
+        "demo-enterprise": "企业业务；仍为初始密码，登录后请修改",
+        "demo-agency": "代理业务；有两家被代理企业",
+        "demo-tax-control-disk": "企业业务",
+    }
+    for token in fixtures.tokens:
+        lines.append(f"    {token.label:<14} 证书密码 {token.pin:<10} {notes.get(token.name, '')}")
+    lines += ["  短信验证码会显示在下面 (SMS codes appear below). Ctrl-C 停止 (stops).", ""]
+    print("\n".join(lines), flush=True)
 
 
 if __name__ == "__main__":

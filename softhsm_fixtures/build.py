@@ -114,8 +114,12 @@ class Fixtures:
         return x509.load_pem_x509_certificate((self.root / path).read_bytes())
 
 
-def build_fixtures(directory: Path, *, now: dt.datetime | None = None) -> Fixtures:
-    """Create the whole fixture set in ``directory`` (emptied first). Takes a few seconds."""
+def build_fixtures(
+    directory: Path, *, now: dt.datetime | None = None, tokens: tuple[TokenSpec, ...] = TOKENS
+) -> Fixtures:
+    """Create the fixture set in ``directory`` (its tokens replaced). Takes about a second.
+    ``tokens`` chooses the media (default: all of the catalog's; the demo uses DEMO_TOKENS)."""
+    specs = tokens
     now = now or dt.datetime.now(dt.UTC)
     directory.mkdir(parents=True, exist_ok=True)
     env = SoftHsmEnv(directory)
@@ -127,16 +131,16 @@ def build_fixtures(directory: Path, *, now: dt.datetime | None = None) -> Fixtur
     issuing = make_intermediate("国家税务总局测试签发CA", root, now)
     untrusted = make_root("未受信任的测试CA", now)
 
-    for spec in TOKENS:
+    for spec in specs:
         env.init_token(spec.label, SO_PIN, spec.pin)
     module = find_module()
-    tokens: list[FixtureToken] = []
+    built: list[FixtureToken] = []
     with provisioning_library(module, env) as lib:
-        for spec in TOKENS:
+        for spec in specs:
             with user_session(lib, spec.label, spec.pin) as (session, serial):
                 certs = tuple(_provision_cert(session, cert, issuing, untrusted, now, pki_dir) for cert in spec.certs)
-            tokens.append(FixtureToken(spec.name, spec.label, serial, spec.pin, SO_PIN, certs))
-    _mark_flags(env, TOKENS)
+            built.append(FixtureToken(spec.name, spec.label, serial, spec.pin, SO_PIN, certs))
+    _mark_flags(env, specs)
 
     (pki_dir / "root-ca.pem").write_bytes(root.pem())
     (pki_dir / "issuing-ca.pem").write_bytes(issuing.pem())
@@ -144,8 +148,8 @@ def build_fixtures(directory: Path, *, now: dt.datetime | None = None) -> Fixtur
     crl = make_crl(issuing, now)
     (pki_dir / "issuing-ca.crl").write_bytes(crl.public_bytes(serialization.Encoding.DER))
 
-    fixtures = Fixtures(directory.resolve(), module, tuple(tokens))
-    manifest = {"module": module, "tokens": [asdict(t) for t in tokens]}
+    fixtures = Fixtures(directory.resolve(), module, tuple(built))
+    manifest = {"module": module, "tokens": [asdict(t) for t in built]}
     (directory / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
     return fixtures
 

@@ -117,3 +117,11 @@ TOKENS: tuple[TokenSpec, ...] = (
         flags=CKF_USER_PIN_LOCKED,
     ),
 )
+
+
+# The embedded demo's media: what a taxpayer and an agency firm would have on the desk.
+DEMO_TOKENS: tuple[TokenSpec, ...] = (
+    TokenSpec("demo-enterprise", "税务UKey 初心科技", INITIAL_PIN, (CertSpec("chuxin-ec", "chuxin"),)),
+    TokenSpec("demo-agency", "税务UKey 信达财税", "998877", (CertSpec("xinda-ec", "xinda"),)),
+    TokenSpec("demo-tax-control-disk", "税控盘 海润贸易", "112233", (CertSpec("hairun-ec", "hairun"),)),
+)

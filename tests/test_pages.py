@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,7 @@ class Site:
     url: str
     agent: RunningAgent
     outbox: Path
+    agent_stack: AsyncExitStack
 
     def last_code(self) -> str:
         return str(json.loads(self.outbox.read_text(encoding="utf-8").splitlines()[-1])["code"])
@@ -55,11 +56,12 @@ async def site(fixtures: Fixtures, directory: Path) -> AsyncIterator[Site]:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        async with running_agent(fixtures, allowed_origins=(origin,)) as agent, chromium() as browser:
+        async with AsyncExitStack() as agent_stack, chromium() as browser:
+            agent = await agent_stack.enter_async_context(running_agent(fixtures, allowed_origins=(origin,)))
             page = await browser.new_page(locale="zh-CN", viewport={"width": 1280, "height": 900})
             await page.goto(f"{origin}/?agentPort={agent.config.port}")
             await page.wait_for_selector("body[data-ready]")
-            yield Site(page, origin, agent, outbox)
+            yield Site(page, origin, agent, outbox, agent_stack)
     finally:
         await runner.cleanup()
         store.close()

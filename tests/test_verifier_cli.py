@@ -1,0 +1,111 @@
+"""``cert-verifier import`` and ``cert-verifier serve`` as real processes on a real SQLite file."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from cert_agent.verifier.store import SqliteStore
+from softhsm_fixtures import Fixtures
+from softhsm_fixtures.catalog import TAXPAYERS
+from softhsm_fixtures.seed import verifier_records
+from tests.conftest import free_port
+
+
+def verifier(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cert_agent.verifier", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_import_json_writes_every_record(tmp_path: Path) -> None:
+    source = tmp_path / "seed.json"
+    source.write_text(json.dumps(verifier_records(), ensure_ascii=False), encoding="utf-8")
+    result = verifier("import", "--db", str(tmp_path / "v.db"), str(source))
+    assert result.returncode == 0, result.stderr
+    store = SqliteStore(tmp_path / "v.db")
+    try:
+        agency = TAXPAYERS["xinda"].taxpayer_id
+        assert store.enterprise(agency) is not None and store.enterprise(agency).is_agency  # type: ignore[union-attr]
+        assert len(store.agreements_of(agency)) == 3
+        assert store.schema_version == 1
+    finally:
+        store.close()
+
+
+def test_import_csv_files(tmp_path: Path) -> None:
+    records = verifier_records()
+    paths = []
+    for kind, rows in records.items():
+        path = tmp_path / f"{kind}.csv"
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        paths.append(str(path))
+    result = verifier("import", "--db", str(tmp_path / "v.db"), *paths)
+    assert result.returncode == 0, result.stderr
+    assert "5 agreements" not in result.stdout and "3 agreements" in result.stdout
+
+
+def test_import_with_one_bad_record_writes_nothing(tmp_path: Path) -> None:
+    records: dict[str, Any] = verifier_records()
+    records["agreements"][1]["validTo"] = "next year"
+    source = tmp_path / "seed.json"
+    source.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    result = verifier("import", "--db", str(tmp_path / "v.db"), str(source))
+    assert result.returncode == 1
+    assert "agreements[1].validTo" in result.stderr
+    assert not (tmp_path / "v.db").exists() or sqlite3.connect(tmp_path / "v.db").execute(
+        "SELECT count(*) FROM sqlite_master WHERE name = 'enterprises'"
+    ).fetchone() == (0,)
+
+
+def test_import_refuses_an_invalid_taxpayer_id(tmp_path: Path) -> None:
+    records: dict[str, Any] = verifier_records()
+    records["enterprises"][0]["taxpayerId"] = "91370202MA3C4Q7X10"
+    source = tmp_path / "seed.json"
+    source.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    result = verifier("import", "--db", str(tmp_path / "v.db"), str(source))
+    assert result.returncode == 1 and "not a valid taxpayer ID" in result.stderr
+
+
+async def test_serve_answers_the_api_and_stops_cleanly(fixtures: Fixtures, tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "verifier.toml"
+    config.write_text(
+        f'origin = "http://127.0.0.1:{port}"\nport = {port}\ndatabase = "v.db"\n'
+        f'trust_anchors = ["{fixtures.root_ca}"]\nintermediates = ["{fixtures.issuing_ca}"]\ncrls = ["{fixtures.crl}"]\n',
+        encoding="utf-8",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cert_agent.verifier", "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None and "listening" in process.stdout.readline()
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"http://127.0.0.1:{port}/api/challenge") as response:
+                assert response.status == 200 and len((await response.json())["nonce"]) == 44
+            async with session.get(f"http://127.0.0.1:{port}/") as response:
+                assert response.status == 200 and "企业业务" in await response.text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=20)
+    assert process.returncode == 0
+    assert (tmp_path / "v.db").exists()
+
+
+def test_serve_without_a_trust_anchor_is_a_configuration_error() -> None:
+    result = verifier("serve", "--port", str(free_port()))
+    assert result.returncode == 2 and "trust anchor" in result.stderr
