@@ -73,9 +73,8 @@ async def test_five_wrong_codes_lock_the_account_until_midnight_cst(fresh_fixtur
         for attempt in range(5):
             await s.page.fill("#code", "000000")
             await s.page.click("#verify")
-            await s.page.wait_for_function(
-                f"document.getElementById('error').textContent.includes('{'锁定' if attempt == 4 else str(4 - attempt)}')"
-            )
+            expected = "锁定" if attempt == 4 else f"还可尝试 {4 - attempt} 次"
+            await s.page.wait_for_function(f"document.getElementById('error').textContent.includes('{expected}')")
         await s.shot("login-locked")
         text = await s.page.inner_text("#error")
         until = next_cst_midnight(dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M")
@@ -166,7 +165,7 @@ def test_demo_starts_serves_and_stops_cleanly_twice(tmp_path: Path) -> None:
         assert any("88888888" in line for line in lines)
         asyncio.run(_challenge(port))
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=30)
+        _, err = process.communicate(timeout=30)
         assert process.returncode == 0, err
 
 
