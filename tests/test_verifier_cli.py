@@ -83,7 +83,8 @@ async def test_serve_answers_the_api_and_stops_cleanly(fixtures: Fixtures, tmp_p
     config = tmp_path / "verifier.toml"
     config.write_text(
         f'origin = "http://127.0.0.1:{port}"\nport = {port}\ndatabase = "v.db"\n'
-        f'trust_anchors = ["{fixtures.root_ca}"]\nintermediates = ["{fixtures.issuing_ca}"]\ncrls = ["{fixtures.crl}"]\n',
+        f'trust_anchors = ["{fixtures.root_ca}"]\nintermediates = ["{fixtures.issuing_ca}"]\n'
+        f'crls = ["{fixtures.crl}"]\n',
         encoding="utf-8",
     )
     process = subprocess.Popen(
