@@ -69,6 +69,7 @@ from cert_agent.errors import (
 from cert_agent.taxpayer_id import TaxpayerId, parse_taxpayer_id
 
 MAX_TOKEN_BYTES = 16 * 1024
+FACTS_CACHE_SIZE = 4096  # parsed certificates kept, oldest dropped first
 REQUIRED_FIELDS = ("format", "unverifiedCertificate", "algorithm", "signature")
 REVOCATION_MODES = {"fail-closed": "hard-fail", "fail-open": "soft-fail", "off": "none"}
 _HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
@@ -110,6 +111,45 @@ class ValidatedToken:
     algorithm: str
 
 
+@dataclass(frozen=True)
+class CertificateFacts:
+    """What the checks need of one certificate, parsed once and kept by its SHA-256."""
+
+    cert: asn1_x509.Certificate
+    key_usage: frozenset[str] | None
+    extended_key_usage: frozenset[str] | None
+    policies: frozenset[str]
+    not_before: dt.datetime
+    not_after: dt.datetime
+    public_key: Any  # a pyca/cryptography public key; None if it cannot be loaded (fails at the signature)
+    subject: str
+    subject_cn: str | None
+    taxpayer_id: TaxpayerId | None
+
+    @classmethod
+    def parse(cls, der: bytes) -> CertificateFacts:
+        cert = asn1_x509.Certificate.load(der, strict=True)
+        usage = cert.key_usage_value
+        extended = cert.extended_key_usage_value
+        policies = cert.certificate_policies_value
+        validity = cert["tbs_certificate"]["validity"]
+        cn = cert.subject.native.get("common_name")
+        return cls(
+            cert=cert,
+            key_usage=frozenset(usage.native) if usage is not None else None,
+            extended_key_usage=frozenset(extended.native) if extended is not None else None,
+            policies=frozenset(p["policy_identifier"].dotted for p in policies)
+            if policies is not None
+            else frozenset(),
+            not_before=validity["not_before"].native,
+            not_after=validity["not_after"].native,
+            public_key=_public_key(cert),
+            subject=cert.subject.human_friendly,
+            subject_cn=cn if isinstance(cn, str) else None,
+            taxpayer_id=taxpayer_id_of(cert),
+        )
+
+
 @dataclass
 class _Work:
     """What the checks learn about one token as they go."""
@@ -118,14 +158,14 @@ class _Work:
     nonce: str
     at: dt.datetime
     der: bytes = b""
-    cert: asn1_x509.Certificate | None = None
+    facts: CertificateFacts | None = None
     algorithm: SignatureAlgorithm | None = None
     pinned_time: bool = False  # validated at a given moment (support, tests): no path cache
 
     @property
-    def certificate(self) -> asn1_x509.Certificate:
-        assert self.cert is not None  # set by check_certificate, which runs first
-        return self.cert
+    def certificate(self) -> CertificateFacts:
+        assert self.facts is not None  # set by check_certificate, which runs first
+        return self.facts
 
 
 class TokenValidator:
@@ -135,6 +175,7 @@ class TokenValidator:
         self._anchors = [asn1_x509.Certificate.load(der) for der in settings.trust_anchors]
         self._intermediates = [asn1_x509.Certificate.load(der) for der in settings.intermediates]
         self._path_cache: dict[bytes, tuple[float, TokenInvalid | None]] = {}
+        self._facts: dict[bytes, CertificateFacts] = {}
         self.checks: list[Callable[[_Work], Any]] = [
             self.check_structure,
             self.check_format,
@@ -154,14 +195,12 @@ class TokenValidator:
             result = check(work)
             if hasattr(result, "__await__"):
                 await result
-        cert = work.certificate
-        subject = cert.subject.native
-        cn = subject.get("common_name")
+        facts = work.certificate
         return ValidatedToken(
             certificate_der=work.der,
-            subject=cert.subject.human_friendly,
-            subject_cn=cn if isinstance(cn, str) else None,
-            taxpayer_id=taxpayer_id_of(cert),
+            subject=facts.subject,
+            subject_cn=facts.subject_cn,
+            taxpayer_id=facts.taxpayer_id,
             algorithm=work.token["algorithm"],
         )
 
@@ -171,7 +210,8 @@ class TokenValidator:
         token = work.token
         if not isinstance(token, dict):
             raise TokenMalformed("the token is not a JSON object")
-        if len(json.dumps(token)) > MAX_TOKEN_BYTES:
+        size = sum(len(str(k)) + len(v) if isinstance(v, str) else len(json.dumps(v)) for k, v in token.items())
+        if size > MAX_TOKEN_BYTES:
             raise TokenMalformed(f"the token is larger than {MAX_TOKEN_BYTES} bytes")
         for name in REQUIRED_FIELDS:
             value = token.get(name)
@@ -186,36 +226,39 @@ class TokenValidator:
     def check_certificate(self, work: _Work) -> None:
         try:
             work.der = base64.b64decode(work.token["unverifiedCertificate"], validate=True)
-            cert = asn1_x509.Certificate.load(work.der, strict=True)
-            # asn1crypto parses lazily: touch what the later checks read, so that a broken
-            # certificate fails here, as malformed.
-            _ = (cert.subject.native, cert.issuer.native, cert.public_key.dump(), cert.not_valid_after)
-            _ = (cert.key_usage_value, cert.extended_key_usage_value, cert.certificate_policies_value)
-        except (ValueError, TypeError, KeyError, binascii.Error) as exc:
-            raise TokenMalformed(f"unverifiedCertificate: {type(exc).__name__}") from None
-        work.cert = cert
+        except binascii.Error:
+            raise TokenMalformed("unverifiedCertificate: not base64") from None
+        key = hashlib.sha256(work.der).digest()
+        facts = self._facts.get(key)
+        if facts is None:
+            try:
+                facts = CertificateFacts.parse(work.der)
+            except (ValueError, TypeError, KeyError, UnsupportedAlgorithm) as exc:
+                raise TokenMalformed(f"unverifiedCertificate: {type(exc).__name__}") from None
+            if len(self._facts) >= FACTS_CACHE_SIZE:
+                self._facts.pop(next(iter(self._facts)))
+            self._facts[key] = facts
+        work.facts = facts
 
     def check_purpose(self, work: _Work) -> None:
-        usage = work.certificate.key_usage_value
-        if usage is None or "digital_signature" not in usage.native:
+        facts = work.certificate
+        if facts.key_usage is None or "digital_signature" not in facts.key_usage:
             raise CertBadKeyUsage()
-        extended = work.certificate.extended_key_usage_value
-        if extended is not None and "client_auth" not in extended.native:
+        if facts.extended_key_usage is not None and "client_auth" not in facts.extended_key_usage:
             raise CertBadEku()
 
     def check_policies(self, work: _Work) -> None:
-        policies = work.certificate.certificate_policies_value
-        if policies is None or not self.settings.disallowed_policies:
-            return
-        for policy in policies:
-            if policy["policy_identifier"].dotted in self.settings.disallowed_policies:
-                raise CertDisallowedPolicy(policy["policy_identifier"].dotted)
+        disallowed = work.certificate.policies & self.settings.disallowed_policies
+        if disallowed:
+            raise CertDisallowedPolicy(min(disallowed))
 
     def check_validity(self, work: _Work) -> None:
-        _within_validity(work.certificate, work.at, "certificate")
+        facts = work.certificate
+        _within(facts.not_before, facts.not_after, work.at, "certificate")
         for anchor in self._anchors:
-            if anchor.subject == work.certificate.issuer:
-                _within_validity(anchor, work.at, "trust anchor")
+            if anchor.subject == facts.cert.issuer:
+                validity = anchor["tbs_certificate"]["validity"]
+                _within(validity["not_before"].native, validity["not_after"].native, work.at, "trust anchor")
 
     async def check_chain(self, work: _Work) -> None:
         if work.pinned_time:
@@ -256,7 +299,9 @@ class TokenValidator:
             + hashlib.new(name, work.nonce.encode("utf-8")).digest()
         )
         try:
-            public_key = load_der_public_key(work.certificate.public_key.dump())
+            public_key = work.certificate.public_key
+            if public_key is None:
+                raise SignatureInvalid("the certificate's public key cannot be used")
             if isinstance(public_key, ec.EllipticCurvePublicKey) and algorithm.value.startswith("ES"):
                 size = (public_key.curve.key_size + 7) // 8
                 if len(signature) != 2 * size:
@@ -285,7 +330,7 @@ class TokenValidator:
             allow_fetching=self.settings.allow_fetching and self.settings.revocation != "off",
         )
         validator = CertificateValidator(
-            work.certificate, intermediate_certs=self._intermediates, validation_context=context
+            work.certificate.cert, intermediate_certs=self._intermediates, validation_context=context
         )
         try:
             await validator.async_validate_path()
@@ -306,11 +351,17 @@ class TokenValidator:
             raise CertUntrusted(text[:200]) from None
 
 
-def _within_validity(cert: asn1_x509.Certificate, at: dt.datetime, what: str) -> None:
-    validity = cert["tbs_certificate"]["validity"]
-    if at < validity["not_before"].native:
+def _public_key(cert: asn1_x509.Certificate) -> Any:
+    try:
+        return load_der_public_key(cert.public_key.dump())
+    except (ValueError, UnsupportedAlgorithm):
+        return None
+
+
+def _within(not_before: dt.datetime, not_after: dt.datetime, at: dt.datetime, what: str) -> None:
+    if at < not_before:
         raise CertNotYetValid(what)
-    if at > validity["not_after"].native:
+    if at > not_after:
         raise CertExpired(what)
 
 
