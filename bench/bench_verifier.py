@@ -38,7 +38,7 @@ from cert_agent.verifier.app import create_app
 from cert_agent.verifier.importer import check_records
 from cert_agent.verifier.login import CST, LoginService, OutboxSender
 from cert_agent.verifier.store import SqliteStore
-from cert_agent.verifier.validation import TokenValidator, ValidatorSettings, load_certificates
+from cert_agent.verifier.validation import TokenValidator, ValidatorSettings
 from softhsm_fixtures import Fixtures, build_fixtures
 from softhsm_fixtures.seed import verifier_records
 
@@ -61,12 +61,7 @@ class Signer:
 
 
 async def validation_ratio(fixtures: Fixtures, signer: Signer, rounds: int) -> tuple[float, float]:
-    settings = ValidatorSettings(
-        origin=ORIGIN,
-        trust_anchors=tuple(load_certificates(fixtures.root_ca.read_bytes())),
-        intermediates=tuple(load_certificates(fixtures.issuing_ca.read_bytes())),
-        crls=(fixtures.crl.read_bytes(),),
-    )
+    settings = ValidatorSettings.from_files(ORIGIN, [fixtures.root_ca], [fixtures.issuing_ca], [fixtures.crl])
     validator = TokenValidator(settings)
     nonce = base64.b64encode(os.urandom(32)).decode()
     token = signer.token_for(nonce)
@@ -125,12 +120,7 @@ async def main() -> None:
 
         store = SqliteStore(root / "verifier.db")
         store.import_all(check_records(verifier_records(dt.datetime.now(CST).date())))
-        settings = ValidatorSettings(
-            origin=ORIGIN,
-            trust_anchors=tuple(load_certificates(fixtures.root_ca.read_bytes())),
-            intermediates=tuple(load_certificates(fixtures.issuing_ca.read_bytes())),
-            crls=(fixtures.crl.read_bytes(),),
-        )
+        settings = ValidatorSettings.from_files(ORIGIN, [fixtures.root_ca], [fixtures.issuing_ca], [fixtures.crl])
         outbox = root / "outbox.jsonl"
         runner = web.AppRunner(create_app(LoginService(store, TokenValidator(settings), OutboxSender(outbox))))
         await runner.setup()

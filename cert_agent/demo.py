@@ -46,7 +46,7 @@ async def run_demo(directory: Path, port: int, agent_port: int, ready: asyncio.E
     from cert_agent.verifier.importer import check_records
     from cert_agent.verifier.login import CST, LoginService, OutboxSender
     from cert_agent.verifier.store import SqliteStore
-    from cert_agent.verifier.validation import TokenValidator, ValidatorSettings, load_certificates
+    from cert_agent.verifier.validation import TokenValidator, ValidatorSettings
     from softhsm_fixtures import build_fixtures
 
     if directory.exists():
@@ -60,12 +60,7 @@ async def run_demo(directory: Path, port: int, agent_port: int, ready: asyncio.E
     (directory / "seed.json").write_text(json.dumps(seed, ensure_ascii=False, indent=2), encoding="utf-8")
     store = SqliteStore(directory / "verifier.db")
     store.import_all(check_records(seed))
-    settings = ValidatorSettings(
-        origin=origin,
-        trust_anchors=tuple(load_certificates(fixtures.root_ca.read_bytes())),
-        intermediates=tuple(load_certificates(fixtures.issuing_ca.read_bytes())),
-        crls=(fixtures.crl.read_bytes(),),
-    )
+    settings = ValidatorSettings.from_files(origin, [fixtures.root_ca], [fixtures.issuing_ca], [fixtures.crl])
 
     def announce(record: dict[str, str]) -> None:
         print(f"[短信 SMS] {record['phone']}: 验证码 {record['code']}", flush=True)

@@ -17,12 +17,11 @@ import aiohttp
 import pytest
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives import serialization
 
 from softhsm_fixtures import Fixtures
 from tests.conftest import ALLOWED_ORIGIN, RunningAgent, running_agent
+from tests.signatures import verify_signature
 
 NONCE = base64.b64encode(os.urandom(32)).decode()
 
@@ -80,24 +79,9 @@ def certificate_of(fixtures: Fixtures, cert_name: str) -> tuple[str, str]:
 def verify_auth_token(token: dict[str, Any], origin: str, nonce: str) -> None:
     """Check a Web eID token independently, with pyca/cryptography only."""
     certificate = x509.load_der_x509_certificate(base64.b64decode(token["unverifiedCertificate"]))
-    algorithm = token["algorithm"]
-    hash_algorithm = {"256": hashes.SHA256(), "384": hashes.SHA384(), "512": hashes.SHA512()}[algorithm[2:]]
-    name = hash_algorithm.name
+    name = f"sha{token['algorithm'][2:]}"
     data = hashlib.new(name, origin.encode()).digest() + hashlib.new(name, nonce.encode()).digest()
-    signature = base64.b64decode(token["signature"])
-    public_key = certificate.public_key()
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        half = len(signature) // 2
-        der = encode_dss_signature(int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big"))
-        public_key.verify(der, data, ec.ECDSA(hash_algorithm))
-    else:
-        assert isinstance(public_key, rsa.RSAPublicKey)
-        pad: padding.AsymmetricPadding = (
-            padding.PSS(mgf=padding.MGF1(hash_algorithm), salt_length=hash_algorithm.digest_size)
-            if algorithm.startswith("PS")
-            else padding.PKCS1v15()
-        )
-        public_key.verify(signature, data, pad, hash_algorithm)
+    verify_signature(certificate.public_key(), base64.b64decode(token["signature"]), data, token["algorithm"])
 
 
 # --- basics -----------------------------------------------------------------------------------

@@ -10,9 +10,6 @@ from pathlib import Path
 
 import pytest
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from cert_agent.algorithms import SignatureAlgorithm
 from cert_agent.drivers.mechanisms import plan_signature
@@ -30,6 +27,7 @@ from cert_agent.errors import (
 )
 from cert_agent.pin import Pin
 from softhsm_fixtures import Fixtures
+from tests.signatures import verify_signature
 
 MESSAGE = b"H(origin) || H(nonce) stands in here"
 
@@ -44,22 +42,7 @@ def _cert_id(fixtures: Fixtures, name: str) -> bytes:
 
 def verify(fixtures: Fixtures, cert_name: str, signature: bytes, algorithm: SignatureAlgorithm) -> None:
     """Independent check with pyca/cryptography: raises InvalidSignature when it does not verify."""
-    public_key = fixtures.certificate(cert_name).public_key()
-    hash_algorithm = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sha512": hashes.SHA512()}[
-        algorithm.hash_name
-    ]
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        half = len(signature) // 2
-        der = encode_dss_signature(int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big"))
-        public_key.verify(der, MESSAGE, ec.ECDSA(hash_algorithm))
-    else:
-        assert isinstance(public_key, rsa.RSAPublicKey)
-        pad: padding.AsymmetricPadding = (
-            padding.PSS(mgf=padding.MGF1(hash_algorithm), salt_length=hash_algorithm.digest_size)
-            if algorithm.value.startswith("PS")
-            else padding.PKCS1v15()
-        )
-        public_key.verify(signature, MESSAGE, pad, hash_algorithm)
+    verify_signature(fixtures.certificate(cert_name).public_key(), signature, MESSAGE, algorithm.value)
 
 
 # --- listing -------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from cert_agent.verifier.app import create_app
 from cert_agent.verifier.importer import check_records
 from cert_agent.verifier.login import CST, LoginService, OutboxSender
 from cert_agent.verifier.store import SqliteStore
-from cert_agent.verifier.validation import TokenValidator, ValidatorSettings, load_certificates
+from cert_agent.verifier.validation import TokenValidator, ValidatorSettings
 from softhsm_fixtures import Fixtures
 from softhsm_fixtures.seed import verifier_records
 from tests.browser import ARTIFACTS, chromium
@@ -45,12 +45,7 @@ async def site(fixtures: Fixtures, directory: Path) -> AsyncIterator[Site]:
     origin = f"http://127.0.0.1:{port}"
     store = SqliteStore(directory / "verifier.db")
     store.import_all(check_records(verifier_records(dt.datetime.now(CST).date())))
-    settings = ValidatorSettings(
-        origin=origin,
-        trust_anchors=tuple(load_certificates(fixtures.root_ca.read_bytes())),
-        intermediates=tuple(load_certificates(fixtures.issuing_ca.read_bytes())),
-        crls=(fixtures.crl.read_bytes(),),
-    )
+    settings = ValidatorSettings.from_files(origin, [fixtures.root_ca], [fixtures.issuing_ca], [fixtures.crl])
     outbox = directory / "outbox.jsonl"
     runner = web.AppRunner(create_app(LoginService(store, TokenValidator(settings), OutboxSender(outbox))))
     await runner.setup()

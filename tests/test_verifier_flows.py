@@ -20,7 +20,7 @@ from cert_agent.verifier.app import create_app
 from cert_agent.verifier.importer import check_records
 from cert_agent.verifier.login import CST, LoginService, OutboxSender
 from cert_agent.verifier.store import SqliteStore
-from cert_agent.verifier.validation import TokenValidator, ValidatorSettings, load_certificates
+from cert_agent.verifier.validation import TokenValidator, ValidatorSettings
 from softhsm_fixtures import Fixtures
 from softhsm_fixtures.catalog import TAXPAYERS
 from softhsm_fixtures.seed import verifier_records
@@ -68,12 +68,7 @@ async def verifier_at(fixtures: Fixtures, directory: Path, clock: Clock) -> Asyn
     store = SqliteStore(directory / "verifier.db")
     if store.enterprise(TAXPAYERS["hairun"].taxpayer_id) is None:
         store.import_all(check_records(verifier_records(clock().astimezone(CST).date())))
-    settings = ValidatorSettings(
-        origin=ORIGIN,
-        trust_anchors=tuple(load_certificates(fixtures.root_ca.read_bytes())),
-        intermediates=tuple(load_certificates(fixtures.issuing_ca.read_bytes())),
-        crls=(fixtures.crl.read_bytes(),),
-    )
+    settings = ValidatorSettings.from_files(ORIGIN, [fixtures.root_ca], [fixtures.issuing_ca], [fixtures.crl])
     outbox = directory / "outbox.jsonl"
     login = LoginService(store, TokenValidator(settings), OutboxSender(outbox), clock)
     runner = web.AppRunner(create_app(login))

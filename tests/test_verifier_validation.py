@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from cert_agent.errors import TokenInvalid
-from cert_agent.verifier.validation import TokenValidator, ValidatorSettings, load_certificates
+from cert_agent.verifier.validation import TokenValidator, ValidatorSettings
 from softhsm_fixtures import Fixtures
 from tests.conftest import make_token
 
@@ -26,12 +26,8 @@ def nonce() -> str:
 
 def validator(fixtures: Fixtures, revocation: str = "fail-closed", with_crl: bool = True) -> TokenValidator:
     return TokenValidator(
-        ValidatorSettings(
-            origin=ORIGIN,
-            trust_anchors=tuple(load_certificates(fixtures.root_ca.read_bytes())),
-            intermediates=tuple(load_certificates(fixtures.issuing_ca.read_bytes())),
-            revocation=revocation,
-            crls=(fixtures.crl.read_bytes(),) if with_crl else (),
+        ValidatorSettings.from_files(
+            ORIGIN, [fixtures.root_ca], [fixtures.issuing_ca], [fixtures.crl] if with_crl else [], revocation
         )
     )
 

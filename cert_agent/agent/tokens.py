@@ -20,6 +20,7 @@ from cert_agent.errors import AgentError, TokenNotFound, TokenTimeout, WorkerFai
 
 log = logging.getLogger("cert_agent.tokens")
 DISCOVERY = "discovery"
+REMOVAL_SCANS = 2  # consecutive scans that must miss a token before it counts as removed
 
 
 class TokenService:
@@ -34,6 +35,7 @@ class TokenService:
         self._wake = asyncio.Event()
         self.scanned_at = 0.0
         self._stopping = False
+        self._missed: dict[str, int] = {}
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -125,9 +127,20 @@ class TokenService:
     def _publish(self, result: dict[str, Any]) -> None:
         self.scanned_at = time.monotonic()
         new = {t["tokenId"]: t for t in result["tokens"]}
+        seen = set(new)
         old = self._tokens
+        # A token counts as removed only when two scans in a row miss it: a medium being written
+        # (SoftHSM2 rewrites its store after a wrong PIN) can be missed by one re-initialization,
+        # and a glitch must not kill the worker of a token that is still there.
+        for token_id in old.keys() - new.keys():
+            self._missed[token_id] = self._missed.get(token_id, 0) + 1
+            if self._missed[token_id] < REMOVAL_SCANS:
+                new[token_id] = old[token_id]
+        for token_id in seen:
+            self._missed.pop(token_id, None)
         self._tokens, self._problems = new, result["problems"]
         for token_id in old.keys() - new.keys():
+            self._missed.pop(token_id, None)
             log.info("token removed: %s", old[token_id]["serial"])
             self._discard(token_id)
             self._emit({"event": "tokenRemoved", "data": {"tokenId": token_id}})

@@ -14,9 +14,13 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cert_agent.errors import AgentError
 from cert_agent.verifier.importer import ImportError_, check_records, read_sources
+
+if TYPE_CHECKING:  # validation pulls in pyhanko and cryptography; only the commands that use it load it
+    from cert_agent.verifier.validation import ValidatorSettings
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 DEFAULT_PORT = 8090
@@ -102,21 +106,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return cmd_serve(args)
 
 
-def _validator_settings(
-    origin: str, anchors: list[Path], intermediates: list[Path], crls: list[Path], revocation: str, fetch: bool
-) -> object:
-    from cert_agent.verifier.validation import ValidatorSettings, load_certificates
-
-    return ValidatorSettings(
-        origin=origin,
-        trust_anchors=tuple(der for path in anchors for der in load_certificates(path.read_bytes())),
-        intermediates=tuple(der for path in intermediates for der in load_certificates(path.read_bytes())),
-        revocation=revocation,
-        crls=tuple(path.read_bytes() for path in crls),
-        allow_fetching=fetch,
-    )
-
-
 def cmd_check_token(args: argparse.Namespace) -> int:
     from cert_agent.verifier.validation import TokenValidator, ValidatorSettings
 
@@ -125,18 +114,17 @@ def cmd_check_token(args: argparse.Namespace) -> int:
         at = dt.datetime.fromisoformat(args.at.replace("Z", "+00:00")) if args.at else None
         if at is not None and at.tzinfo is None:
             at = at.replace(tzinfo=dt.UTC)
-        settings = _validator_settings(
+        settings = ValidatorSettings.from_files(
             args.origin,
             args.trust_anchor,
             args.intermediate,
             args.crl,
             "off" if args.no_revocation else "fail-closed",
-            not args.no_revocation,
+            allow_fetching=not args.no_revocation,
         )
     except (OSError, ValueError) as exc:
         print(f"cert-verifier: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    assert isinstance(settings, ValidatorSettings)
     try:
         result = asyncio.run(TokenValidator(settings).validate(token, args.nonce, at=at))
     except AgentError as exc:
@@ -180,7 +168,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config.crls += args.crl
         if not config.trust_anchors:
             raise ValueError("at least one trust anchor is required (--trust-anchor or trust_anchors)")
-        settings = _validator_settings(
+        from cert_agent.verifier.validation import ValidatorSettings
+
+        settings = ValidatorSettings.from_files(
             config.origin,
             config.trust_anchors,
             config.intermediates,
@@ -196,15 +186,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _serve(config: VerifierConfig, settings: object) -> None:
+async def _serve(config: VerifierConfig, settings: ValidatorSettings) -> None:
     from aiohttp import web
 
     from cert_agent.verifier.app import create_app
     from cert_agent.verifier.login import LoginService, OutboxSender
     from cert_agent.verifier.store import SqliteStore
-    from cert_agent.verifier.validation import TokenValidator, ValidatorSettings
+    from cert_agent.verifier.validation import TokenValidator
 
-    assert isinstance(settings, ValidatorSettings)
     store = SqliteStore(config.database)
 
     def announce(record: dict[str, str]) -> None:

@@ -27,8 +27,9 @@ import datetime as dt
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from asn1crypto import pem
@@ -100,6 +101,26 @@ class ValidatorSettings:
     def __post_init__(self) -> None:
         if self.revocation not in REVOCATION_MODES:
             raise ValueError(f"revocation must be one of {', '.join(REVOCATION_MODES)}")
+
+    @classmethod
+    def from_files(
+        cls,
+        origin: str,
+        trust_anchors: Iterable[Path],
+        intermediates: Iterable[Path] = (),
+        crls: Iterable[Path] = (),
+        revocation: str = "fail-closed",
+        allow_fetching: bool = False,
+    ) -> ValidatorSettings:
+        """Settings from certificate files (DER or PEM) and DER CRL files."""
+        return cls(
+            origin=origin,
+            trust_anchors=tuple(der for path in trust_anchors for der in load_certificates(path.read_bytes())),
+            intermediates=tuple(der for path in intermediates for der in load_certificates(path.read_bytes())),
+            revocation=revocation,
+            crls=tuple(path.read_bytes() for path in crls),
+            allow_fetching=allow_fetching,
+        )
 
 
 @dataclass(frozen=True)
