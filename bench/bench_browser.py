@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from softhsm_fixtures import build_fixtures
-from tests.test_pages import choose_certificate, site
+from tests.test_end_to_end import pass_sms, sign_in
+from tests.test_pages import site
 
 
 async def main(rounds: int) -> None:
@@ -30,13 +31,8 @@ async def main(rounds: int) -> None:
                 start = time.perf_counter()
                 await s.page.goto(start_url)
                 await s.page.wait_for_selector("body[data-ready=yes]")
-                await choose_certificate(s.page, "青岛海润贸易有限公司")
-                await s.page.fill("#pin", "112233")
-                await s.page.click("#login")
-                await s.page.click("[data-person-id=p-zhang]")
-                await s.page.wait_for_selector("#step-code:not(.hidden)")
-                await s.page.fill("#code", s.last_code())
-                await s.page.click("#verify")
+                await sign_in(s, "青岛海润贸易有限公司", "112233")
+                await pass_sms(s, "p-zhang")
                 await s.page.wait_for_url(f"{s.url}/home")
                 await s.page.wait_for_selector("body[data-ready=yes]")
                 times.append(time.perf_counter() - start)

@@ -45,7 +45,7 @@ export const AGENT_HELP = `
   <p>未检测到证书助手（cert-agent）。证书登录需要在本机安装并启动证书助手：</p>
   <ol class="steps">
     <li>安装：在项目目录运行 <code>bash scripts/setup.sh</code>，或安装管理员提供的安装包；</li>
-    <li>启动：运行 <code>cert-agent serve</code>（安装程序会设置开机自动启动）；</li>
+    <li>启动：运行 <code>cert-agent serve</code>，并保持其运行；</li>
     <li>插入税务UKey、金税盘或税控盘后，刷新本页面。</li>
   </ol>`;
 
