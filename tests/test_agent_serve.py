@@ -89,3 +89,22 @@ def test_serve_refuses_a_broken_configuration_file(fixtures: Fixtures, tmp_path:
     process = start_serve(fixtures, "--config", str(config))
     _, stderr = process.communicate(timeout=20)
     assert process.returncode == 2 and "配置错误" in stderr
+
+
+async def test_stopping_the_agent_closes_open_pages_at_once(fixtures: Fixtures) -> None:
+    port = free_port()
+    process = start_serve(fixtures, "--port", str(port), "--allow-origin", "https://etax.example.com")
+    try:
+        wait_listening(process)
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"ws://127.0.0.1:{port}/ws", origin="https://etax.example.com") as ws:
+                started = time.monotonic()
+                process.send_signal(signal.SIGTERM)
+                message = await ws.receive(timeout=15)
+                assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+                assert ws.close_code == 1001
+        process.communicate(timeout=15)
+        assert process.returncode == 0 and time.monotonic() - started < 15
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -16,10 +16,11 @@ import contextlib
 import json
 import logging
 import signal
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from cert_agent import __version__
 from cert_agent.agent import protocol
@@ -45,6 +46,7 @@ SERVICE_KEY = web.AppKey("service", TokenService)
 CONFIG_KEY = web.AppKey("config", AgentConfig)
 POLICY_KEY = web.AppKey("policy", OriginPolicy)
 WINDOWS_KEY = web.AppKey("origin_windows", dict[str, FailureWindow])
+SOCKETS_KEY = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
 
 
 class Connection:
@@ -166,6 +168,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
     ws = web.WebSocketResponse(max_msg_size=config.max_message_bytes, heartbeat=30.0)
     await ws.prepare(request)
+    request.app[SOCKETS_KEY].add(ws)
     windows = request.app[WINDOWS_KEY]
     window = windows.setdefault(origin, FailureWindow(config.pin_failures_per_origin, config.pin_failure_window))
     conn = Connection(ws, origin, config, window)
@@ -228,8 +231,17 @@ def create_app(config: AgentConfig, service: TokenService) -> web.Application:
     app[SERVICE_KEY] = service
     app[POLICY_KEY] = config.origin_policy()
     app[WINDOWS_KEY] = {}
+    app[SOCKETS_KEY] = weakref.WeakSet()
     app.router.add_get("/ws", websocket)
+    app.on_shutdown.append(_close_sockets)
     return app
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """On stop, tell every page at once (1001 going away) instead of waiting for them to leave."""
+    sockets: weakref.WeakSet[web.WebSocketResponse] = app[SOCKETS_KEY]
+    for ws in list(sockets):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"agent stopping")
 
 
 async def start(config: AgentConfig) -> tuple[web.AppRunner, TokenService]:
