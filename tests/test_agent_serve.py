@@ -96,13 +96,13 @@ async def test_stopping_the_agent_closes_open_pages_at_once(fixtures: Fixtures) 
     process = start_serve(fixtures, "--port", str(port), "--allow-origin", "https://etax.example.com")
     try:
         wait_listening(process)
-        async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(f"ws://127.0.0.1:{port}/ws", origin="https://etax.example.com") as ws:
-                started = time.monotonic()
-                process.send_signal(signal.SIGTERM)
-                message = await ws.receive(timeout=15)
-                assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
-                assert ws.close_code == 1001
+        url = f"ws://127.0.0.1:{port}/ws"
+        async with aiohttp.ClientSession() as session, session.ws_connect(url, origin="https://etax.example.com") as ws:
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            message = await ws.receive(timeout=15)
+            assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            assert ws.close_code == 1001
         process.communicate(timeout=15)
         assert process.returncode == 0 and time.monotonic() - started < 15
     finally:
