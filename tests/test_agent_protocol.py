@@ -397,3 +397,13 @@ async def test_no_pin_reaches_the_logs_or_replies(
     assert "PIN_INCORRECT" in text
     for secret in ("Wr0ng7788", "Wr0ng7789", "Sh0rt", "N3wSecret26", "88888888"):
         assert secret not in text
+
+
+async def test_a_module_that_does_not_load_is_reported_and_the_others_serve(fixtures: Fixtures) -> None:
+    async with running_agent(fixtures, modules=(fixtures.module, "/nonexistent/libvendor-ukey.so")) as agent:
+        async with connect(agent) as client:
+            reply = await client.call("listCertificates")
+    assert len(reply["result"]["tokens"]) == len(fixtures.tokens)
+    (problem,) = reply["result"]["problems"]
+    assert problem["module"] == "/nonexistent/libvendor-ukey.so"
+    assert problem["error"]["code"] == "MODULE_LOAD_FAILED"

@@ -92,7 +92,7 @@ async def hello(conn: Connection, service: TokenService, params: dict[str, Any])
 
 async def list_certificates(conn: Connection, service: TokenService, params: dict[str, Any]) -> dict[str, Any]:
     await service.refresh()
-    return {"tokens": service.tokens()}
+    return {"tokens": service.tokens(), "problems": service.problems()}
 
 
 async def authenticate(conn: Connection, service: TokenService, params: dict[str, Any]) -> dict[str, Any]:

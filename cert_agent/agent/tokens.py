@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import time
 from typing import Any
 
 from cert_agent.agent.config import AgentConfig
@@ -33,7 +31,6 @@ class TokenService:
         self._poller: asyncio.Task[None] | None = None
         self._scan_lock = asyncio.Lock()
         self._wake = asyncio.Event()
-        self.scanned_at = 0.0
         self._stopping = False
         self._missed: dict[str, int] = {}
 
@@ -125,7 +122,6 @@ class TokenService:
                 log.exception("token scan failed")
 
     def _publish(self, result: dict[str, Any]) -> None:
-        self.scanned_at = time.monotonic()
         new = {t["tokenId"]: t for t in result["tokens"]}
         seen = set(new)
         old = self._tokens
@@ -188,9 +184,3 @@ class TokenService:
         worker = self._workers.pop(key, None)
         if worker is not None:
             worker.kill()
-
-
-def current_rss_bytes(pid: int | None = None) -> int:
-    """Resident memory of a process (Linux /proc), for status and the memory benchmark."""
-    with open(f"/proc/{pid or os.getpid()}/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

@@ -217,12 +217,6 @@ async def hide_history_entry(request: web.Request) -> web.Response:
     return web.json_response({"hidden": True})
 
 
-async def lock_state(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    until = request.app[LOGIN_KEY].lock_state(text_field(body, "personId"))
-    return web.json_response({"locked": until is not None, "until": until.isoformat() if until else None})
-
-
 # --- pages ----------------------------------------------------------------------------------------
 
 
@@ -242,7 +236,6 @@ def create_app(login: LoginService, *, secure_cookies: bool = False) -> web.Appl
     app.router.add_post("/api/login/sms", login_sms)
     app.router.add_post("/api/login/verify", login_verify)
     app.router.add_post("/api/login/client", login_client)
-    app.router.add_post("/api/login/lock-state", lock_state)
     app.router.add_get("/api/session", session_info)
     app.router.add_post("/api/logout", logout)
     app.router.add_get("/api/history", history)

@@ -215,12 +215,6 @@ class LoginService:
 
     # --- helpers ------------------------------------------------------------------------------
 
-    def lock_state(self, person_id: str) -> dt.datetime | None:
-        now = self.clock()
-        if self.store.failures(person_id, METHOD, cst_day(now)) >= MAX_FAILURES:
-            return next_cst_midnight(now)
-        return None
-
     def _check_lock(self, person_id: str, now: dt.datetime) -> None:
         if self.store.failures(person_id, METHOD, cst_day(now)) >= MAX_FAILURES:
             until = next_cst_midnight(now)
