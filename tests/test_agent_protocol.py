@@ -400,9 +400,9 @@ async def test_no_pin_reaches_the_logs_or_replies(
 
 
 async def test_a_module_that_does_not_load_is_reported_and_the_others_serve(fixtures: Fixtures) -> None:
-    async with running_agent(fixtures, modules=(fixtures.module, "/nonexistent/libvendor-ukey.so")) as agent:
-        async with connect(agent) as client:
-            reply = await client.call("listCertificates")
+    modules = (fixtures.module, "/nonexistent/libvendor-ukey.so")
+    async with running_agent(fixtures, modules=modules) as agent, connect(agent) as client:
+        reply = await client.call("listCertificates")
     assert len(reply["result"]["tokens"]) == len(fixtures.tokens)
     (problem,) = reply["result"]["problems"]
     assert problem["module"] == "/nonexistent/libvendor-ukey.so"
