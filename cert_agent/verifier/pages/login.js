@@ -61,9 +61,9 @@ async function login() {
     const { nonce } = await api("/api/challenge", {});
     const { tokenId, certId } = JSON.parse(selected);
     const { authToken } = await agent.authenticate({ tokenId, certId, pin, challengeNonce: nonce });
-    $("initial-pin").classList.toggle("hidden", pin !== "88888888");
-    if (pin === "88888888") sessionStorage.setItem("initialPin", "1");
-    $("pin").value = "";
+    const mustChange = pin === "88888888" || $("certificate").selectedOptions[0]?.dataset.pinState === "to_be_changed";
+    $("initial-pin").classList.toggle("hidden", !mustChange);
+    if (mustChange) sessionStorage.setItem("initialPin", "1");
     const step = await api("/api/login/certificate", { kind, token: authToken, nonce });
     attemptId = step.attemptId;
     $("enterprise-name").textContent = step.enterprise.name;
@@ -81,6 +81,7 @@ async function login() {
   } catch (error) {
     showError("error", error);
   } finally {
+    $("pin").value = ""; // the PIN is typed again for every attempt, never kept in the page
     $("login").disabled = false;
   }
 }
