@@ -373,3 +373,15 @@ def test_removed_token_is_reported_and_the_others_still_listed(
     assert fresh_driver.sign(
         golden, _cert_id(fresh_fixtures, "lanhai-rsa"), Pin("556677"), MESSAGE, SignatureAlgorithm.RS256
     )
+
+
+def test_rescan_shows_a_token_plugged_back_in(fresh_driver: Pkcs11Driver, fresh_fixtures: Fixtures) -> None:
+    serial = fresh_fixtures.token("ukey").serial
+    fresh_fixtures.env.pull_out(serial)
+    fresh_driver.rescan()
+    assert serial not in {t.serial for t in fresh_driver.tokens()}
+    fresh_fixtures.env.plug_in(serial)
+    assert serial not in {t.serial for t in fresh_driver.tokens()}  # SoftHSM2 needs C_Initialize to see it
+    fresh_driver.rescan()
+    token = fresh_driver.find_token(serial=serial)
+    fresh_driver.verify_pin(token, Pin("112233"))

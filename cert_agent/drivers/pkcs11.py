@@ -84,6 +84,10 @@ _BY_CKR: dict[int, type[AgentError]] = {
 }
 
 
+# Modules that see tokens added to their store only at C_Initialize (by C_GetInfo manufacturerID).
+REINITIALIZE_TO_RESCAN = frozenset({"SoftHSM"})
+
+
 def ckr_name(code: int) -> str:
     return str(PyKCS11.CKR.get(code, f"CKR_0x{code:08X}"))
 
@@ -268,21 +272,24 @@ class Pkcs11Driver:
         return signature
 
     def rescan(self) -> None:
-        """Make tokens inserted since the modules were loaded visible, by finalizing and
-        initializing every module again.
+        """Make tokens inserted since the modules were loaded visible.
 
-        PKCS#11 modules differ here: some add slots on C_GetSlotList, some (SoftHSM2) only at
-        C_Initialize, and C_WaitForSlotEvent cannot tell them apart (SoftHSM2 answers
-        CKR_NO_EVENT forever). Re-initializing works for all. Call this only where no other
-        operation on the driver runs at the same time: the agent's discovery worker.
+        Most modules (OpenSC and the card vendors') show new tokens on the next C_GetSlotList,
+        which every scan calls anyway. A few only learn of new tokens at C_Initialize; those
+        (``REINITIALIZE_TO_RESCAN``, by C_GetInfo manufacturer) are finalized and initialized
+        again. C_WaitForSlotEvent cannot tell the two kinds apart: SoftHSM2 answers CKR_NO_EVENT
+        forever. Call this only where no other operation on the driver runs at the same time
+        (the agent's discovery worker).
         """
         for module, lib in list(self._libs.items()):
             with self._module_locks[module]:
                 try:
-                    with _stdout_to_stderr():
-                        lib.load(module)
+                    manufacturer = str(lib.getInfo().manufacturerID).strip()
+                    if manufacturer in REINITIALIZE_TO_RESCAN:
+                        with _stdout_to_stderr():
+                            lib.load(module)
                 except PyKCS11Error as exc:
-                    log.warning("re-initializing %s failed: %s", module, exc)
+                    log.warning("rescanning %s failed: %s", module, exc)
 
     def close(self) -> None:
         for lib in self._libs.values():
