@@ -46,10 +46,6 @@ class CertificateInfo:
     extended_key_usage: tuple[str, ...]
     taxpayer_id: TaxpayerId | None
 
-    @property
-    def can_sign(self) -> bool:
-        return "digital_signature" in self.key_usage
-
     def to_dict(self) -> dict[str, Any]:
         tid = self.taxpayer_id
         return {

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from cert_agent.verifier.store import SqliteStore
+from cert_agent.verifier.store import Enterprise, SqliteStore
 from softhsm_fixtures import Fixtures
 from softhsm_fixtures.catalog import TAXPAYERS
 from softhsm_fixtures.seed import verifier_records
@@ -110,3 +110,21 @@ async def test_serve_answers_the_api_and_stops_cleanly(fixtures: Fixtures, tmp_p
 def test_serve_without_a_trust_anchor_is_a_configuration_error() -> None:
     result = verifier("serve", "--port", str(free_port()))
     assert result.returncode == 2 and "trust anchor" in result.stderr
+
+
+def test_importing_again_updates_records_in_place(tmp_path: Path) -> None:
+    records: dict[str, Any] = verifier_records()
+    source = tmp_path / "seed.json"
+    source.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    assert verifier("import", "--db", str(tmp_path / "v.db"), str(source)).returncode == 0
+    records["enterprises"][0]["name"] = "青岛海润贸易集团有限公司"
+    source.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    result = verifier("import", "--db", str(tmp_path / "v.db"), str(source))
+    assert result.returncode == 0, result.stderr
+    store = SqliteStore(tmp_path / "v.db")
+    try:
+        hairun = TAXPAYERS["hairun"].taxpayer_id
+        assert store.enterprise(hairun) == Enterprise(hairun, "青岛海润贸易集团有限公司", False)
+        assert len(store.people_of(hairun)) == 2  # the roles that refer to it are still there
+    finally:
+        store.close()

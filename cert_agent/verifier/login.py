@@ -39,7 +39,7 @@ from cert_agent.errors import (
     TaxpayerIdInvalid,
     TaxpayerUnknown,
 )
-from cert_agent.verifier.store import Session, SqliteStore
+from cert_agent.verifier.store import Session, Store
 from cert_agent.verifier.validation import TokenValidator
 
 CST = dt.timezone(dt.timedelta(hours=8), "CST")
@@ -95,7 +95,7 @@ def next_cst_midnight(moment: dt.datetime) -> dt.datetime:
 
 @dataclass
 class LoginService:
-    store: SqliteStore
+    store: Store
     validator: TokenValidator
     sms: SmsSender
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)

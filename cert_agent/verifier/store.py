@@ -136,10 +136,7 @@ class AuditEntry:
 
 
 class Store(Protocol):
-    def add_enterprise(self, enterprise: Enterprise) -> None: ...
-    def add_person(self, person: Person) -> None: ...
-    def add_role(self, taxpayer_id: str, person_id: str, role: str) -> None: ...
-    def add_agreement(self, agreement: Agreement) -> None: ...
+    def import_all(self, records: dict[str, list[Any]]) -> None: ...
     def enterprise(self, taxpayer_id: str) -> Enterprise | None: ...
     def person(self, person_id: str) -> Person | None: ...
     def people_of(self, taxpayer_id: str) -> list[tuple[Person, list[str]]]: ...
@@ -219,56 +216,28 @@ class SqliteStore:
 
     # --- the domain -----------------------------------------------------------------------------
 
-    def add_enterprise(self, enterprise: Enterprise) -> None:
-        with self._transaction() as db:
-            db.execute(
-                "INSERT INTO enterprises VALUES (?, ?, ?) ON CONFLICT(taxpayer_id) DO UPDATE SET "
-                "name = excluded.name, is_agency = excluded.is_agency",
-                (enterprise.taxpayer_id, enterprise.name, int(enterprise.is_agency)),
-            )
-
-    def add_person(self, person: Person) -> None:
-        with self._transaction() as db:
-            db.execute(
-                "INSERT INTO persons VALUES (?, ?, ?, ?) ON CONFLICT(person_id) DO UPDATE SET "
-                "name = excluded.name, id_number = excluded.id_number, phone = excluded.phone",
-                (person.person_id, person.name, person.id_number, person.phone),
-            )
-
-    def add_role(self, taxpayer_id: str, person_id: str, role: str) -> None:
-        with self._transaction() as db:
-            db.execute("INSERT OR IGNORE INTO roles VALUES (?, ?, ?)", (taxpayer_id, person_id, role))
-
-    def add_agreement(self, agreement: Agreement) -> None:
-        with self._transaction() as db:
-            db.execute(
-                "INSERT INTO agreements VALUES (?, ?, ?, ?, ?) ON CONFLICT(agency_id, client_id) DO UPDATE SET "
-                "valid_from = excluded.valid_from, valid_to = excluded.valid_to, status = excluded.status",
-                (
-                    agreement.agency_id,
-                    agreement.client_id,
-                    agreement.valid_from.isoformat(),
-                    agreement.valid_to.isoformat(),
-                    agreement.status,
-                ),
-            )
-
     def import_all(self, records: dict[str, list[Any]]) -> None:
-        """Enterprises, persons, roles and agreements in one transaction: all or nothing."""
+        """Enterprises, persons, roles and agreements in one transaction: all or nothing. A
+        record that exists already is updated in place (rows that refer to it stay)."""
         with self._transaction() as db:
             for e in records.get("enterprises", []):
                 db.execute(
-                    "INSERT OR REPLACE INTO enterprises VALUES (?, ?, ?)", (e.taxpayer_id, e.name, int(e.is_agency))
+                    "INSERT INTO enterprises VALUES (?, ?, ?) ON CONFLICT(taxpayer_id) DO UPDATE SET "
+                    "name = excluded.name, is_agency = excluded.is_agency",
+                    (e.taxpayer_id, e.name, int(e.is_agency)),
                 )
             for p in records.get("persons", []):
                 db.execute(
-                    "INSERT OR REPLACE INTO persons VALUES (?, ?, ?, ?)", (p.person_id, p.name, p.id_number, p.phone)
+                    "INSERT INTO persons VALUES (?, ?, ?, ?) ON CONFLICT(person_id) DO UPDATE SET "
+                    "name = excluded.name, id_number = excluded.id_number, phone = excluded.phone",
+                    (p.person_id, p.name, p.id_number, p.phone),
                 )
             for taxpayer_id, person_id, role in records.get("roles", []):
                 db.execute("INSERT OR IGNORE INTO roles VALUES (?, ?, ?)", (taxpayer_id, person_id, role))
             for a in records.get("agreements", []):
                 db.execute(
-                    "INSERT OR REPLACE INTO agreements VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO agreements VALUES (?, ?, ?, ?, ?) ON CONFLICT(agency_id, client_id) DO UPDATE SET "
+                    "valid_from = excluded.valid_from, valid_to = excluded.valid_to, status = excluded.status",
                     (a.agency_id, a.client_id, a.valid_from.isoformat(), a.valid_to.isoformat(), a.status),
                 )
 
