@@ -8,7 +8,6 @@ the command line: ``change-pin`` prompts for it, or reads it from standard input
 from __future__ import annotations
 
 import argparse
-import base64
 import getpass
 import json
 import logging
@@ -128,12 +127,7 @@ def cmd_certs(args: argparse.Namespace, out: TextIO) -> int:
     try:
         certs = driver.certificates(driver.find_token(label=args.token)) if args.token else driver.all_certificates()
         if args.json:
-            items = []
-            for cert in certs:
-                item = cert.to_dict()
-                item["certificate"] = base64.b64encode(cert.der).decode("ascii")
-                items.append(item)
-            _print_json(out, {"certificates": items, "problems": _problems(driver)})
+            _print_json(out, {"certificates": [c.to_dict() for c in certs], "problems": _problems(driver)})
         else:
             rows = []
             for cert in certs:

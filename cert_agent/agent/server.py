@@ -103,7 +103,8 @@ async def authenticate(conn: Connection, service: TokenService, params: dict[str
     pin = protocol.pin_param(params, "pin")
     conn.check_rate()
     cert = _certificate(service, token_id, cert_id)
-    algorithm = choose_algorithm(requested, cert["keyType"], cert["keySize"])
+    info = cert["info"]
+    algorithm = choose_algorithm(requested, info["keyType"], info["keySize"])
     data = signed_data(conn.origin, nonce, algorithm)
     signature = await _counting_wrong_pins(conn, service.sign(token_id, cert_id, pin, data, algorithm.value))
     return {"authToken": auth_token(cert["certificate"], algorithm, signature)}

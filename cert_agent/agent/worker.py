@@ -9,7 +9,6 @@ values; PINs arrive as bytes, are wrapped in a Pin at once and wiped when the ca
 
 from __future__ import annotations
 
-import base64
 import logging
 import signal
 from collections.abc import Callable
@@ -60,21 +59,13 @@ def scan() -> dict[str, Any]:
         _known[token.token_id] = token
         if token.token_id not in _certificates:
             try:
-                _certificates[token.token_id] = [_certificate_dict(c) for c in driver.certificates(token)]
+                _certificates[token.token_id] = [c.to_dict() for c in driver.certificates(token)]
             except TokenNotPresent:
                 continue  # pulled out between the two calls
         item = token.to_dict()
         item["certificates"] = _certificates[token.token_id]
         result.append(item)
     return {"tokens": result, "problems": [p.to_dict() for p in driver.problems]}
-
-
-def _certificate_dict(cert: Any) -> dict[str, Any]:
-    item: dict[str, Any] = cert.to_dict()
-    item["certificate"] = base64.b64encode(cert.der).decode("ascii")
-    item["keyType"] = cert.info.key_type if cert.info else None
-    item["keySize"] = cert.info.key_size if cert.info else None
-    return item
 
 
 def verify_pin(token_id: str, pin: bytes) -> None:

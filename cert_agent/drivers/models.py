@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -137,6 +138,7 @@ class TokenCertificate:
             "certId": self.cert_id,
             "label": self.object_label,
             "hasPrivateKey": self.has_private_key,
+            "certificate": base64.b64encode(self.der).decode("ascii"),
             "info": self.info.to_dict() if self.info else None,
             "error": self.error.to_dict() if self.error else None,
         }
