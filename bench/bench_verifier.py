@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime as dt
 import hashlib
 import json
 import os
@@ -35,12 +34,9 @@ from cert_agent.algorithms import SignatureAlgorithm
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
 from cert_agent.pin import Pin
 from cert_agent.verifier.app import create_app
-from cert_agent.verifier.importer import check_records
-from cert_agent.verifier.login import CST, LoginService, OutboxSender
-from cert_agent.verifier.store import SqliteStore
 from cert_agent.verifier.validation import TokenValidator, ValidatorSettings
 from softhsm_fixtures import Fixtures, build_fixtures
-from softhsm_fixtures.seed import verifier_records
+from softhsm_fixtures.seed import OUTBOX, seeded_login_service
 
 ORIGIN = "https://etax.example.com"
 
@@ -118,11 +114,9 @@ async def main() -> None:
         signer = Signer(fixtures)
         validate_median, raw_median = await validation_ratio(fixtures, signer, 2000)
 
-        store = SqliteStore(root / "verifier.db")
-        store.import_all(check_records(verifier_records(dt.datetime.now(CST).date())))
-        settings = ValidatorSettings.from_files(ORIGIN, [fixtures.root_ca], [fixtures.issuing_ca], [fixtures.crl])
-        outbox = root / "outbox.jsonl"
-        runner = web.AppRunner(create_app(LoginService(store, TokenValidator(settings), OutboxSender(outbox))))
+        login = seeded_login_service(fixtures, root, ORIGIN)
+        outbox = root / OUTBOX
+        runner = web.AppRunner(create_app(login))
         await runner.setup()
         import socket
 
@@ -134,7 +128,7 @@ async def main() -> None:
         serial = await logins_per_second(url, outbox, signer, 200, 1)
         parallel = await logins_per_second(url, outbox, signer, 200, 10)
         await runner.cleanup()
-        store.close()
+        login.store.close()
         signer.driver.close()
 
     print("token validation, EC P-256, warm path and CRL cache (2000 rounds)")

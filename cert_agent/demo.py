@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
-import json
 import os
 import shutil
 import signal
@@ -23,7 +21,6 @@ from aiohttp import web
 
 from cert_agent.agent.config import DEFAULT_PORT, AgentConfig
 from softhsm_fixtures.catalog import DEMO_TOKENS
-from softhsm_fixtures.seed import verifier_records
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,11 +40,8 @@ def main(argv: list[str] | None = None) -> int:
 async def run_demo(directory: Path, port: int, agent_port: int, ready: asyncio.Event | None = None) -> None:
     from cert_agent.agent.server import start as start_agent
     from cert_agent.verifier.app import create_app
-    from cert_agent.verifier.importer import check_records
-    from cert_agent.verifier.login import CST, LoginService, OutboxSender
-    from cert_agent.verifier.store import SqliteStore
-    from cert_agent.verifier.validation import TokenValidator, ValidatorSettings
     from softhsm_fixtures import build_fixtures
+    from softhsm_fixtures.seed import seeded_login_service
 
     if directory.exists():
         shutil.rmtree(directory)
@@ -56,16 +50,10 @@ async def run_demo(directory: Path, port: int, agent_port: int, ready: asyncio.E
     os.environ["SOFTHSM2_CONF"] = str(fixtures.env.conf)  # the agent's workers inherit it
     origin = f"http://127.0.0.1:{port}"
 
-    seed = verifier_records(dt.datetime.now(CST).date())
-    (directory / "seed.json").write_text(json.dumps(seed, ensure_ascii=False, indent=2), encoding="utf-8")
-    store = SqliteStore(directory / "verifier.db")
-    store.import_all(check_records(seed))
-    settings = ValidatorSettings.from_files(origin, [fixtures.root_ca], [fixtures.issuing_ca], [fixtures.crl])
-
     def announce(record: dict[str, str]) -> None:
         print(f"[短信 SMS] {record['phone']}: 验证码 {record['code']}", flush=True)
 
-    login = LoginService(store, TokenValidator(settings), OutboxSender(directory / "sms-outbox.jsonl", announce))
+    login = seeded_login_service(fixtures, directory, origin, on_send=announce)
     runner = web.AppRunner(create_app(login), access_log=None)
     await runner.setup()
     agent_runner = None
@@ -95,7 +83,7 @@ async def run_demo(directory: Path, port: int, agent_port: int, ready: asyncio.E
         if agent_service is not None:
             await agent_service.stop()
         await runner.cleanup()
-        store.close()
+        login.store.close()
 
 
 def _print_welcome(origin: str, agent_port: int, fixtures: object) -> None:

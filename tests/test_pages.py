@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -13,12 +12,8 @@ from aiohttp import web
 from playwright.async_api import Page
 
 from cert_agent.verifier.app import create_app
-from cert_agent.verifier.importer import check_records
-from cert_agent.verifier.login import CST, LoginService, OutboxSender
-from cert_agent.verifier.store import SqliteStore
-from cert_agent.verifier.validation import TokenValidator, ValidatorSettings
 from softhsm_fixtures import Fixtures
-from softhsm_fixtures.seed import verifier_records
+from softhsm_fixtures.seed import OUTBOX, seeded_login_service
 from tests.browser import ARTIFACTS, chromium
 from tests.conftest import RunningAgent, free_port, running_agent
 
@@ -43,11 +38,8 @@ class Site:
 async def site(fixtures: Fixtures, directory: Path) -> AsyncIterator[Site]:
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
-    store = SqliteStore(directory / "verifier.db")
-    store.import_all(check_records(verifier_records(dt.datetime.now(CST).date())))
-    settings = ValidatorSettings.from_files(origin, [fixtures.root_ca], [fixtures.issuing_ca], [fixtures.crl])
-    outbox = directory / "outbox.jsonl"
-    runner = web.AppRunner(create_app(LoginService(store, TokenValidator(settings), OutboxSender(outbox))))
+    login = seeded_login_service(fixtures, directory, origin)
+    runner = web.AppRunner(create_app(login))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
@@ -56,10 +48,10 @@ async def site(fixtures: Fixtures, directory: Path) -> AsyncIterator[Site]:
             page = await browser.new_page(locale="zh-CN", viewport={"width": 1280, "height": 900})
             await page.goto(f"{origin}/?agentPort={agent.config.port}")
             await page.wait_for_selector("body[data-ready]")
-            yield Site(page, origin, agent, outbox, agent_stack)
+            yield Site(page, origin, agent, directory / OUTBOX, agent_stack)
     finally:
         await runner.cleanup()
-        store.close()
+        login.store.close()
 
 
 async def test_enterprise_certificate_login_reaches_the_logged_in_page(fixtures: Fixtures, tmp_path: Path) -> None:

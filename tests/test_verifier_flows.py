@@ -17,13 +17,10 @@ from aiohttp import web
 from yarl import URL
 
 from cert_agent.verifier.app import create_app
-from cert_agent.verifier.importer import check_records
-from cert_agent.verifier.login import CST, LoginService, OutboxSender
-from cert_agent.verifier.store import SqliteStore
-from cert_agent.verifier.validation import TokenValidator, ValidatorSettings
+from cert_agent.verifier.store import Store
 from softhsm_fixtures import Fixtures
 from softhsm_fixtures.catalog import TAXPAYERS
-from softhsm_fixtures.seed import verifier_records
+from softhsm_fixtures.seed import OUTBOX, seeded_login_service
 from tests.conftest import free_port, make_token
 
 ORIGIN = "https://etax.example.com"
@@ -40,7 +37,7 @@ class Clock:
 @dataclass
 class Verifier:
     url: str
-    store: SqliteStore
+    store: Store
     outbox: Path
     clock: Clock
     fixtures: Fixtures
@@ -65,22 +62,17 @@ class Verifier:
 
 @asynccontextmanager
 async def verifier_at(fixtures: Fixtures, directory: Path, clock: Clock) -> AsyncIterator[Verifier]:
-    store = SqliteStore(directory / "verifier.db")
-    if store.enterprise(TAXPAYERS["hairun"].taxpayer_id) is None:
-        store.import_all(check_records(verifier_records(clock().astimezone(CST).date())))
-    settings = ValidatorSettings.from_files(ORIGIN, [fixtures.root_ca], [fixtures.issuing_ca], [fixtures.crl])
-    outbox = directory / "outbox.jsonl"
-    login = LoginService(store, TokenValidator(settings), OutboxSender(outbox), clock)
+    login = seeded_login_service(fixtures, directory, ORIGIN, clock=clock)
     runner = web.AppRunner(create_app(login))
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
-            yield Verifier(f"http://127.0.0.1:{port}", store, outbox, clock, fixtures, session)
+            yield Verifier(f"http://127.0.0.1:{port}", login.store, directory / OUTBOX, clock, fixtures, session)
     finally:
         await runner.cleanup()
-        store.close()
+        login.store.close()
 
 
 @pytest.fixture
