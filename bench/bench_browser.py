@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 
 from softhsm_fixtures import build_fixtures
-from tests.test_end_to_end import pass_sms, sign_in
-from tests.test_pages import site
+from tests.test_pages import pass_sms, sign_in, site
 
 
 async def main(rounds: int) -> None:

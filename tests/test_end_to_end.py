@@ -13,22 +13,7 @@ from pathlib import Path
 from cert_agent.verifier.login import CST, next_cst_midnight
 from softhsm_fixtures import Fixtures
 from tests.conftest import free_port
-from tests.test_pages import Site, choose_certificate, site
-
-
-async def sign_in(s: Site, company: str, pin: str, *, tab: str = "enterprise") -> None:
-    await s.page.click(f"#tab-{tab}")
-    await choose_certificate(s.page, company)
-    await s.page.fill("#pin", pin)
-    await s.page.click("#login")
-    await s.page.wait_for_selector("#step-person:not(.hidden), #error:not(.hidden)")
-
-
-async def pass_sms(s: Site, person_id: str) -> None:
-    await s.page.click(f"[data-person-id={person_id}]")
-    await s.page.wait_for_selector("#step-code:not(.hidden)")
-    await s.page.fill("#code", s.last_code())
-    await s.page.click("#verify")
+from tests.test_pages import choose_certificate, pass_sms, sign_in, site
 
 
 async def test_agent_login_with_the_choice_of_a_client(fixtures: Fixtures, tmp_path: Path) -> None:

@@ -57,15 +57,9 @@ async def site(fixtures: Fixtures, directory: Path) -> AsyncIterator[Site]:
 async def test_enterprise_certificate_login_reaches_the_logged_in_page(fixtures: Fixtures, tmp_path: Path) -> None:
     async with site(fixtures, tmp_path) as s:
         await s.shot("login-page")
-        await choose_certificate(s.page, "青岛海润贸易有限公司")
-        await s.page.fill("#pin", "112233")
-        await s.page.click("#login")
-        await s.page.wait_for_selector("#step-person:not(.hidden)")
+        await sign_in(s, "青岛海润贸易有限公司", "112233")
         await s.shot("login-choose-person")
-        await s.page.click("[data-person-id=p-wang]")
-        await s.page.wait_for_selector("#step-code:not(.hidden)")
-        await s.page.fill("#code", s.last_code())
-        await s.page.click("#verify")
+        await pass_sms(s, "p-wang")
         await s.page.wait_for_url(f"{s.url}/home")
         await s.page.wait_for_selector("body[data-ready]")
         await s.shot("home-enterprise")
@@ -95,3 +89,18 @@ async def choose_certificate(page: Page, name: str) -> None:
     """Pick the certificate whose option names ``name``, as a user does in the list."""
     labels: list[str] = await page.eval_on_selector_all("#certificate option", "os => os.map(o => o.textContent)")
     await page.select_option("#certificate", label=next(label for label in labels if name in label))
+
+
+async def sign_in(s: Site, company: str, pin: str, *, tab: str = "enterprise") -> None:
+    await s.page.click(f"#tab-{tab}")
+    await choose_certificate(s.page, company)
+    await s.page.fill("#pin", pin)
+    await s.page.click("#login")
+    await s.page.wait_for_selector("#step-person:not(.hidden), #error:not(.hidden)")
+
+
+async def pass_sms(s: Site, person_id: str) -> None:
+    await s.page.click(f"[data-person-id={person_id}]")
+    await s.page.wait_for_selector("#step-code:not(.hidden)")
+    await s.page.fill("#code", s.last_code())
+    await s.page.click("#verify")
