@@ -54,3 +54,31 @@ export function certificateLabel(token, cert) {
   const name = info.subjectCN ?? info.subject;
   return `[${token.medium}] ${name}（${info.taxpayerId ?? "无纳税人识别号"}）`;
 }
+
+/**
+ * A choice button (a person, a client enterprise). Text goes in as text, never as HTML: names
+ * come from the database and from certificates, which a page must not trust as markup.
+ * @param {string} main  @param {string} detail  @param {Record<string, string>} data  @param {() => void} onClick
+ */
+export function choiceButton(main, detail, data, onClick) {
+  const button = document.createElement("button");
+  button.className = "choice";
+  Object.assign(button.dataset, data);
+  const small = document.createElement("small");
+  small.textContent = detail;
+  button.append(main, small);
+  button.addEventListener("click", onClick);
+  return button;
+}
+
+/** Fill a <dl> with [term, value] rows, as text. */
+export function fillDetails(dl, rows) {
+  dl.replaceChildren();
+  for (const [term, value] of rows) {
+    const dt = document.createElement("dt");
+    const dd = document.createElement("dd");
+    dt.textContent = term;
+    dd.textContent = value;
+    dl.append(dt, dd);
+  }
+}

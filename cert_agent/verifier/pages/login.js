@@ -1,5 +1,5 @@
 // The login page: 企业业务 / 代理业务 certificate login through the local agent.
-import { api, connectAgent, showError, AGENT_HELP, certificateLabel } from "/static/pages/common.js";
+import { api, connectAgent, showError, AGENT_HELP, certificateLabel, choiceButton } from "/static/pages/common.js";
 
 let kind = "enterprise";
 let agent = null;
@@ -67,16 +67,13 @@ async function login() {
     const step = await api("/api/login/certificate", { kind, token: authToken, nonce });
     attemptId = step.attemptId;
     $("enterprise-name").textContent = step.enterprise.name;
-    const persons = $("persons");
-    persons.innerHTML = "";
-    for (const person of step.persons) {
-      const button = document.createElement("button");
-      button.className = "choice";
-      button.dataset.personId = person.personId;
-      button.innerHTML = `${person.name}<small>${person.roles.join("、")}　${person.phone}</small>`;
-      button.addEventListener("click", () => sendCode(person.personId));
-      persons.append(button);
-    }
+    $("persons").replaceChildren(
+      ...step.persons.map((person) =>
+        choiceButton(person.name, `${person.roles.join("、")}　${person.phone}`, { personId: person.personId }, () =>
+          sendCode(person.personId),
+        ),
+      ),
+    );
     show("step-person");
   } catch (error) {
     showError("error", error);
@@ -103,16 +100,13 @@ async function verify() {
   try {
     const result = await api("/api/login/verify", { attemptId, code: $("code").value.trim() });
     if (result.clients) {
-      const clients = $("clients");
-      clients.innerHTML = "";
-      for (const client of result.clients) {
-        const button = document.createElement("button");
-        button.className = "choice";
-        button.dataset.clientId = client.taxpayerId;
-        button.innerHTML = `${client.name}<small>${client.taxpayerId}</small>`;
-        button.addEventListener("click", () => chooseClient(client.taxpayerId));
-        clients.append(button);
-      }
+      $("clients").replaceChildren(
+        ...result.clients.map((client) =>
+          choiceButton(client.name, client.taxpayerId, { clientId: client.taxpayerId }, () =>
+            chooseClient(client.taxpayerId),
+          ),
+        ),
+      );
       show("step-client");
     } else {
       location.href = "/home";
@@ -151,7 +145,8 @@ async function start() {
     agent = await connectAgent();
   } catch (error) {
     const box = $("agent-missing");
-    box.innerHTML = error.code === "LOCAL_NETWORK_DENIED" ? `<p>${error.message}</p>` : AGENT_HELP;
+    if (error.code === "LOCAL_NETWORK_DENIED") box.textContent = error.message;
+    else box.innerHTML = AGENT_HELP; // static text of this page
     box.dataset.code = error.code;
     box.classList.remove("hidden");
     $("login").disabled = true;
