@@ -16,11 +16,15 @@ import shutil
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from cert_agent.agent.config import DEFAULT_PORT, AgentConfig
 from softhsm_fixtures.catalog import DEMO_TOKENS
+
+if TYPE_CHECKING:
+    from softhsm_fixtures import Fixtures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,25 +33,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8090, help="the verifier's port")
     parser.add_argument("--agent-port", type=int, default=DEFAULT_PORT, help="the agent's port")
     args = parser.parse_args(argv)
+    from softhsm_fixtures import build_fixtures
+
+    # The tokens are made before the event loop starts: provisioning calls PKCS#11.
+    if args.dir.exists():
+        shutil.rmtree(args.dir)
+    args.dir.mkdir(parents=True)
+    fixtures: Fixtures = build_fixtures(args.dir / "fixtures", tokens=DEMO_TOKENS)
+    os.environ["SOFTHSM2_CONF"] = str(fixtures.env.conf)  # the agent's workers inherit it
     try:
-        asyncio.run(run_demo(args.dir, args.port, args.agent_port))
+        asyncio.run(run_demo(fixtures, args.dir, args.port, args.agent_port))
     except OSError as exc:
         print(f"演示无法启动 (demo could not start): {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-async def run_demo(directory: Path, port: int, agent_port: int, ready: asyncio.Event | None = None) -> None:
+async def run_demo(fixtures: Fixtures, directory: Path, port: int, agent_port: int) -> None:
     from cert_agent.agent.server import start as start_agent
     from cert_agent.verifier.app import create_app
-    from softhsm_fixtures import build_fixtures
     from softhsm_fixtures.seed import seeded_login_service
 
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
-    fixtures = build_fixtures(directory / "fixtures", tokens=DEMO_TOKENS)
-    os.environ["SOFTHSM2_CONF"] = str(fixtures.env.conf)  # the agent's workers inherit it
     origin = f"http://127.0.0.1:{port}"
 
     def announce(record: dict[str, str]) -> None:
@@ -68,8 +74,6 @@ async def run_demo(directory: Path, port: int, agent_port: int, ready: asyncio.E
         )
         agent_runner, agent_service = await start_agent(agent_config)
         _print_welcome(origin, agent_port, fixtures)
-        if ready is not None:
-            ready.set()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -86,10 +90,7 @@ async def run_demo(directory: Path, port: int, agent_port: int, ready: asyncio.E
         login.store.close()
 
 
-def _print_welcome(origin: str, agent_port: int, fixtures: object) -> None:
-    from softhsm_fixtures import Fixtures
-
-    assert isinstance(fixtures, Fixtures)
+def _print_welcome(origin: str, agent_port: int, fixtures: Fixtures) -> None:
     url = origin + "/" if agent_port == DEFAULT_PORT else f"{origin}/?agentPort={agent_port}"
     lines = [
         "",

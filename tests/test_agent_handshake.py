@@ -106,7 +106,14 @@ def test_unsafe_or_malformed_configured_origins_are_refused(configured: str) -> 
 
 def test_configuration_keys_are_checked() -> None:
     assert _from_mapping({"port": 3000, "allowed_origins": ["https://a.test"]}, "t").port == 3000
-    for bad in ({"port": "x"}, {"portt": 1}, {"allowed_origins": "https://a.test"}, {"poll_interval": -1}):
+    for bad in (
+        {"port": "x"},
+        {"portt": 1},
+        {"allowed_origins": "https://a.test"},
+        {"poll_interval": -1},
+        {"listen_hosts": ["0.0.0.0"]},
+        {"listen_hosts": ["127.0.0.1", "etax.example.com"]},
+    ):
         with pytest.raises(ConfigError):
             _from_mapping(bad, "t")
     with pytest.raises(ConfigError):

@@ -10,10 +10,13 @@ max_message_bytes = 65536   # larger WebSocket frames close the connection (1009
 pin_failures_per_connection = 5   # wrong PINs per window before RATE_LIMITED
 pin_failures_per_origin = 10
 pin_failure_window = 60     # seconds
+operation_timeout = 60      # seconds a token may take before TOKEN_TIMEOUT (its worker restarts)
+listen_hosts = ["127.0.0.1", "::1"]   # loopback addresses to listen on
 """
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -93,6 +96,10 @@ def _from_mapping(raw: dict[str, Any], where: str) -> AgentConfig:
         if key in ("allowed_origins", "modules", "listen_hosts"):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{where}: {key} must be a list of strings")
+            if key == "listen_hosts" and not all(_is_loopback(v) for v in value):
+                raise ConfigError(
+                    f"{where}: listen_hosts must be loopback addresses (the agent is never on the network)"
+                )
             value = tuple(value)
         elif key == "port":
             if not isinstance(value, int) or not 1 <= value <= 65535:
@@ -109,3 +116,10 @@ def _from_mapping(raw: dict[str, Any], where: str) -> AgentConfig:
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     return config
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
