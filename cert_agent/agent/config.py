@@ -9,9 +9,13 @@ poll_interval = 1.0         # seconds between token scans
 max_message_bytes = 65536   # larger WebSocket frames close the connection (1009)
 pin_failures_per_connection = 5   # wrong PINs per window before RATE_LIMITED
 pin_failures_per_origin = 10
+pin_failures_per_token = 10       # wrong PINs per window for one medium, whatever the page
 pin_failure_window = 60     # seconds
 operation_timeout = 60      # seconds a token may take before TOKEN_TIMEOUT (its worker restarts)
 listen_hosts = ["127.0.0.1", "::1"]   # loopback addresses to listen on
+handshake_timeout = 5       # seconds a connection may take to complete an allowed handshake
+max_pending_connections = 64      # connections waiting for their handshake; more close the oldest
+max_connections_per_origin = 32   # open WebSockets per origin; more close the oldest
 """
 
 from __future__ import annotations
@@ -44,9 +48,13 @@ class AgentConfig:
     max_message_bytes: int = 64 * 1024
     pin_failures_per_connection: int = 5
     pin_failures_per_origin: int = 10
+    pin_failures_per_token: int = 10
     pin_failure_window: float = 60.0
     operation_timeout: float = 60.0  # a token call slower than this is abandoned (TOKEN_TIMEOUT)
     listen_hosts: tuple[str, ...] = ("127.0.0.1", "::1")
+    handshake_timeout: float = 5.0
+    max_pending_connections: int = 64
+    max_connections_per_origin: int = 32
 
     def origin_policy(self) -> OriginPolicy:
         return OriginPolicy.from_config(list(self.allowed_origins), self.port)

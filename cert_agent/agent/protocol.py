@@ -7,11 +7,11 @@ A request is a JSON object ``{"id": ..., "method": ..., "params": {...}}``; the 
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from cert_agent import jsontext
 from cert_agent.algorithms import SignatureAlgorithm
 from cert_agent.errors import BadJson, BadRequest
 
@@ -44,9 +44,9 @@ class RequestError(Exception):
 
 def parse_request(text: str) -> Request:
     try:
-        message = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
-        raise RequestError(None, BadJson("not JSON")) from None
+        message = jsontext.loads(text)
+    except jsontext.JsonRejected as exc:
+        raise RequestError(None, BadJson(exc.reason)) from None
     if not isinstance(message, dict):
         raise RequestError(None, BadJson("not a JSON object"))
     request_id = message.get("id")

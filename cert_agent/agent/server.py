@@ -18,6 +18,7 @@ import logging
 import signal
 import weakref
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -26,8 +27,9 @@ from cert_agent import __version__
 from cert_agent.agent import protocol
 from cert_agent.agent.authtoken import auth_token, choose_algorithm, signed_data
 from cert_agent.agent.config import AgentConfig
+from cert_agent.agent.listener import ConnectionGuard
 from cert_agent.agent.origins import OriginPolicy
-from cert_agent.agent.ratelimit import FailureWindow
+from cert_agent.agent.ratelimit import FailureWindow, WindowsByKey, pin_attempt
 from cert_agent.agent.tokens import TokenService
 from cert_agent.errors import (
     AgentError,
@@ -35,8 +37,6 @@ from cert_agent.errors import (
     CertificateNotFound,
     CertificateUnparsable,
     OriginRefused,
-    PinIncorrect,
-    RateLimited,
     UnknownMethod,
     UnsupportedProtocol,
 )
@@ -45,18 +45,18 @@ log = logging.getLogger("cert_agent.server")
 SERVICE_KEY = web.AppKey("service", TokenService)
 CONFIG_KEY = web.AppKey("config", AgentConfig)
 POLICY_KEY = web.AppKey("policy", OriginPolicy)
-WINDOWS_KEY = web.AppKey("origin_windows", dict[str, FailureWindow])
+GUARD_KEY = web.AppKey("guard", ConnectionGuard)
 SOCKETS_KEY = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
 
 
 class Connection:
-    """One page's WebSocket: its origin, its wrong-PIN window, and a lock for sending."""
+    """One page's WebSocket: its origin, its wrong-PIN windows, and a lock for sending."""
 
-    def __init__(self, ws: web.WebSocketResponse, origin: str, config: AgentConfig, origin_window: FailureWindow):
+    def __init__(self, ws: web.WebSocketResponse, origin: str, config: AgentConfig, limits: PinLimits):
         self.ws = ws
         self.origin = origin
         self.pin_failures = FailureWindow(config.pin_failures_per_connection, config.pin_failure_window)
-        self.origin_failures = origin_window
+        self._limits = limits
         self._send_lock = asyncio.Lock()
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -66,14 +66,28 @@ class Connection:
             with contextlib.suppress(ConnectionResetError):
                 await self.ws.send_str(json.dumps(message, ensure_ascii=False))
 
-    def check_rate(self) -> None:
-        wait = max(self.pin_failures.retry_after(), self.origin_failures.retry_after())
-        if wait:
-            raise RateLimited(wait)
+    def pin_attempt(self, token_id: str) -> contextlib.AbstractContextManager[None]:
+        """Admit one PIN-bearing request for ``token_id`` through the connection's, the
+        origin's and the token's windows (RateLimited when any is full)."""
+        return pin_attempt([self.pin_failures, self._limits.by_origin[self.origin], self._limits.by_token[token_id]])
 
-    def record_wrong_pin(self) -> None:
-        self.pin_failures.record_failure()
-        self.origin_failures.record_failure()
+
+@dataclass(frozen=True)
+class PinLimits:
+    """The wrong-PIN windows shared by every connection: per origin and per token."""
+
+    by_origin: WindowsByKey
+    by_token: WindowsByKey
+
+    @classmethod
+    def from_config(cls, config: AgentConfig) -> PinLimits:
+        return cls(
+            WindowsByKey(config.pin_failures_per_origin, config.pin_failure_window),
+            WindowsByKey(config.pin_failures_per_token, config.pin_failure_window),
+        )
+
+
+LIMITS_KEY = web.AppKey("pin_limits", PinLimits)
 
 
 Handler = Callable[[Connection, TokenService, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -101,20 +115,21 @@ async def authenticate(conn: Connection, service: TokenService, params: dict[str
     nonce = protocol.nonce_param(params)
     requested = protocol.algorithm_param(params)
     pin = protocol.pin_param(params, "pin")
-    conn.check_rate()
     cert = _certificate(service, token_id, cert_id)
     info = cert["info"]
     algorithm = choose_algorithm(requested, info["keyType"], info["keySize"])
     data = signed_data(conn.origin, nonce, algorithm)
-    signature = await _counting_wrong_pins(conn, service.sign(token_id, cert_id, pin, data, algorithm.value))
+    with conn.pin_attempt(token_id):
+        signature = await service.sign(token_id, cert_id, pin, data, algorithm.value)
     return {"authToken": auth_token(cert["certificate"], algorithm, signature)}
 
 
 async def verify_pin(conn: Connection, service: TokenService, params: dict[str, Any]) -> dict[str, Any]:
     token_id = protocol.string_param(params, "tokenId")
     pin = protocol.pin_param(params, "pin")
-    conn.check_rate()
-    await _counting_wrong_pins(conn, service.verify_pin(token_id, pin))
+    service.token(token_id)  # an unknown token is TOKEN_NOT_FOUND, not an attempt
+    with conn.pin_attempt(token_id):
+        await service.verify_pin(token_id, pin)
     return {"verified": True}
 
 
@@ -122,8 +137,9 @@ async def change_pin(conn: Connection, service: TokenService, params: dict[str, 
     token_id = protocol.string_param(params, "tokenId")
     old = protocol.pin_param(params, "oldPin")
     new = protocol.pin_param(params, "newPin")
-    conn.check_rate()
-    await _counting_wrong_pins(conn, service.change_pin(token_id, old, new))
+    service.token(token_id)
+    with conn.pin_attempt(token_id):
+        await service.change_pin(token_id, old, new)
     return {"changed": True}
 
 
@@ -134,14 +150,6 @@ METHODS: dict[str, Handler] = {
     "verifyPin": verify_pin,
     "changePin": change_pin,
 }
-
-
-async def _counting_wrong_pins(conn: Connection, operation: Awaitable[Any]) -> Any:
-    try:
-        return await operation
-    except PinIncorrect:
-        conn.record_wrong_pin()
-        raise
 
 
 def _certificate(service: TokenService, token_id: str, cert_id: bytes) -> dict[str, Any]:
@@ -170,9 +178,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=config.max_message_bytes, heartbeat=30.0)
     await ws.prepare(request)
     request.app[SOCKETS_KEY].add(ws)
-    windows = request.app[WINDOWS_KEY]
-    window = windows.setdefault(origin, FailureWindow(config.pin_failures_per_origin, config.pin_failure_window))
-    conn = Connection(ws, origin, config, window)
+    guard = request.app[GUARD_KEY]
+    guard.upgraded(request.transport, origin, ws)
+    conn = Connection(ws, origin, config, request.app[LIMITS_KEY])
     log.info("connection opened for %s", origin)
     events = service.subscribe()
     forwarder = asyncio.create_task(_forward_events(conn, events))
@@ -190,6 +198,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                 break
     finally:
         service.unsubscribe(events)
+        guard.closed(origin, ws)
         forwarder.cancel()
         for task in tasks:
             task.cancel()
@@ -226,12 +235,13 @@ async def _forward_events(conn: Connection, events: asyncio.Queue[dict[str, Any]
 # --- the application -------------------------------------------------------------------------
 
 
-def create_app(config: AgentConfig, service: TokenService) -> web.Application:
+def create_app(config: AgentConfig, service: TokenService, guard: ConnectionGuard) -> web.Application:
     app = web.Application(client_max_size=config.max_message_bytes)
     app[CONFIG_KEY] = config
     app[SERVICE_KEY] = service
     app[POLICY_KEY] = config.origin_policy()
-    app[WINDOWS_KEY] = {}
+    app[LIMITS_KEY] = PinLimits.from_config(config)
+    app[GUARD_KEY] = guard
     app[SOCKETS_KEY] = weakref.WeakSet()
     app.router.add_get("/ws", websocket)
     app.on_shutdown.append(_close_sockets)
@@ -251,12 +261,22 @@ async def start(config: AgentConfig) -> tuple[web.AppRunner, TokenService]:
         log.warning("no allowed origins are configured: every page will be refused")
     service = TokenService(config)
     await service.start()
-    runner = web.AppRunner(create_app(config, service), access_log=None)
+    guard = ConnectionGuard(
+        handshake_timeout=config.handshake_timeout,
+        max_pending=config.max_pending_connections,
+        max_per_origin=config.max_connections_per_origin,
+    )
+    app = create_app(config, service, guard)
+    app.on_cleanup.append(lambda _: guard.close())
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
+    server = runner.server
+    if server is None:
+        raise RuntimeError("the aiohttp runner has no server after setup")
     bound = 0
     for host in config.listen_hosts:
         try:
-            await web.TCPSite(runner, host, config.port).start()
+            guard.listen(host, config.port, server)
             bound += 1
         except OSError as exc:
             log.warning("cannot listen on %s:%s: %s", host, config.port, exc)

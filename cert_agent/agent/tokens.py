@@ -14,7 +14,7 @@ from typing import Any
 
 from cert_agent.agent.config import AgentConfig
 from cert_agent.agent.workerproc import WorkerProcess
-from cert_agent.errors import AgentError, TokenNotFound, TokenTimeout, WorkerFailed
+from cert_agent.errors import AgentError, PinIncorrect, PinLocked, TokenNotFound, TokenTimeout, WorkerFailed
 
 log = logging.getLogger("cert_agent.tokens")
 DISCOVERY = "discovery"
@@ -33,6 +33,7 @@ class TokenService:
         self._wake = asyncio.Event()
         self._stopping = False
         self._missed: dict[str, int] = {}
+        self._wrong_pins: dict[str, int] = {}  # consecutive wrong PINs by token, across worker restarts
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -78,24 +79,40 @@ class TokenService:
     # --- token operations (each in the token's own worker) ------------------------------------
 
     async def verify_pin(self, token_id: str, pin: bytes) -> None:
-        try:
-            await self._call(token_id, "verify_pin", token_id, pin)
-        finally:
-            self.request_scan()
+        await self._with_pin(token_id, "verify_pin", token_id, pin)
+        self.request_scan()  # a PIN to be changed or a count-low flag may have cleared
 
     async def change_pin(self, token_id: str, old: bytes, new: bytes) -> None:
-        try:
-            await self._call(token_id, "change_pin", token_id, old, new)
-        finally:
-            self.request_scan()
+        await self._with_pin(token_id, "change_pin", token_id, old, new)
+        self.request_scan()
 
     async def sign(self, token_id: str, cert_id: bytes, pin: bytes, data: bytes, algorithm: str) -> bytes:
+        return bytes(await self._with_pin(token_id, "sign", token_id, cert_id, pin, data, algorithm))
+
+    def tries_left(self, token_id: str, reported: int | None) -> int | None:
+        """Tries left before the medium locks: the token's own word (its flags) or the
+        configured limit less the wrong PINs this daemon saw in a row, whichever is lower."""
+        known = [] if reported is None else [reported]
+        if self._config.pin_max_tries is not None:
+            left = self._config.pin_max_tries - self._wrong_pins.get(token_id, 0)
+            if left >= 1:
+                known.append(left)
+        return min(known) if known else None
+
+    async def _with_pin(self, token_id: str, operation: str, *args: Any) -> Any:
+        """A PIN-bearing call in the token's worker. Wrong PINs are counted here, per token, so
+        that the count survives a worker restart; a right PIN starts the count again."""
         try:
-            return bytes(await self._call(token_id, "sign", token_id, cert_id, pin, data, algorithm))
-        except AgentError as exc:
-            if exc.code in ("PIN_INCORRECT", "PIN_LOCKED"):
-                self.request_scan()
+            result = await self._call(token_id, operation, *args)
+        except PinIncorrect as exc:
+            self._wrong_pins[token_id] = self._wrong_pins.get(token_id, 0) + 1
+            self.request_scan()
+            raise PinIncorrect(exc.detail, tries_left=self.tries_left(token_id, exc.tries_left)) from None
+        except PinLocked:
+            self.request_scan()
             raise
+        self._wrong_pins.pop(token_id, None)
+        return result
 
     # --- scanning -----------------------------------------------------------------------------
 
@@ -176,7 +193,7 @@ class TokenService:
         if worker is None:
             # The discovery worker loads every module; a token's worker only the token's own.
             modules = list(self._config.modules) if key == DISCOVERY else [self._tokens[key]["module"]]
-            worker = WorkerProcess(key, modules, self._config.pin_max_tries)
+            worker = WorkerProcess(key, modules)
             self._workers[key] = worker
         return worker
 

@@ -27,9 +27,11 @@ _known: dict[str, Token] = {}
 _certificates: dict[str, list[dict[str, Any]]] = {}
 
 
-def init(modules: list[str], pin_max_tries: int | None) -> None:
+def init(modules: list[str]) -> None:
+    """Load the modules. The worker keeps no count of wrong PINs (the daemon does, per token,
+    so the count survives a worker restart): tries left here come from token flags only."""
     global _driver
-    _driver = Pkcs11Driver(modules, pin_max_tries=pin_max_tries)
+    _driver = Pkcs11Driver(modules)
 
 
 def _get_driver() -> Pkcs11Driver:
@@ -91,11 +93,11 @@ OPERATIONS: dict[str, Callable[..., Any]] = {
 }
 
 
-def serve(conn: Connection, modules: list[str], pin_max_tries: int | None) -> None:
+def serve(conn: Connection, modules: list[str]) -> None:
     """The worker's loop: one (operation, args) request in, one (ok, value) answer out."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's; it stops the workers
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
-    init(modules, pin_max_tries)
+    init(modules)
     while True:
         try:
             operation, args = conn.recv()

@@ -17,19 +17,19 @@ from typing import Any
 from cert_agent.errors import AgentError, WorkerFailed
 
 
-def _run(conn: Connection, modules: list[str], pin_max_tries: int | None) -> None:
+def _run(conn: Connection, modules: list[str]) -> None:
     from cert_agent.agent import worker
 
-    worker.serve(conn, modules, pin_max_tries)
+    worker.serve(conn, modules)
 
 
 class WorkerProcess:
-    def __init__(self, name: str, modules: list[str], pin_max_tries: int | None) -> None:
+    def __init__(self, name: str, modules: list[str]) -> None:
         context = multiprocessing.get_context("spawn")
         self.name = name
         self._conn, child = context.Pipe()
         self.process = context.Process(
-            target=_run, args=(child, modules, pin_max_tries), name=f"cert-agent-worker {name}", daemon=True
+            target=_run, args=(child, modules), name=f"cert-agent-worker {name}", daemon=True
         )
         self.process.start()
         child.close()

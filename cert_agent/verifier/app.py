@@ -6,7 +6,6 @@ with a 4xx and a stable error code, before anything is written.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cert_agent import jsontext
 from cert_agent.errors import (
     AccountLocked,
     AgentError,
@@ -100,9 +100,9 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         raise BodyTooLarge(str(request.content_length))
     raw = await request.read()
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        raise BadJson("the body is not JSON") from None
+        body = jsontext.loads(raw)
+    except jsontext.JsonRejected as exc:
+        raise BadJson(f"the body: {exc.reason}") from None
     if not isinstance(body, dict):
         raise BadJson("the body is not a JSON object")
     return body

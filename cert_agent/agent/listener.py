@@ -1,0 +1,148 @@
+"""The agent's own accept loop: every loopback connection is timed and counted.
+
+aiohttp serves each connection, but the agent accepts them itself, so that no local process can
+hold the daemon's file descriptors and starve the real page:
+
+- a connection must complete an allowed WebSocket handshake within ``handshake_timeout``
+  seconds, or it is closed (idle sockets, half-sent handshakes, refused handshakes kept alive);
+- at most ``max_pending_connections`` connections may be waiting for their handshake; a new one
+  closes the oldest waiting one, so a page's fresh connection is never refused;
+- each allowed origin keeps at most ``max_connections_per_origin`` open WebSockets; a new one
+  closes that origin's oldest (1013 try again later). An open WebSocket lives while it answers
+  the heartbeat pings, which closes a vanished peer's connection within a minute;
+- accept() failures (out of file descriptors) back off and are logged at most once per
+  ``ACCEPT_ERROR_LOG_INTERVAL`` seconds, with the count of those not logged.
+
+On loopback a peer address names nothing (any local process can use any 127.0.0.0/8 source),
+so the caps are per origin and in all, never per peer address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections import OrderedDict, deque
+
+from aiohttp import WSCloseCode, web
+
+log = logging.getLogger("cert_agent.listener")
+ACCEPT_ERROR_LOG_INTERVAL = 10.0
+ACCEPT_BACKOFF = 0.1  # seconds to wait after a failed accept(): never a busy loop
+
+
+class ConnectionGuard:
+    def __init__(self, *, handshake_timeout: float, max_pending: int, max_per_origin: int) -> None:
+        self._handshake_timeout = handshake_timeout
+        self._max_pending = max_pending
+        self._max_per_origin = max_per_origin
+        self._pending: OrderedDict[asyncio.BaseTransport, asyncio.TimerHandle] = OrderedDict()
+        self._open: dict[str, deque[web.WebSocketResponse]] = {}
+        self._sockets: list[socket.socket] = []
+        self._loops: list[asyncio.Task[None]] = []
+        self._closing: set[asyncio.Task[None]] = set()
+        self._accept_errors = 0
+        self._last_error_log = -ACCEPT_ERROR_LOG_INTERVAL
+
+    # --- listening ------------------------------------------------------------------------------
+
+    def listen(self, host: str, port: int, protocol_factory: web.Server) -> None:
+        """Bind ``host:port`` and serve each accepted connection with a protocol from
+        ``protocol_factory`` (aiohttp's server); raises OSError when it cannot be bound."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host, port), family=family, backlog=128)
+        sock.setblocking(False)
+        self._sockets.append(sock)
+        self._loops.append(asyncio.create_task(self._accept_loop(sock, protocol_factory), name=f"accept {host}:{port}"))
+
+    async def close(self) -> None:
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for sock in self._sockets:
+            sock.close()
+        for transport, timer in list(self._pending.items()):
+            timer.cancel()
+            transport.close()
+        self._pending.clear()
+
+    async def _accept_loop(self, sock: socket.socket, protocol_factory: web.Server) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: wait, then try again
+                self._log_accept_error(exc)
+                await asyncio.sleep(ACCEPT_BACKOFF)
+                continue
+            try:
+                transport, _ = await loop.connect_accepted_socket(protocol_factory, conn)
+            except OSError as exc:
+                conn.close()
+                self._log_accept_error(exc)
+                continue
+            self._admit(transport)
+
+    def _log_accept_error(self, exc: OSError) -> None:
+        self._accept_errors += 1
+        now = time.monotonic()
+        if now - self._last_error_log >= ACCEPT_ERROR_LOG_INTERVAL:
+            log.warning("cannot accept connections: %s (%d failures since the last report)", exc, self._accept_errors)
+            self._accept_errors = 0
+            self._last_error_log = now
+
+    # --- connections waiting for their handshake ------------------------------------------------
+
+    def _admit(self, transport: asyncio.BaseTransport) -> None:
+        while len(self._pending) >= self._max_pending:
+            oldest, timer = self._pending.popitem(last=False)
+            timer.cancel()
+            oldest.close()
+        loop = asyncio.get_running_loop()
+        self._pending[transport] = loop.call_later(self._handshake_timeout, self._expire, transport)
+
+    def _expire(self, transport: asyncio.BaseTransport) -> None:
+        if self._pending.pop(transport, None) is not None:
+            transport.close()
+
+    @property
+    def pending(self) -> int:
+        """Connections accepted and still waiting for an allowed handshake (for tests)."""
+        for transport in [t for t in self._pending if t.is_closing()]:
+            self._pending.pop(transport).cancel()
+        return len(self._pending)
+
+    # --- open WebSockets ------------------------------------------------------------------------
+
+    def upgraded(self, transport: asyncio.BaseTransport | None, origin: str, ws: web.WebSocketResponse) -> None:
+        """The connection completed an allowed handshake: stop its timer, count it for its origin."""
+        if transport is not None:
+            timer = self._pending.pop(transport, None)
+            if timer is not None:
+                timer.cancel()
+        sockets = self._open.setdefault(origin, deque())
+        while sockets and sockets[0].closed:
+            sockets.popleft()
+        if len(sockets) >= self._max_per_origin:
+            oldest = sockets.popleft()
+            log.warning("more than %d connections for %s: closing the oldest", self._max_per_origin, origin)
+            closing = asyncio.create_task(self._close_ws(oldest))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+        sockets.append(ws)
+
+    @staticmethod
+    async def _close_ws(ws: web.WebSocketResponse) -> None:
+        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too many connections")
+
+    def closed(self, origin: str, ws: web.WebSocketResponse) -> None:
+        sockets = self._open.get(origin)
+        if sockets is not None:
+            with contextlib.suppress(ValueError):
+                sockets.remove(ws)
+            if not sockets:
+                del self._open[origin]
