@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the driver (PyKCS11, cryptography) loads only for the comma
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_ALREADY_RUNNING = 3  # `serve` while this user's agent (or a change-pin) is running
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,15 +157,20 @@ def cmd_certs(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_change_pin(args: argparse.Namespace, out: TextIO) -> int:
-    old_text, new_text = _read_pins(args.pin_stdin)
-    driver = _driver(args)
-    try:
-        with Pin(old_text) as old, Pin(new_text) as new:
-            del old_text, new_text
-            token = driver.find_token(label=args.token)
-            driver.change_pin(token, old, new)
-    finally:
-        driver.close()
+    from cert_agent.agent.instance import InstanceLock
+
+    # The running agent may be writing to the same medium: one writer at a time (the lock is
+    # taken before any PIN is read, so a refusal costs the user no typing).
+    with InstanceLock("change-pin"):
+        old_text, new_text = _read_pins(args.pin_stdin)
+        driver = _driver(args)
+        try:
+            with Pin(old_text) as old, Pin(new_text) as new:
+                del old_text, new_text
+                token = driver.find_token(label=args.token)
+                driver.change_pin(token, old, new)
+        finally:
+            driver.close()
     print(f"证书密码已修改（{args.token}）", file=out)
     return EXIT_OK
 
@@ -207,6 +213,7 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
         driver.close()
     pcsc_ok, pcsc_text = pcscd_status()
     print(("✓ " if pcsc_ok else "✗ ") + pcsc_text, file=out)
+    print(agent_status(), file=out)
     return EXIT_OK if healthy else EXIT_ERROR
 
 
@@ -222,8 +229,30 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_USAGE
     if not args.verbose:
         logging.getLogger("cert_agent").setLevel(logging.INFO)
-    asyncio.run(serve_forever(config))
+    from cert_agent.agent.instance import InstanceLock
+    from cert_agent.errors import AgentAlreadyRunning
+
+    try:
+        with InstanceLock("serve", config.port):
+            asyncio.run(serve_forever(config))
+    except AgentAlreadyRunning as exc:
+        where = f"端口 {exc.fields['port']}" if exc.fields.get("port") else "正在修改证书密码"
+        print(f"证书助手已在运行（进程 {exc.fields.get('pid')}，{where}），无需再次启动", file=sys.stderr)
+        print(exc.code, file=sys.stderr)
+        return EXIT_ALREADY_RUNNING
     return EXIT_OK
+
+
+def agent_status() -> str:
+    """Whether this user's agent is running, and on which port (for doctor)."""
+    from cert_agent.agent.instance import holder
+
+    running = holder()
+    if running is None:
+        return "✗ 证书助手未运行 (cert-agent serve is not running)"
+    if running.get("command") != "serve":
+        return f"• 证书助手正在修改证书密码 (change-pin running, pid {running.get('pid')})"
+    return f"✓ 证书助手运行中，端口 {running.get('port')} (cert-agent serve running, pid {running.get('pid')})"
 
 
 def pcscd_status() -> tuple[bool, str]:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from cert_agent.agent.config import DEFAULT_PORT, AgentConfig
+from cert_agent.errors import AgentError
 from softhsm_fixtures.catalog import DEMO_TOKENS
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["SOFTHSM2_CONF"] = str(fixtures.env.conf)  # the agent's workers inherit it
     try:
         asyncio.run(run_demo(fixtures, args.dir, args.port, args.agent_port))
-    except OSError as exc:
+    except (OSError, AgentError) as exc:
         print(f"演示无法启动 (demo could not start): {exc}", file=sys.stderr)
         return 1
     return 0

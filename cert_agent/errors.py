@@ -250,6 +250,23 @@ class RateLimited(AgentError):
         super().__init__(retryAfter=retry_after)
 
 
+class AgentAlreadyRunning(AgentError):
+    """Another cert-agent process of this user holds the per-user lock (``pid``, ``port``)."""
+
+    code = "AGENT_ALREADY_RUNNING"
+    zh = (
+        "证书助手已在运行（每个用户只能运行一个）；"
+        "修改证书密码请在电子税务局【账户中心】—【税务数字证书】中进行，或先停止证书助手"
+    )
+    en = "cert-agent is already running for this user"
+
+
+class ListenFailed(AgentError):
+    code = "LISTEN_FAILED"
+    zh = "证书助手无法监听本机端口，该端口可能已被其他程序占用"
+    en = "the agent cannot listen on its loopback port"
+
+
 class OriginRefused(AgentError):
     """The WebSocket handshake was refused (HTTP 403): origin or Host not allowed."""
 

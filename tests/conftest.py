@@ -19,9 +19,24 @@ import pytest
 import pytest_asyncio
 
 from cert_agent.agent.config import AgentConfig
+from cert_agent.agent.listener import ConnectionGuard
 from cert_agent.agent.tokens import TokenService
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
 from softhsm_fixtures import Fixtures, build_fixtures
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The per-user agent lock lives in $XDG_RUNTIME_DIR: tests use their own, never the
+    machine user's (where a real agent may run)."""
+    path = tmp_path_factory.mktemp("runtime")
+    saved = os.environ.get("XDG_RUNTIME_DIR")
+    os.environ["XDG_RUNTIME_DIR"] = str(path)
+    yield path
+    if saved is None:
+        os.environ.pop("XDG_RUNTIME_DIR", None)
+    else:
+        os.environ["XDG_RUNTIME_DIR"] = saved
 
 
 def _use(fixtures: Fixtures) -> None:
@@ -81,6 +96,7 @@ class RunningAgent:
     config: AgentConfig
     service: TokenService
     fixtures: Fixtures
+    guard: ConnectionGuard
 
     @property
     def url(self) -> str:
@@ -101,12 +117,12 @@ def agent_config(fixtures: Fixtures, **overrides: Any) -> AgentConfig:
 
 @asynccontextmanager
 async def running_agent(fixtures: Fixtures, **overrides: Any) -> AsyncIterator[RunningAgent]:
-    from cert_agent.agent.server import start
+    from cert_agent.agent.server import GUARD_KEY, start
 
     config = agent_config(fixtures, **overrides)
     runner, service = await start(config)
     try:
-        yield RunningAgent(config, service, fixtures)
+        yield RunningAgent(config, service, fixtures, runner.app[GUARD_KEY])
     finally:
         await runner.cleanup()
         await service.stop()

@@ -108,3 +108,64 @@ async def test_stopping_the_agent_closes_open_pages_at_once(fixtures: Fixtures) 
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_a_second_serve_says_the_agent_is_already_running_and_exits_3(fixtures: Fixtures) -> None:
+    port = free_port()
+    first = start_serve(fixtures, "--port", str(port), "--allow-origin", "https://etax.example.com")
+    try:
+        wait_listening(first)
+        second = start_serve(fixtures, "--port", str(free_port()), "--allow-origin", "https://etax.example.com")
+        _, stderr = second.communicate(timeout=20)
+        assert second.returncode == 3, stderr
+        assert f"证书助手已在运行（进程 {first.pid}，端口 {port}）" in stderr
+        assert stderr.strip().splitlines()[-1] == "AGENT_ALREADY_RUNNING"
+        assert "Traceback" not in stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=20)
+    third = start_serve(fixtures, "--port", str(port), "--allow-origin", "https://etax.example.com")
+    try:
+        wait_listening(third)  # the lock ended with the first agent
+    finally:
+        third.send_signal(signal.SIGTERM)
+        third.communicate(timeout=20)
+
+
+def test_change_pin_on_the_command_line_is_refused_while_the_agent_serves(fresh_fixtures: Fixtures) -> None:
+    label = fresh_fixtures.token("initial-pin").label
+    agent = start_serve(fresh_fixtures, "--port", str(free_port()), "--allow-origin", "https://etax.example.com")
+    try:
+        wait_listening(agent)
+        refused = subprocess.run(
+            [sys.executable, "-m", "cert_agent", "change-pin", "--token", label, "--pin-stdin"],
+            input="88888888\nQd2026tax\n",
+            env=fresh_fixtures.env.environ(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        doctor = subprocess.run(
+            [sys.executable, "-m", "cert_agent", "doctor"],
+            env=fresh_fixtures.env.environ(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.communicate(timeout=20)
+    assert refused.returncode == 1 and refused.stderr.strip().splitlines()[-1] == "AGENT_ALREADY_RUNNING"
+    assert "证书助手运行中，端口" in doctor.stdout and f"pid {agent.pid}" in doctor.stdout
+    still_initial = subprocess.run(  # nothing was changed: the initial PIN still works
+        [sys.executable, "-m", "cert_agent", "change-pin", "--token", label, "--pin-stdin"],
+        input="88888888\nQd2026tax\n",
+        env=fresh_fixtures.env.environ(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert still_initial.returncode == 0, still_initial.stderr

@@ -36,6 +36,7 @@ from cert_agent.errors import (
     BadJson,
     CertificateNotFound,
     CertificateUnparsable,
+    ListenFailed,
     OriginRefused,
     UnknownMethod,
     UnsupportedProtocol,
@@ -283,7 +284,7 @@ async def start(config: AgentConfig) -> tuple[web.AppRunner, TokenService]:
     if not bound:
         await runner.cleanup()
         await service.stop()
-        raise OSError(f"cannot listen on port {config.port} of any loopback address")
+        raise ListenFailed(f"port {config.port}")
     log.info("cert-agent %s listening on port %s for %s", __version__, config.port, sorted(config.allowed_origins))
     return runner, service
 

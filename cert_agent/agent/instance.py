@@ -1,0 +1,103 @@
+"""One cert-agent per user: a lock file that the daemon (or a CLI command that writes to a
+medium) holds while it runs.
+
+Two writers on one token store can destroy it (SoftHSM2 rewrites its files on a PIN change), so
+``cert-agent serve`` and ``cert-agent change-pin`` take the same per-user lock. The lock is an
+OS file lock (flock on Unix, msvcrt on Windows): it ends with the process, however the process
+ends, so a stale file never blocks the next start. The file says who holds it (pid, command,
+port) for the message the second process prints and for ``doctor``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import platformdirs
+
+from cert_agent.errors import AgentAlreadyRunning
+
+LOCK_NAME = "agent.lock"
+
+
+def runtime_dir() -> Path:
+    """The per-user runtime folder ($XDG_RUNTIME_DIR/cert-agent on Linux)."""
+    return Path(platformdirs.user_runtime_dir("cert-agent", appauthor=False))
+
+
+def lock_path() -> Path:
+    return runtime_dir() / LOCK_NAME
+
+
+def _try_lock(handle: IO[str]) -> bool:
+    if sys.platform == "win32":  # untested here: no Windows machine in CI
+        import msvcrt
+
+        try:
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def holder() -> dict[str, Any] | None:
+    """Who holds the lock now ({"pid", "command", "port"}), or None when nobody does."""
+    path = lock_path()
+    if not path.exists():
+        return None
+    with path.open("a+", encoding="utf-8") as handle:
+        if _try_lock(handle):
+            return None  # nobody holds it; the lock ends as the file closes
+        handle.seek(0)
+        try:
+            value: dict[str, Any] = json.loads(handle.read() or "{}")
+        except ValueError:
+            value = {}
+        return value
+
+
+class InstanceLock:
+    """Hold the per-user lock for a ``with`` block; raises AgentAlreadyRunning when held."""
+
+    def __init__(self, command: str, port: int | None = None) -> None:
+        self._record = {"pid": os.getpid(), "command": command, "port": port}
+        self._handle: IO[str] | None = None
+
+    def __enter__(self) -> InstanceLock:
+        path = lock_path()
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handle = path.open("a+", encoding="utf-8")
+        if not _try_lock(handle):
+            handle.seek(0)
+            try:
+                other = json.loads(handle.read() or "{}")
+            except ValueError:
+                other = {}
+            handle.close()
+            raise AgentAlreadyRunning(
+                f"pid {other.get('pid')}, {other.get('command')}", **{k: other.get(k) for k in ("pid", "port")}
+            )
+        handle.truncate(0)
+        handle.write(json.dumps(self._record))
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._handle is not None:
+            self._handle.truncate(0)
+            self._handle.close()  # closing the file ends the lock
+            self._handle = None
