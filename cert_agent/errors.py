@@ -448,6 +448,39 @@ class BodyTooLarge(AgentError):
     en = "the request body is too large"
 
 
+class SmsRateLimited(AgentError):
+    """Too many SMS codes for this login, person or phone; ``retryAfter`` is in seconds."""
+
+    code = "SMS_RATE_LIMITED"
+    zh = "验证码发送过于频繁，请稍后再试"
+    en = "too many SMS codes were sent; try again later"
+
+    def __init__(self, retry_after: int, detail: str = "") -> None:
+        super().__init__(detail, retryAfter=retry_after)
+
+    @property
+    def message(self) -> str:
+        return f"验证码发送过于频繁，请 {self.fields['retryAfter']} 秒后再试"
+
+
+class CrossSiteRequest(AgentError):
+    code = "CROSS_SITE_REQUEST"
+    zh = "请求来源不是本网站，已拒绝"
+    en = "the request does not come from this site's own pages"
+
+
+class UnsupportedMediaType(AgentError):
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    zh = "请求格式错误"
+    en = "the request body must be application/json"
+
+
+class StoreUnavailable(AgentError):
+    code = "STORE_UNAVAILABLE"
+    zh = "系统繁忙，请稍后再试"
+    en = "the database is busy or unavailable; nothing was changed"
+
+
 class NotFound(AgentError):
     code = "NOT_FOUND"
     zh = "请求的内容不存在"

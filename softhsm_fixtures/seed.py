@@ -17,6 +17,7 @@ from softhsm_fixtures.catalog import TAXPAYERS
 
 if TYPE_CHECKING:
     from cert_agent.verifier.login import LoginService
+    from cert_agent.verifier.store import SmsLimits
 
 PERSONS = [
     {"personId": "p-zhang", "name": "张伟", "idNumber": "370202198001011234", "phone": "13800000001"},
@@ -76,6 +77,7 @@ def seeded_login_service(
     *,
     clock: Callable[[], dt.datetime] | None = None,
     on_send: Callable[[dict[str, str]], None] | None = None,
+    sms_limits: SmsLimits | None = None,
 ) -> LoginService:
     """A verifier over ``directory/verifier.db`` holding these records (imported again each
     time; the import updates in place), validating tokens for ``origin`` against the fixture
@@ -93,4 +95,6 @@ def seeded_login_service(
     service = LoginService(store, TokenValidator(settings), OutboxSender(directory / OUTBOX, on_send))
     if clock is not None:
         service.clock = clock
+    if sms_limits is not None:
+        service.sms_limits = sms_limits
     return service

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from playwright.async_api import expect
+
 from cert_agent.verifier.login import CST, next_cst_midnight
 from softhsm_fixtures import Fixtures
 from tests.conftest import free_port
@@ -59,7 +61,8 @@ async def test_five_wrong_codes_lock_the_account_until_midnight_cst(fresh_fixtur
             await s.page.fill("#code", "000000")
             await s.page.click("#verify")
             expected = "锁定" if attempt == 4 else f"还可尝试 {4 - attempt} 次"
-            await s.page.wait_for_function(f"document.getElementById('error').textContent.includes('{expected}')")
+            # Locators, not wait_for_function: the page's Content-Security-Policy forbids eval.
+            await expect(s.page.locator("#error")).to_contain_text(expected)
         await s.shot("login-locked")
         text = await s.page.inner_text("#error")
         until = next_cst_midnight(dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M")
@@ -116,11 +119,11 @@ async def test_with_the_agent_stopped_the_page_explains_how_to_install_and_start
 
 async def test_a_pulled_out_token_leaves_the_certificate_list(fresh_fixtures: Fixtures, tmp_path: Path) -> None:
     async with site(fresh_fixtures, tmp_path) as s:
-        options = "document.querySelectorAll('#certificate option').length"
-        before = await s.page.evaluate(options)
+        options = s.page.locator("#certificate option")
+        before = await options.count()
         assert "青岛蓝海制造有限公司" in await s.page.inner_text("#certificate")
         fresh_fixtures.env.pull_out(fresh_fixtures.token("golden-tax-disk").serial)
-        await s.page.wait_for_function(f"{options} === {before - 1}", timeout=10000)
+        await expect(options).to_have_count(before - 1, timeout=10000)
         await s.shot("login-token-removed")
         assert "青岛蓝海制造有限公司" not in await s.page.inner_text("#certificate")
 
@@ -157,5 +160,9 @@ def test_demo_starts_serves_and_stops_cleanly_twice(tmp_path: Path) -> None:
 async def _challenge(port: int) -> None:
     import aiohttp
 
-    async with aiohttp.ClientSession() as session, session.post(f"http://127.0.0.1:{port}/api/challenge") as response:
+    origin = {"Origin": f"http://127.0.0.1:{port}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"http://127.0.0.1:{port}/api/challenge", json={}, headers=origin) as response,
+    ):
         assert response.status == 200

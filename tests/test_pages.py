@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
-from playwright.async_api import Page
+from playwright.async_api import Page, expect
 
 from cert_agent.verifier.app import create_app
 from softhsm_fixtures import Fixtures
@@ -104,3 +104,17 @@ async def pass_sms(s: Site, person_id: str) -> None:
     await s.page.wait_for_selector("#step-code:not(.hidden)")
     await s.page.fill("#code", s.last_code())
     await s.page.click("#verify")
+
+
+async def test_sms_resend_waits_with_a_countdown_and_the_page_obeys_its_csp(fixtures: Fixtures, tmp_path: Path) -> None:
+    async with site(fixtures, tmp_path) as s:
+        console: list[str] = []
+        s.page.on("console", lambda message: console.append(message.text))
+        await sign_in(s, "青岛海润贸易有限公司", "112233")
+        await s.page.click("[data-person-id=p-zhang]")
+        await s.page.wait_for_selector("#step-code:not(.hidden)")
+        resend = s.page.locator("#resend")
+        await expect(resend).to_be_disabled()
+        await expect(resend).to_contain_text("秒）")
+        await s.shot("login-sms-countdown")
+        assert not [line for line in console if "Content Security Policy" in line]

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from cert_agent.verifier.store import Enterprise, SqliteStore
+from cert_agent.verifier.store import MIGRATIONS, Enterprise, SqliteStore
 from softhsm_fixtures import Fixtures
 from softhsm_fixtures.catalog import TAXPAYERS
 from softhsm_fixtures.seed import verifier_records
@@ -36,7 +36,7 @@ def test_import_json_writes_every_record(tmp_path: Path) -> None:
         agency = TAXPAYERS["xinda"].taxpayer_id
         assert store.enterprise(agency) is not None and store.enterprise(agency).is_agency  # type: ignore[union-attr]
         assert len(store.agreements_of(agency)) == 3
-        assert store.schema_version == 1
+        assert store.schema_version == len(MIGRATIONS)
     finally:
         store.close()
 
@@ -96,7 +96,9 @@ async def test_serve_answers_the_api_and_stops_cleanly(fixtures: Fixtures, tmp_p
     try:
         assert process.stdout is not None and "listening" in process.stdout.readline()
         async with aiohttp.ClientSession() as session:
-            async with session.post(f"http://127.0.0.1:{port}/api/challenge") as response:
+            async with session.post(
+                f"http://127.0.0.1:{port}/api/challenge", json={}, headers={"Origin": f"http://127.0.0.1:{port}"}
+            ) as response:
                 assert response.status == 200 and len((await response.json())["nonce"]) == 44
             async with session.get(f"http://127.0.0.1:{port}/") as response:
                 assert response.status == 200 and "企业业务" in await response.text()

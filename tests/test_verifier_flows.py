@@ -24,6 +24,7 @@ from softhsm_fixtures.seed import OUTBOX, seeded_login_service
 from tests.conftest import free_port, make_token
 
 ORIGIN = "https://etax.example.com"
+PAGE_HEADERS = {"Origin": ORIGIN}  # what a browser sends with the verifier's own pages' requests
 
 
 class Clock:
@@ -44,7 +45,7 @@ class Verifier:
     session: aiohttp.ClientSession
 
     async def post(self, path: str, body: Any = None, **kwargs: Any) -> tuple[int, dict[str, Any]]:
-        async with self.session.post(self.url + path, json=body, **kwargs) as response:
+        async with self.session.post(self.url + path, json={} if body is None else body, **kwargs) as response:
             return response.status, await response.json()
 
     async def get(self, path: str) -> tuple[int, dict[str, Any]]:
@@ -68,7 +69,7 @@ async def verifier_at(fixtures: Fixtures, directory: Path, clock: Clock) -> Asyn
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), headers=PAGE_HEADERS) as session:
             yield Verifier(f"http://127.0.0.1:{port}", login.store, directory / OUTBOX, clock, fixtures, session)
     finally:
         await runner.cleanup()
@@ -235,6 +236,7 @@ async def test_a_success_resets_the_failure_count(verifier: Verifier) -> None:
         0
     ] == 200
     assert verifier.store.failures("p-zhang", "certificate", "2000-01-01") == 0
+    verifier.clock.now += dt.timedelta(seconds=61)  # the next login, past the SMS resend interval
     _, step = await verifier.certificate_step("hairun-ec")
     await verifier.post("/api/login/sms", {"attemptId": step["attemptId"], "personId": "p-zhang"})
     status, body = await verifier.post("/api/login/verify", {"attemptId": step["attemptId"], "code": "000000"})
@@ -253,6 +255,7 @@ async def test_counters_sessions_and_audit_survive_a_restart(fixtures: Fixtures,
         await first.post("/api/login/verify", {"attemptId": step["attemptId"], "code": first.last_code()})
         cookies = first.session.cookie_jar.filter_cookies(URL(first.url))
         session_id = cookies["etax_session"].value
+        clock.now += dt.timedelta(seconds=61)  # the next login, past the SMS resend interval
         _, step = await first.certificate_step("hairun-ec")
         await first.post("/api/login/sms", {"attemptId": step["attemptId"], "personId": "p-zhang"})
         await first.post("/api/login/verify", {"attemptId": step["attemptId"], "code": "000000"})

@@ -7,6 +7,7 @@ with a 4xx and a stable error code, before anything is written.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,15 +22,19 @@ from cert_agent.errors import (
     BadRequest,
     BodyTooLarge,
     ChallengeInvalid,
+    CrossSiteRequest,
     LoginExpired,
     NoRelationship,
     NotAnAgency,
     NotFound,
     NotLoggedIn,
     SmsCodeIncorrect,
+    SmsRateLimited,
+    StoreUnavailable,
     TaxpayerIdInvalid,
     TaxpayerUnknown,
     TokenInvalid,
+    UnsupportedMediaType,
 )
 from cert_agent.verifier.login import LoginService
 
@@ -56,7 +61,29 @@ _STATUS: list[tuple[type[AgentError], int]] = [
     (AccountLocked, 423),
     (NotFound, 404),
     (BodyTooLarge, 413),
+    (SmsRateLimited, 429),
+    (CrossSiteRequest, 403),
+    (UnsupportedMediaType, 415),
+    (StoreUnavailable, 503),
 ]
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_ENTRY_ID = re.compile(r"^[0-9]{1,18}$")
+# Pages load only their own scripts and styles, talk only to this site and the local agent, and
+# are never framed (the PIN is typed on them).
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self' ws://127.0.0.1:* ws://[::1]:*",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "object-src 'none'",
+    ]
+)
 
 
 def status_of(error: AgentError) -> int:
@@ -93,6 +120,45 @@ async def errors_as_json(
     except Exception:  # one request fails, the service lives on
         log.exception("%s %s failed unexpectedly", request.method, request.path)
         return error_response(AgentError())
+
+
+@web.middleware
+async def same_origin_writes(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A request that changes state must come from this site's own pages: a JSON body (which a
+    cross-site form cannot send) and the browser's word that it is same-origin (Sec-Fetch-Site,
+    else Origin). A request with neither header is refused too: every browser sends one."""
+    if request.method in SAFE_METHODS:
+        return await handler(request)
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType(request.content_type[:64])
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    origin = request.headers.get("Origin")
+    expected = request.app[LOGIN_KEY].validator.settings.origin
+    if fetch_site is not None and fetch_site != "same-origin":
+        raise CrossSiteRequest(f"Sec-Fetch-Site: {fetch_site[:32]}")
+    if origin is not None and origin != expected:
+        raise CrossSiteRequest(f"Origin: {origin[:128]}")
+    if fetch_site is None and origin is None:
+        raise CrossSiteRequest("neither Origin nor Sec-Fetch-Site")
+    return await handler(request)
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer, pages, files and errors alike: no framing, no sniffing, no referrer, no
+    caching of personal data, and no server banner."""
+    headers = response.headers
+    headers["Server"] = "cert-verifier"
+    headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    headers["X-Frame-Options"] = "DENY"
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = "no-referrer"
+    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    if request.path.startswith("/api/"):
+        headers["Cache-Control"] = "no-store"
+    if request.app[SECURE_KEY]:
+        headers["Strict-Transport-Security"] = "max-age=31536000"
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
@@ -173,7 +239,8 @@ def _with_session_cookie(request: web.Request, result: dict[str, Any]) -> web.Re
 def current_session(request: web.Request) -> Any:
     login = request.app[LOGIN_KEY]
     session_id = request.cookies.get(SESSION_COOKIE, "")
-    session = login.store.session(session_id, login.clock()) if session_id else None
+    well_formed = _SESSION_ID.match(session_id) is not None  # what we issue; never send junk to the store
+    session = login.store.session(session_id, login.clock()) if well_formed else None
     if session is None:
         raise NotLoggedIn()
     return session
@@ -208,10 +275,10 @@ async def history(request: web.Request) -> web.Response:
 
 async def hide_history_entry(request: web.Request) -> web.Response:
     session = current_session(request)
-    try:
-        entry_id = int(request.match_info["entry_id"])
-    except ValueError:
-        raise BadRequest("entry_id", "an integer is required") from None
+    text = request.match_info["entry_id"]
+    if not _ENTRY_ID.match(text):
+        raise BadRequest("entry_id", "an integer is required")
+    entry_id = int(text)
     if not request.app[LOGIN_KEY].store.hide_entry(session.person_id, entry_id):
         raise NotFound(str(entry_id))
     return web.json_response({"hidden": True})
@@ -228,7 +295,8 @@ def page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
 
 
 def create_app(login: LoginService, *, secure_cookies: bool = False) -> web.Application:
-    app = web.Application(middlewares=[errors_as_json], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[errors_as_json, same_origin_writes], client_max_size=MAX_BODY_BYTES)
+    app.on_response_prepare.append(security_headers)
     app[LOGIN_KEY] = login
     app[SECURE_KEY] = secure_cookies
     app.router.add_post("/api/challenge", challenge)

@@ -25,7 +25,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,10 +36,11 @@ from cert_agent.errors import (
     NoRelationship,
     NotAnAgency,
     SmsCodeIncorrect,
+    SmsRateLimited,
     TaxpayerIdInvalid,
     TaxpayerUnknown,
 )
-from cert_agent.verifier.store import Session, Store
+from cert_agent.verifier.store import Session, SmsLimits, Store
 from cert_agent.verifier.validation import TokenValidator
 
 CST = dt.timezone(dt.timedelta(hours=8), "CST")
@@ -99,6 +100,7 @@ class LoginService:
     validator: TokenValidator
     sms: SmsSender
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    sms_limits: SmsLimits = field(default_factory=SmsLimits)
 
     # --- 1. challenge -----------------------------------------------------------------------
 
@@ -159,7 +161,11 @@ class LoginService:
             raise NoRelationship(person_id)
         self._check_lock(person_id, now)
         person = self.store.person(person_id)
-        assert person is not None  # persons listed in the attempt exist (foreign keys)
+        if person is None:  # removed since the attempt listed them
+            raise NoRelationship(person_id)
+        wait = self.store.record_sms_send(attempt_id, person_id, person.phone, now, self.sms_limits)
+        if wait:
+            raise SmsRateLimited(wait)
         code = f"{secrets.randbelow(10**6):06d}"
         salt = secrets.token_hex(8)
         state.update(
@@ -169,11 +175,11 @@ class LoginService:
             codeHash=_code_hash(salt, code),
             codeExpires=(now + dt.timedelta(seconds=CODE_SECONDS)).isoformat(),
         )
-        self.store.save_attempt(attempt_id, state, now + dt.timedelta(seconds=ATTEMPT_SECONDS))
+        self.store.update_attempt(attempt_id, state)  # a send never extends the attempt
         text = f"【电子税务局】您的登录验证码为 {code}，5分钟内有效。请勿泄露给他人。"
         self.sms.send(person.phone, text, code)
         self.store.audit(now, person_id, state["taxpayerId"], "sms_sent", mask_phone(person.phone))
-        return {"sentTo": mask_phone(person.phone), "expiresIn": CODE_SECONDS}
+        return {"sentTo": mask_phone(person.phone), "expiresIn": CODE_SECONDS, "resendIn": self.sms_limits.interval}
 
     # --- 4. verify the code -----------------------------------------------------------------
 
@@ -199,7 +205,7 @@ class LoginService:
             self.store.drop_attempt(attempt_id)
             raise NoRelationship(state["taxpayerId"])
         state.update(step="choose_client", clients=[c["taxpayerId"] for c in clients])
-        self.store.save_attempt(attempt_id, state, now + dt.timedelta(seconds=ATTEMPT_SECONDS))
+        self.store.update_attempt(attempt_id, state)
         return {"clients": clients}
 
     # --- 5. the client enterprise (代理业务) --------------------------------------------------

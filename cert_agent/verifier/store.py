@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from cert_agent.errors import StoreUnavailable
 
 ROLES = ("法定代表人", "财务负责人", "办税员", "开票员")
 
@@ -85,7 +88,39 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX audit_person ON audit(person_id);
     """,
+    # 2: every SMS code sent, for the send limits (per login attempt, per person, per phone)
+    """
+    CREATE TABLE sms_sends (
+        send_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        attempt_id TEXT NOT NULL,
+        person_id TEXT NOT NULL,
+        phone TEXT NOT NULL
+    );
+    CREATE INDEX sms_sends_attempt ON sms_sends(attempt_id, at);
+    CREATE INDEX sms_sends_person ON sms_sends(person_id, at);
+    CREATE INDEX sms_sends_phone ON sms_sends(phone, at);
+    """,
 ]
+
+
+@dataclass(frozen=True)
+class SmsLimit:
+    """At most ``count`` codes per ``seconds`` for one key (a login attempt, a person, a phone)."""
+
+    count: int
+    seconds: int
+
+
+@dataclass(frozen=True)
+class SmsLimits:
+    """How often a code may be sent. A resend waits ``interval`` seconds (the page counts it
+    down); one login attempt, one person and one phone each have a ceiling per period."""
+
+    interval: int = 60
+    per_attempt: SmsLimit = SmsLimit(3, 600)
+    per_person: SmsLimit = SmsLimit(5, 3600)
+    per_phone: SmsLimit = SmsLimit(10, 86400)
 
 
 @dataclass(frozen=True)
@@ -148,6 +183,10 @@ class Store(Protocol):
     def record_failure(self, account: str, method: str, day: str) -> int: ...
     def reset_failures(self, account: str, method: str) -> None: ...
     def save_attempt(self, attempt_id: str, state: dict[str, Any], expires_at: dt.datetime) -> None: ...
+    def update_attempt(self, attempt_id: str, state: dict[str, Any]) -> None: ...
+    def record_sms_send(
+        self, attempt_id: str, person_id: str, phone: str, now: dt.datetime, limits: SmsLimits
+    ) -> int: ...
     def attempt(self, attempt_id: str, now: dt.datetime) -> dict[str, Any] | None: ...
     def drop_attempt(self, attempt_id: str) -> None: ...
     def create_session(self, session: Session, now: dt.datetime) -> None: ...
@@ -158,6 +197,16 @@ class Store(Protocol):
     ) -> None: ...
     def history(self, person_id: str, include_hidden: bool = False) -> list[AuditEntry]: ...
     def hide_entry(self, person_id: str, entry_id: int) -> bool: ...
+
+
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.IntegrityError:
+        raise
+    except sqlite3.DatabaseError as exc:  # locked past busy_timeout, disk full, I/O error, corrupt file
+        raise StoreUnavailable(type(exc).__name__ + ": " + str(exc)) from None
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -172,14 +221,14 @@ class SqliteStore:
     """``Store`` on one SQLite file. Safe to share between the event loop's callers: every
     call holds a lock for the few statements it runs (all local and short)."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, busy_timeout_ms: int = 5000) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         self._migrate()
 
     def close(self) -> None:
@@ -187,15 +236,25 @@ class SqliteStore:
             self._db.close()
 
     @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """Hold the lock for a read; a database that is locked too long, full, or broken
+        becomes StoreUnavailable (HTTP 503), never an unexplained 500."""
+        with self._lock, _store_errors():
+            yield self._db
+
+    @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        """One write transaction: all of it or none of it (a failed COMMIT rolls back)."""
+        with self._lock, _store_errors():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    with suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     def _migrate(self) -> None:
         with self._transaction() as db:
@@ -243,18 +302,18 @@ class SqliteStore:
                 )
 
     def enterprise(self, taxpayer_id: str) -> Enterprise | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM enterprises WHERE taxpayer_id = ?", (taxpayer_id,)).fetchone()
+        with self._reading() as db:
+            row = db.execute("SELECT * FROM enterprises WHERE taxpayer_id = ?", (taxpayer_id,)).fetchone()
         return Enterprise(row["taxpayer_id"], row["name"], bool(row["is_agency"])) if row else None
 
     def person(self, person_id: str) -> Person | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM persons WHERE person_id = ?", (person_id,)).fetchone()
+        with self._reading() as db:
+            row = db.execute("SELECT * FROM persons WHERE person_id = ?", (person_id,)).fetchone()
         return Person(row["person_id"], row["name"], row["id_number"], row["phone"]) if row else None
 
     def people_of(self, taxpayer_id: str) -> list[tuple[Person, list[str]]]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 "SELECT p.*, r.role FROM roles r JOIN persons p USING (person_id) WHERE r.taxpayer_id = ? "
                 "ORDER BY p.person_id",
                 (taxpayer_id,),
@@ -270,8 +329,8 @@ class SqliteStore:
         return list(people.values())
 
     def agreements_of(self, agency_id: str) -> list[Agreement]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 "SELECT * FROM agreements WHERE agency_id = ? ORDER BY client_id", (agency_id,)
             ).fetchall()
         return [
@@ -301,8 +360,8 @@ class SqliteStore:
     # --- failure counters -----------------------------------------------------------------------
 
     def failures(self, account: str, method: str, day: str) -> int:
-        with self._lock:
-            row = self._db.execute(
+        with self._reading() as db:
+            row = db.execute(
                 "SELECT count, day FROM failures WHERE account = ? AND method = ?", (account, method)
             ).fetchone()
         return int(row["count"]) if row and row["day"] == day else 0
@@ -333,9 +392,50 @@ class SqliteStore:
                 (attempt_id, json.dumps(state, ensure_ascii=False), _iso(expires_at)),
             )
 
+    def update_attempt(self, attempt_id: str, state: dict[str, Any]) -> None:
+        """The next step of a login attempt; its expiry stays where it was set."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE login_attempts SET state = ? WHERE attempt_id = ?",
+                (json.dumps(state, ensure_ascii=False), attempt_id),
+            )
+
+    def record_sms_send(self, attempt_id: str, person_id: str, phone: str, now: dt.datetime, limits: SmsLimits) -> int:
+        """Record one SMS send if every limit allows it and return 0; otherwise record nothing
+        and return the seconds until one would. Checked and recorded in one transaction, so
+        parallel requests cannot pass a limit together."""
+        with self._transaction() as db:
+
+            def sends(column: str, value: str, seconds: int) -> list[dt.datetime]:
+                since = _iso(now - dt.timedelta(seconds=seconds))
+                rows = db.execute(
+                    f"SELECT at FROM sms_sends WHERE {column} = ? AND at > ? ORDER BY at", (value, since)
+                ).fetchall()
+                return [_moment(row["at"]) for row in rows]
+
+            waits = []
+            last = sends("attempt_id", attempt_id, limits.interval) + sends("person_id", person_id, limits.interval)
+            if last:
+                waits.append(max(last) + dt.timedelta(seconds=limits.interval) - now)
+            for column, value, limit in (
+                ("attempt_id", attempt_id, limits.per_attempt),
+                ("person_id", person_id, limits.per_person),
+                ("phone", phone, limits.per_phone),
+            ):
+                recent = sends(column, value, limit.seconds)
+                if len(recent) >= limit.count:
+                    waits.append(recent[len(recent) - limit.count] + dt.timedelta(seconds=limit.seconds) - now)
+            if waits:
+                return max(1, math.ceil(max(waits).total_seconds()))
+            db.execute(
+                "INSERT INTO sms_sends (at, attempt_id, person_id, phone) VALUES (?, ?, ?, ?)",
+                (_iso(now), attempt_id, person_id, phone),
+            )
+        return 0
+
     def attempt(self, attempt_id: str, now: dt.datetime) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM login_attempts WHERE attempt_id = ?", (attempt_id,)).fetchone()
+        with self._reading() as db:
+            row = db.execute("SELECT * FROM login_attempts WHERE attempt_id = ?", (attempt_id,)).fetchone()
         if row is None or _moment(row["expires_at"]) <= now:
             return None
         state: dict[str, Any] = json.loads(row["state"])
@@ -360,8 +460,8 @@ class SqliteStore:
             )
 
     def session(self, session_id: str, now: dt.datetime) -> Session | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM sessions WHERE session_id = ?", (session_id,)).fetchone()
+        with self._reading() as db:
+            row = db.execute("SELECT * FROM sessions WHERE session_id = ?", (session_id,)).fetchone()
         if row is None or _moment(row["expires_at"]) <= now:
             return None
         return Session(
@@ -383,8 +483,8 @@ class SqliteStore:
 
     def history(self, person_id: str, include_hidden: bool = False) -> list[AuditEntry]:
         query = "SELECT * FROM audit WHERE person_id = ?" + ("" if include_hidden else " AND hidden = 0")
-        with self._lock:
-            rows = self._db.execute(query + " ORDER BY entry_id", (person_id,)).fetchall()
+        with self._reading() as db:
+            rows = db.execute(query + " ORDER BY entry_id", (person_id,)).fetchall()
         return [
             AuditEntry(
                 r["entry_id"],

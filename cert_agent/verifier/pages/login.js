@@ -83,14 +83,34 @@ async function login() {
   }
 }
 
+let chosenPerson = null;
+let countdown = null;
+
+/** The resend button counts down the seconds the verifier asks to wait (resendIn / retryAfter). */
+function waitToResend(seconds) {
+  clearInterval(countdown);
+  const button = $("resend");
+  let left = Math.max(0, Math.ceil(seconds));
+  const tick = () => {
+    button.disabled = left > 0;
+    button.textContent = left > 0 ? `重新发送验证码（${left} 秒）` : "重新发送验证码";
+    if (left-- <= 0) clearInterval(countdown);
+  };
+  tick();
+  countdown = setInterval(tick, 1000);
+}
+
 async function sendCode(personId) {
   showError("error", null);
+  chosenPerson = personId;
   try {
-    const { sentTo } = await api("/api/login/sms", { attemptId, personId });
+    const { sentTo, resendIn } = await api("/api/login/sms", { attemptId, personId });
     $("sent-to").textContent = sentTo;
     show("step-code");
+    waitToResend(resendIn);
   } catch (error) {
     showError("error", error);
+    if (error.code === "SMS_RATE_LIMITED") waitToResend(error.details.retryAfter);
   }
 }
 
@@ -138,6 +158,7 @@ function selectTab(button) {
 async function start() {
   for (const tab of document.querySelectorAll(".tabs button")) tab.addEventListener("click", () => selectTab(tab));
   $("login").addEventListener("click", login);
+  $("resend").addEventListener("click", () => sendCode(chosenPerson));
   $("pin").addEventListener("keydown", (e) => e.key === "Enter" && login());
   $("verify").addEventListener("click", verify);
   $("certificate").addEventListener("change", describeSelected);
