@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from softhsm_fixtures import build_fixtures
-from tests.test_pages import pass_sms, sign_in, site
+from tests.harness.pages import pass_sms, sign_in, site
 
 
 async def main(rounds: int) -> None:

@@ -8,21 +8,18 @@ set of their own (``fresh_fixtures``).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from cert_agent.agent.config import AgentConfig
-from cert_agent.agent.listener import ConnectionGuard
-from cert_agent.agent.tokens import TokenService
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
 from softhsm_fixtures import Fixtures, build_fixtures
+from tests.harness.agent import RunningAgent, running_agent
+from tests.harness.verifier import Clock, Verifier, verifier_at
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -79,54 +76,6 @@ def fresh_driver(fresh_fixtures: Fixtures) -> Iterator[Pkcs11Driver]:
 
 # --- the agent daemon, in this process, on a free loopback port ---------------------------------
 
-ALLOWED_ORIGIN = "https://etax.example.com"
-LOCAL_PAGE_ORIGIN_HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class RunningAgent:
-    config: AgentConfig
-    service: TokenService
-    fixtures: Fixtures
-    guard: ConnectionGuard
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.config.port}/ws"
-
-
-def agent_config(fixtures: Fixtures, **overrides: Any) -> AgentConfig:
-    base = AgentConfig(
-        port=free_port(),
-        allowed_origins=(ALLOWED_ORIGIN,),
-        modules=(fixtures.module,),
-        pin_max_tries=10,
-        poll_interval=0.2,
-        listen_hosts=("127.0.0.1",),
-    )
-    return replace(base, **overrides)
-
-
-@asynccontextmanager
-async def running_agent(fixtures: Fixtures, **overrides: Any) -> AsyncIterator[RunningAgent]:
-    from cert_agent.agent.server import GUARD_KEY, start
-
-    config = agent_config(fixtures, **overrides)
-    runner, service = await start(config)
-    try:
-        yield RunningAgent(config, service, fixtures, runner.app[GUARD_KEY])
-    finally:
-        await runner.cleanup()
-        await service.stop()
-
 
 @pytest_asyncio.fixture
 async def agent(fixtures: Fixtures) -> AsyncIterator[RunningAgent]:
@@ -140,36 +89,15 @@ async def fresh_agent(fresh_fixtures: Fixtures) -> AsyncIterator[RunningAgent]:
         yield running
 
 
-# --- tokens made on the fixture tokens, and a verifier over a real SQLite file ------------------
+@pytest.fixture
+async def verifier(fixtures: Fixtures, tmp_path: Path) -> AsyncIterator[Verifier]:
+    async with verifier_at(fixtures, tmp_path, Clock(dt.datetime.now(dt.UTC))) as running:
+        yield running
 
 
-def make_token(fixtures: Fixtures, cert_name: str, origin: str, nonce: str) -> dict[str, Any]:
-    """A Web eID token signed on the SoftHSM2 token for ``origin`` and ``nonce``, as the agent
-    makes it (same functions), without a daemon in between."""
-    import base64
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests.harness.fuzz import CASES
 
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    from cert_agent.agent.authtoken import auth_token, choose_algorithm, signed_data
-    from cert_agent.pin import Pin
-
-    fixture_token = fixtures.token_of(cert_name)
-    certificate = fixtures.certificate(cert_name)
-    key = certificate.public_key()
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        algorithm = choose_algorithm(None, "EC", key.curve.key_size)
-    else:
-        algorithm = choose_algorithm(None, "RSA", 2048)
-    loaded = Pkcs11Driver([fixtures.module])
-    try:
-        signature = loaded.sign(
-            loaded.find_token(label=fixture_token.label),
-            bytes.fromhex(fixtures.cert(cert_name).cert_id),
-            Pin(fixture_token.pin),
-            signed_data(origin, nonce, algorithm),
-            algorithm,
-        )
-    finally:
-        loaded.close()
-    return auth_token(base64.b64encode(certificate.public_bytes(Encoding.DER)).decode(), algorithm, signature)
+    if CASES:
+        parts = ", ".join(f"{target} {count}" for target, count in sorted(CASES.items()))
+        terminalreporter.write_line(f"fuzz cases run: {sum(CASES.values())} ({parts})")

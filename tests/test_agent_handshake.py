@@ -9,7 +9,7 @@ import pytest
 
 from cert_agent.agent.config import AgentConfig, ConfigError, _from_mapping
 from cert_agent.agent.origins import OriginConfigError, normalize_origin
-from tests.conftest import ALLOWED_ORIGIN, RunningAgent
+from tests.harness.agent import ALLOWED_ORIGIN, RunningAgent
 
 REFUSED_ORIGINS = [
     pytest.param("https://evil.test", id="foreign"),

@@ -18,8 +18,7 @@ from pathlib import Path
 import aiohttp
 
 from softhsm_fixtures import Fixtures
-from tests.conftest import ALLOWED_ORIGIN, RunningAgent, free_port, running_agent
-from tests.test_agent_protocol import NONCE, certificate_of, connect
+from tests.harness.agent import ALLOWED_ORIGIN, NONCE, RunningAgent, certificate_of, connect, free_port, running_agent
 
 CONCURRENT_ATTEMPTS = 2000
 

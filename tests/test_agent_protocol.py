@@ -5,12 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -20,69 +17,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from softhsm_fixtures import Fixtures
-from tests.conftest import ALLOWED_ORIGIN, RunningAgent, running_agent
-from tests.signatures import verify_signature
-
-NONCE = base64.b64encode(os.urandom(32)).decode()
-
-
-class Client:
-    """A page's connection: numbered requests, replies matched by id, events kept aside."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self._next = 0
-        self._replies: dict[Any, dict[str, Any]] = {}
-        self.events: list[dict[str, Any]] = []
-
-    async def call(self, method: str, **params: Any) -> dict[str, Any]:
-        self._next += 1
-        request_id = self._next
-        await self.ws.send_json({"id": request_id, "method": method, "params": params})
-        return await self.reply(request_id)
-
-    async def reply(self, request_id: Any, timeout: float = 30) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            while request_id not in self._replies:
-                message = await self.ws.receive_json()
-                if "event" in message:
-                    self.events.append(message)
-                else:
-                    self._replies[message["id"]] = message
-        return self._replies.pop(request_id)
-
-    async def event(self, name: str, timeout: float = 10) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            while True:
-                for event in self.events:
-                    if event["event"] == name:
-                        self.events.remove(event)
-                        return event
-                message = await self.ws.receive_json()
-                if "event" in message:
-                    self.events.append(message)
-                else:
-                    self._replies[message["id"]] = message
-
-
-@asynccontextmanager
-async def connect(agent: RunningAgent, origin: str = ALLOWED_ORIGIN) -> AsyncIterator[Client]:
-    async with aiohttp.ClientSession() as session, session.ws_connect(agent.url, origin=origin) as ws:
-        yield Client(ws)
-
-
-def certificate_of(fixtures: Fixtures, cert_name: str) -> tuple[str, str]:
-    token = fixtures.token_of(cert_name)
-    return f"{fixtures.module}#{token.serial}", fixtures.cert(cert_name).cert_id
-
-
-def verify_auth_token(token: dict[str, Any], origin: str, nonce: str) -> None:
-    """Check a Web eID token independently, with pyca/cryptography only."""
-    certificate = x509.load_der_x509_certificate(base64.b64decode(token["unverifiedCertificate"]))
-    name = f"sha{token['algorithm'][2:]}"
-    data = hashlib.new(name, origin.encode()).digest() + hashlib.new(name, nonce.encode()).digest()
-    verify_signature(certificate.public_key(), base64.b64decode(token["signature"]), data, token["algorithm"])
-
+from tests.harness.agent import (
+    ALLOWED_ORIGIN,
+    NONCE,
+    RunningAgent,
+    certificate_of,
+    connect,
+    running_agent,
+    verify_auth_token,
+)
 
 # --- basics -----------------------------------------------------------------------------------
 

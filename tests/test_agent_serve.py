@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 
 from softhsm_fixtures import Fixtures
-from tests.conftest import free_port
+from tests.harness.agent import free_port
 
 
 def start_serve(fixtures: Fixtures, *args: str) -> subprocess.Popen[str]:

@@ -14,9 +14,8 @@ from cryptography.exceptions import InvalidSignature
 from playwright.async_api import Page
 
 from softhsm_fixtures import Fixtures
-from tests.browser import ARTIFACTS, chromium, page_server
-from tests.conftest import RunningAgent, free_port, running_agent
-from tests.test_agent_protocol import certificate_of, verify_auth_token
+from tests.harness.agent import RunningAgent, certificate_of, free_port, running_agent, verify_auth_token
+from tests.harness.browser import ARTIFACTS, chromium, page_server
 
 NONCE = base64.b64encode(os.urandom(32)).decode()
 

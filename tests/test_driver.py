@@ -27,7 +27,7 @@ from cert_agent.errors import (
 )
 from cert_agent.pin import Pin
 from softhsm_fixtures import Fixtures
-from tests.signatures import verify_signature
+from tests.harness.signatures import verify_signature
 
 MESSAGE = b"H(origin) || H(nonce) stands in here"
 

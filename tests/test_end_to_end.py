@@ -14,8 +14,8 @@ from playwright.async_api import expect
 
 from cert_agent.verifier.login import CST, next_cst_midnight
 from softhsm_fixtures import Fixtures
-from tests.conftest import free_port
-from tests.test_pages import choose_certificate, pass_sms, sign_in, site
+from tests.harness.agent import free_port
+from tests.harness.pages import choose_certificate, pass_sms, sign_in, site
 
 
 async def test_agent_login_with_the_choice_of_a_client(fixtures: Fixtures, tmp_path: Path) -> None:

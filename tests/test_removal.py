@@ -15,7 +15,7 @@ def test_token_removed_while_signing_gives_removal_errors_and_the_rest_goes_on(f
     worker = subprocess.Popen(
         [
             sys.executable,
-            str(Path(__file__).with_name("removal_worker.py")),
+            str(Path(__file__).with_name("harness") / "removal_worker.py"),
             fresh_fixtures.module,
             token.label,
             fresh_fixtures.cert("hairun-ec").cert_id,

@@ -17,7 +17,7 @@ from cert_agent.verifier.store import MIGRATIONS, Enterprise, SqliteStore
 from softhsm_fixtures import Fixtures
 from softhsm_fixtures.catalog import TAXPAYERS
 from softhsm_fixtures.seed import verifier_records
-from tests.conftest import free_port
+from tests.harness.agent import free_port
 
 
 def verifier(*args: str) -> subprocess.CompletedProcess[str]:

@@ -4,83 +4,15 @@ server, a real SQLite file, tokens signed on SoftHSM2, SMS codes read from the o
 from __future__ import annotations
 
 import datetime as dt
-import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp import web
 from yarl import URL
 
-from cert_agent.verifier.app import create_app
-from cert_agent.verifier.store import Store
 from softhsm_fixtures import Fixtures
 from softhsm_fixtures.catalog import TAXPAYERS
-from softhsm_fixtures.seed import OUTBOX, seeded_login_service
-from tests.conftest import free_port, make_token
-
-ORIGIN = "https://etax.example.com"
-PAGE_HEADERS = {"Origin": ORIGIN}  # what a browser sends with the verifier's own pages' requests
-
-
-class Clock:
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
-@dataclass
-class Verifier:
-    url: str
-    store: Store
-    outbox: Path
-    clock: Clock
-    fixtures: Fixtures
-    session: aiohttp.ClientSession
-
-    async def post(self, path: str, body: Any = None, **kwargs: Any) -> tuple[int, dict[str, Any]]:
-        async with self.session.post(self.url + path, json={} if body is None else body, **kwargs) as response:
-            return response.status, await response.json()
-
-    async def get(self, path: str) -> tuple[int, dict[str, Any]]:
-        async with self.session.get(self.url + path) as response:
-            return response.status, await response.json()
-
-    def last_code(self) -> str:
-        return str(json.loads(self.outbox.read_text(encoding="utf-8").splitlines()[-1])["code"])
-
-    async def certificate_step(self, cert_name: str, kind: str = "enterprise") -> tuple[int, dict[str, Any]]:
-        _, challenge = await self.post("/api/challenge")
-        token = make_token(self.fixtures, cert_name, ORIGIN, challenge["nonce"])
-        return await self.post("/api/login/certificate", {"kind": kind, "token": token, "nonce": challenge["nonce"]})
-
-
-@asynccontextmanager
-async def verifier_at(fixtures: Fixtures, directory: Path, clock: Clock) -> AsyncIterator[Verifier]:
-    login = seeded_login_service(fixtures, directory, ORIGIN, clock=clock)
-    runner = web.AppRunner(create_app(login))
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), headers=PAGE_HEADERS) as session:
-            yield Verifier(f"http://127.0.0.1:{port}", login.store, directory / OUTBOX, clock, fixtures, session)
-    finally:
-        await runner.cleanup()
-        login.store.close()
-
-
-@pytest.fixture
-async def verifier(fixtures: Fixtures, tmp_path: Path) -> AsyncIterator[Verifier]:
-    async with verifier_at(fixtures, tmp_path, Clock(dt.datetime.now(dt.UTC))) as running:
-        yield running
-
+from tests.harness.verifier import ORIGIN, Clock, Verifier, make_token, verifier_at
 
 # --- enterprise certificate login ---------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import pytest
 from cert_agent.errors import TokenInvalid
 from cert_agent.verifier.validation import TokenValidator, ValidatorSettings
 from softhsm_fixtures import Fixtures
-from tests.conftest import make_token
+from tests.harness.verifier import make_token
 
 ORIGIN = "https://etax.example.com"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from aiohttp import web
 from playwright.async_api import Browser, async_playwright
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "cert_agent" / "web"
-ARTIFACTS = Path(os.environ.get("CERT_AGENT_ARTIFACTS", Path(__file__).resolve().parent.parent / "artifacts"))
+WEB_DIR = Path(__file__).resolve().parents[2] / "cert_agent" / "web"
+ARTIFACTS = Path(os.environ.get("CERT_AGENT_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts"))
 
 # What a headless Chromium needs on a closed network, as root, with no first-run noise.
 CHROMIUM_ARGS = [

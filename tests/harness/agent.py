@@ -1,0 +1,130 @@
+"""A real agent in the test's own process, and a page's WebSocket client for it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+import aiohttp
+from cryptography import x509
+
+from cert_agent.agent.config import AgentConfig
+from cert_agent.agent.listener import ConnectionGuard
+from cert_agent.agent.tokens import TokenService
+from softhsm_fixtures import Fixtures
+from tests.harness.signatures import verify_signature
+
+ALLOWED_ORIGIN = "https://etax.example.com"
+LOCAL_PAGE_ORIGIN_HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class RunningAgent:
+    config: AgentConfig
+    service: TokenService
+    fixtures: Fixtures
+    guard: ConnectionGuard
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.config.port}/ws"
+
+
+def agent_config(fixtures: Fixtures, **overrides: Any) -> AgentConfig:
+    base = AgentConfig(
+        port=free_port(),
+        allowed_origins=(ALLOWED_ORIGIN,),
+        modules=(fixtures.module,),
+        pin_max_tries=10,
+        poll_interval=0.2,
+        listen_hosts=("127.0.0.1",),
+    )
+    return replace(base, **overrides)
+
+
+@asynccontextmanager
+async def running_agent(fixtures: Fixtures, **overrides: Any) -> AsyncIterator[RunningAgent]:
+    from cert_agent.agent.server import GUARD_KEY, start
+
+    config = agent_config(fixtures, **overrides)
+    runner, service = await start(config)
+    try:
+        yield RunningAgent(config, service, fixtures, runner.app[GUARD_KEY])
+    finally:
+        await runner.cleanup()
+        await service.stop()
+
+
+NONCE = base64.b64encode(os.urandom(32)).decode()
+
+
+class Client:
+    """A page's connection: numbered requests, replies matched by id, events kept aside."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self._next = 0
+        self._replies: dict[Any, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []
+
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self._next += 1
+        request_id = self._next
+        await self.ws.send_json({"id": request_id, "method": method, "params": params})
+        return await self.reply(request_id)
+
+    async def reply(self, request_id: Any, timeout: float = 30) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while request_id not in self._replies:
+                message = await self.ws.receive_json()
+                if "event" in message:
+                    self.events.append(message)
+                else:
+                    self._replies[message["id"]] = message
+        return self._replies.pop(request_id)
+
+    async def event(self, name: str, timeout: float = 10) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                for event in self.events:
+                    if event["event"] == name:
+                        self.events.remove(event)
+                        return event
+                message = await self.ws.receive_json()
+                if "event" in message:
+                    self.events.append(message)
+                else:
+                    self._replies[message["id"]] = message
+
+
+@asynccontextmanager
+async def connect(agent: RunningAgent, origin: str = ALLOWED_ORIGIN) -> AsyncIterator[Client]:
+    async with aiohttp.ClientSession() as session, session.ws_connect(agent.url, origin=origin) as ws:
+        yield Client(ws)
+
+
+def certificate_of(fixtures: Fixtures, cert_name: str) -> tuple[str, str]:
+    token = fixtures.token_of(cert_name)
+    return f"{fixtures.module}#{token.serial}", fixtures.cert(cert_name).cert_id
+
+
+def verify_auth_token(token: dict[str, Any], origin: str, nonce: str) -> None:
+    """Check a Web eID token independently, with pyca/cryptography only."""
+    certificate = x509.load_der_x509_certificate(base64.b64decode(token["unverifiedCertificate"]))
+    name = f"sha{token['algorithm'][2:]}"
+    data = hashlib.new(name, origin.encode()).digest() + hashlib.new(name, nonce.encode()).digest()
+    verify_signature(certificate.public_key(), base64.b64decode(token["signature"]), data, token["algorithm"])

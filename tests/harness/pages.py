@@ -1,0 +1,76 @@
+"""The verifier's pages in headless Chromium with a real agent: a site to log in to, and the
+steps a taxpayer takes on it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from playwright.async_api import Page
+
+from cert_agent.verifier.app import create_app
+from softhsm_fixtures import Fixtures
+from softhsm_fixtures.seed import OUTBOX, seeded_login_service
+from tests.harness.agent import RunningAgent, free_port, running_agent
+from tests.harness.browser import ARTIFACTS, chromium
+
+
+@dataclass
+class Site:
+    page: Page
+    url: str
+    agent: RunningAgent
+    outbox: Path
+    agent_stack: AsyncExitStack
+
+    def last_code(self) -> str:
+        return str(json.loads(self.outbox.read_text(encoding="utf-8").splitlines()[-1])["code"])
+
+    async def shot(self, name: str) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        await self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+@asynccontextmanager
+async def site(fixtures: Fixtures, directory: Path) -> AsyncIterator[Site]:
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    login = seeded_login_service(fixtures, directory, origin)
+    runner = web.AppRunner(create_app(login))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with AsyncExitStack() as agent_stack, chromium() as browser:
+            agent = await agent_stack.enter_async_context(running_agent(fixtures, allowed_origins=(origin,)))
+            page = await browser.new_page(locale="zh-CN", viewport={"width": 1280, "height": 900})
+            await page.goto(f"{origin}/?agentPort={agent.config.port}")
+            await page.wait_for_selector("body[data-ready]")
+            yield Site(page, origin, agent, directory / OUTBOX, agent_stack)
+    finally:
+        await runner.cleanup()
+        login.store.close()
+
+
+async def choose_certificate(page: Page, name: str) -> None:
+    """Pick the certificate whose option names ``name``, as a user does in the list."""
+    labels: list[str] = await page.eval_on_selector_all("#certificate option", "os => os.map(o => o.textContent)")
+    await page.select_option("#certificate", label=next(label for label in labels if name in label))
+
+
+async def sign_in(s: Site, company: str, pin: str, *, tab: str = "enterprise") -> None:
+    await s.page.click(f"#tab-{tab}")
+    await choose_certificate(s.page, company)
+    await s.page.fill("#pin", pin)
+    await s.page.click("#login")
+    await s.page.wait_for_selector("#step-person:not(.hidden), #error:not(.hidden)")
+
+
+async def pass_sms(s: Site, person_id: str) -> None:
+    await s.page.click(f"[data-person-id={person_id}]")
+    await s.page.wait_for_selector("#step-code:not(.hidden)")
+    await s.page.fill("#code", s.last_code())
+    await s.page.click("#verify")

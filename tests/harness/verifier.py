@@ -1,0 +1,106 @@
+"""A real verifier (aiohttp, SQLite) in the test's own process, and Web eID tokens signed on the
+fixture tokens for it."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from cert_agent.drivers.pkcs11 import Pkcs11Driver
+from cert_agent.verifier.app import create_app
+from cert_agent.verifier.store import Store
+from softhsm_fixtures import Fixtures
+from softhsm_fixtures.seed import OUTBOX, seeded_login_service
+from tests.harness.agent import free_port
+
+
+def make_token(fixtures: Fixtures, cert_name: str, origin: str, nonce: str) -> dict[str, Any]:
+    """A Web eID token signed on the SoftHSM2 token for ``origin`` and ``nonce``, as the agent
+    makes it (same functions), without a daemon in between."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from cert_agent.agent.authtoken import auth_token, choose_algorithm, signed_data
+    from cert_agent.pin import Pin
+
+    fixture_token = fixtures.token_of(cert_name)
+    certificate = fixtures.certificate(cert_name)
+    key = certificate.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        algorithm = choose_algorithm(None, "EC", key.curve.key_size)
+    else:
+        algorithm = choose_algorithm(None, "RSA", 2048)
+    loaded = Pkcs11Driver([fixtures.module])
+    try:
+        signature = loaded.sign(
+            loaded.find_token(label=fixture_token.label),
+            bytes.fromhex(fixtures.cert(cert_name).cert_id),
+            Pin(fixture_token.pin),
+            signed_data(origin, nonce, algorithm),
+            algorithm,
+        )
+    finally:
+        loaded.close()
+    return auth_token(base64.b64encode(certificate.public_bytes(Encoding.DER)).decode(), algorithm, signature)
+
+
+ORIGIN = "https://etax.example.com"
+PAGE_HEADERS = {"Origin": ORIGIN}  # what a browser sends with the verifier's own pages' requests
+
+
+class Clock:
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+@dataclass
+class Verifier:
+    url: str
+    store: Store
+    outbox: Path
+    clock: Clock
+    fixtures: Fixtures
+    session: aiohttp.ClientSession
+
+    async def post(self, path: str, body: Any = None, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+        async with self.session.post(self.url + path, json={} if body is None else body, **kwargs) as response:
+            return response.status, await response.json()
+
+    async def get(self, path: str) -> tuple[int, dict[str, Any]]:
+        async with self.session.get(self.url + path) as response:
+            return response.status, await response.json()
+
+    def last_code(self) -> str:
+        return str(json.loads(self.outbox.read_text(encoding="utf-8").splitlines()[-1])["code"])
+
+    async def certificate_step(self, cert_name: str, kind: str = "enterprise") -> tuple[int, dict[str, Any]]:
+        _, challenge = await self.post("/api/challenge")
+        token = make_token(self.fixtures, cert_name, ORIGIN, challenge["nonce"])
+        return await self.post("/api/login/certificate", {"kind": kind, "token": token, "nonce": challenge["nonce"]})
+
+
+@asynccontextmanager
+async def verifier_at(fixtures: Fixtures, directory: Path, clock: Clock) -> AsyncIterator[Verifier]:
+    login = seeded_login_service(fixtures, directory, ORIGIN, clock=clock)
+    runner = web.AppRunner(create_app(login))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), headers=PAGE_HEADERS) as session:
+            yield Verifier(f"http://127.0.0.1:{port}", login.store, directory / OUTBOX, clock, fixtures, session)
+    finally:
+        await runner.cleanup()
+        login.store.close()
