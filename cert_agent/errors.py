@@ -481,6 +481,12 @@ class StoreUnavailable(AgentError):
     en = "the database is busy or unavailable; nothing was changed"
 
 
+class MethodNotAllowed(AgentError):
+    code = "METHOD_NOT_ALLOWED"
+    zh = "请求方式错误"
+    en = "this endpoint does not take that HTTP method"
+
+
 class NotFound(AgentError):
     code = "NOT_FOUND"
     zh = "请求的内容不存在"

@@ -41,6 +41,7 @@ from cert_agent.errors import (
     UnknownMethod,
     UnsupportedProtocol,
 )
+from cert_agent.logfilters import quiet_bad_requests
 
 log = logging.getLogger("cert_agent.server")
 SERVICE_KEY = web.AppKey("service", TokenService)
@@ -260,6 +261,7 @@ async def start(config: AgentConfig) -> tuple[web.AppRunner, TokenService]:
     """Start the token service and listen on every loopback address that can be bound."""
     if not config.allowed_origins:
         log.warning("no allowed origins are configured: every page will be refused")
+    quiet_bad_requests()
     service = TokenService(config)
     await service.start()
     guard = ConnectionGuard(

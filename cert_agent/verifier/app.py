@@ -24,6 +24,7 @@ from cert_agent.errors import (
     ChallengeInvalid,
     CrossSiteRequest,
     LoginExpired,
+    MethodNotAllowed,
     NoRelationship,
     NotAnAgency,
     NotFound,
@@ -60,6 +61,7 @@ _STATUS: list[tuple[type[AgentError], int]] = [
     (NoRelationship, 403),
     (AccountLocked, 423),
     (NotFound, 404),
+    (MethodNotAllowed, 405),
     (BodyTooLarge, 413),
     (SmsRateLimited, 429),
     (CrossSiteRequest, 403),
@@ -111,11 +113,9 @@ async def errors_as_json(
         return error_response(exc)
     except web.HTTPRequestEntityTooLarge:
         return error_response(BodyTooLarge())
-    except web.HTTPNotFound:
-        if request.path.startswith("/api/"):
-            return error_response(NotFound(request.path))
-        raise
-    except web.HTTPException:
+    except web.HTTPException as exc:
+        if request.path.startswith("/api/") and exc.status >= 400:  # the API answers JSON, always
+            return error_response(_http_error(exc, request))
         raise
     except Exception:  # one request fails, the service lives on
         log.exception("%s %s failed unexpectedly", request.method, request.path)
@@ -159,6 +159,14 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
         headers["Cache-Control"] = "no-store"
     if request.app[SECURE_KEY]:
         headers["Strict-Transport-Security"] = "max-age=31536000"
+
+
+def _http_error(exc: web.HTTPException, request: web.Request) -> AgentError:
+    if exc.status == 404:
+        return NotFound(request.path[:128])
+    if exc.status == 405:
+        return MethodNotAllowed(request.method[:16])
+    return BadRequest("request", exc.reason[:64])
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:

@@ -189,11 +189,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 async def _serve(config: VerifierConfig, settings: ValidatorSettings) -> None:
     from aiohttp import web
 
+    from cert_agent.logfilters import quiet_bad_requests
     from cert_agent.verifier.app import create_app
     from cert_agent.verifier.login import LoginService, OutboxSender
     from cert_agent.verifier.store import SqliteStore
     from cert_agent.verifier.validation import TokenValidator
 
+    quiet_bad_requests()
     store = SqliteStore(config.database)
 
     def announce(record: dict[str, str]) -> None:

@@ -22,7 +22,6 @@ use, five minutes) and passes its value in, so a replayed or foreign nonce never
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime as dt
 import hashlib
 import json
@@ -150,6 +149,11 @@ class CertificateFacts:
     @classmethod
     def parse(cls, der: bytes) -> CertificateFacts:
         cert = asn1_x509.Certificate.load(der, strict=True)
+        # asn1crypto parses lazily, and normalizes names only when they are compared: do both now,
+        # so a broken field or an unusable name is TOKEN_MALFORMED here, not an error in a later check.
+        cert.native  # noqa: B018
+        cert.subject.hashable  # noqa: B018
+        cert.issuer.hashable  # noqa: B018
         usage = cert.key_usage_value
         extended = cert.extended_key_usage_value
         policies = cert.certificate_policies_value
@@ -247,7 +251,7 @@ class TokenValidator:
     def check_certificate(self, work: _Work) -> None:
         try:
             work.der = base64.b64decode(work.token["unverifiedCertificate"], validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or a string that is not ASCII
             raise TokenMalformed("unverifiedCertificate: not base64") from None
         key = hashlib.sha256(work.der).digest()
         facts = self._facts.get(key)
@@ -311,7 +315,7 @@ class TokenValidator:
         assert algorithm is not None
         try:
             signature = base64.b64decode(work.token["signature"], validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or a string that is not ASCII
             raise TokenMalformed("signature: not base64") from None
         hash_factory = _HASHES[algorithm.hash_name]
         name = algorithm.hash_name
