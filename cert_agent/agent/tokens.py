@@ -14,10 +14,19 @@ from typing import Any
 
 from cert_agent.agent.config import AgentConfig
 from cert_agent.agent.workerproc import WorkerProcess
-from cert_agent.errors import AgentError, PinIncorrect, PinLocked, TokenNotFound, TokenTimeout, WorkerFailed
+from cert_agent.errors import (
+    AgentError,
+    PinIncorrect,
+    PinLocked,
+    TokenNotFound,
+    TokenNotPresent,
+    TokenTimeout,
+    WorkerFailed,
+)
 
 log = logging.getLogger("cert_agent.tokens")
 DISCOVERY = "discovery"
+WRITES = frozenset({"change_pin"})  # operations that write to the medium
 REMOVAL_SCANS = 2  # consecutive scans that must miss a token before it counts as removed
 
 
@@ -180,10 +189,18 @@ class TokenService:
         try:
             return await worker.call(operation, *args, timeout=self._config.operation_timeout)
         except TimeoutError:
-            log.warning("worker %s did not answer within %ss; restarting it", key, self._config.operation_timeout)
-            self._discard(key)
+            if operation in WRITES:
+                # Killing a module mid-write can tear the medium's store (SoftHSM2 rewrites its
+                # token file in place): the write may finish; the next call waits for it once
+                # more, and only a worker still silent then is restarted.
+                log.warning("worker %s did not finish %s within %ss", key, operation, self._config.operation_timeout)
+            else:
+                log.warning("worker %s did not answer within %ss; restarting it", key, self._config.operation_timeout)
+                self._discard(key)
             raise TokenTimeout(key) from None
         except WorkerFailed:
+            if key != DISCOVERY and key not in self._tokens:
+                raise TokenNotPresent(key) from None  # its worker went with the token
             log.warning("worker %s died; it will be restarted", key)
             self._discard(key)
             raise

@@ -35,6 +35,7 @@ class WorkerProcess:
         child.close()
         self._lock = asyncio.Lock()
         self._unanswered = 0
+        self._waiting: asyncio.Future[None] | None = None  # the answer being waited for, if any
 
     @property
     def pid(self) -> int | None:
@@ -52,8 +53,8 @@ class WorkerProcess:
                 self._conn.send((operation, args))
                 try:
                     await asyncio.wait_for(self._readable(), timeout)
-                except asyncio.CancelledError:
-                    self._unanswered += 1  # the worker still answers; the next call drops it
+                except (asyncio.CancelledError, TimeoutError):
+                    self._unanswered += 1  # the worker may still answer; the next call drops it
                     raise
                 ok, value = self._conn.recv()
             except TimeoutError:  # an OSError too: keep it apart from a broken pipe
@@ -82,14 +83,18 @@ class WorkerProcess:
         except NotImplementedError:
             await loop.run_in_executor(None, self._conn.poll, None)
             return
+        self._waiting = ready
         try:
             await ready
         finally:
+            self._waiting = None
             loop.remove_reader(fd)
 
     def kill(self) -> None:
         if self.process.is_alive():
             self.process.kill()
         self.process.join(timeout=5)
+        if self._waiting is not None and not self._waiting.done():
+            self._waiting.set_result(None)  # wake the caller: its read fails at once (WorkerFailed)
         with contextlib.suppress(OSError):
             self._conn.close()
