@@ -146,14 +146,20 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         fixtures = build_fixtures(Path(tmp) / "fixtures")
         env = fixtures.env.environ()
+        env["XDG_RUNTIME_DIR"] = tmp  # its own per-user lock: a real agent may be running
         os.environ["SOFTHSM2_CONF"] = str(fixtures.env.conf)
         port = free_port()
+        # The load test opens 100 pages of one site at once, more than the 32 a desktop keeps.
+        config = Path(tmp) / "config.toml"
+        config.write_text("max_connections_per_origin = 128\n", encoding="utf-8")
         daemon = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "cert_agent",
                 "serve",
+                "--config",
+                str(config),
                 "--port",
                 str(port),
                 "--allow-origin",

@@ -87,7 +87,7 @@ async def test_wrong_pins_from_several_origins_stop_at_the_token_limit(fresh_fix
 
 
 async def test_pin_attempts_abandoned_by_closing_the_connection_still_count(fresh_fixtures: Fixtures) -> None:
-    async with running_agent(fresh_fixtures, pin_failures_per_origin=5) as agent:
+    async with running_agent(fresh_fixtures, pin_failures_per_origin=1) as agent:
         token_id, _ = certificate_of(fresh_fixtures, "hairun-ec")
         async with connect(agent) as warm:
             assert "result" in await warm.call("verifyPin", tokenId=token_id, pin="112233")  # the worker is up
@@ -97,7 +97,7 @@ async def test_pin_attempts_abandoned_by_closing_the_connection_still_count(fres
             async with connect(agent) as hit_and_run:
                 for frame in _verify_pin_frames(token_id, 5):
                     await hit_and_run.ws.send_str(frame)
-                await asyncio.sleep(0.5)  # admitted, waiting for the token: then hang up
+                await asyncio.sleep(0.5)  # the first is admitted and at the token: then hang up
         finally:
             os.kill(pid, signal.SIGCONT)
         async with connect(agent) as next_page:

@@ -4,9 +4,11 @@ Only failures count (PIN_INCORRECT), so a taxpayer who types the right PIN is ne
 down, while a page that guesses PINs is stopped long before a medium would lock.
 
 An attempt counts from the moment it is admitted, not from the moment the token answers: an
-admitted attempt holds a place in every window it passes until its outcome is known. So PINs
-sent all at once are admitted only up to the limit, and the rest are refused before any of
-them reaches the token.
+admitted attempt holds a place in every window it passes until its outcome is known. The agent
+admits a token's PIN attempts one at a time (``TokenService.pin_gate``), so PINs sent all at
+once are judged in turn and the ones past the limit are refused before they reach the token;
+the places held by attempts under way matter for a connection or origin using several tokens
+at once.
 """
 
 from __future__ import annotations

@@ -70,7 +70,8 @@ class Connection:
 
     def pin_attempt(self, token_id: str) -> contextlib.AbstractContextManager[None]:
         """Admit one PIN-bearing request for ``token_id`` through the connection's, the
-        origin's and the token's windows (RateLimited when any is full)."""
+        origin's and the token's windows (RateLimited when any is full). Called inside the
+        token's PIN gate, so the token's own count is exact when it is checked."""
         return pin_attempt([self.pin_failures, self._limits.by_origin[self.origin], self._limits.by_token[token_id]])
 
 
@@ -121,8 +122,9 @@ async def authenticate(conn: Connection, service: TokenService, params: dict[str
     info = cert["info"]
     algorithm = choose_algorithm(requested, info["keyType"], info["keySize"])
     data = signed_data(conn.origin, nonce, algorithm)
-    with conn.pin_attempt(token_id):
-        signature = await service.sign(token_id, cert_id, pin, data, algorithm.value)
+    async with service.pin_gate(token_id):
+        with conn.pin_attempt(token_id):
+            signature = await service.sign(token_id, cert_id, pin, data, algorithm.value)
     return {"authToken": auth_token(cert["certificate"], algorithm, signature)}
 
 
@@ -130,8 +132,9 @@ async def verify_pin(conn: Connection, service: TokenService, params: dict[str, 
     token_id = protocol.string_param(params, "tokenId")
     pin = protocol.pin_param(params, "pin")
     service.token(token_id)  # an unknown token is TOKEN_NOT_FOUND, not an attempt
-    with conn.pin_attempt(token_id):
-        await service.verify_pin(token_id, pin)
+    async with service.pin_gate(token_id):
+        with conn.pin_attempt(token_id):
+            await service.verify_pin(token_id, pin)
     return {"verified": True}
 
 
@@ -140,8 +143,9 @@ async def change_pin(conn: Connection, service: TokenService, params: dict[str, 
     old = protocol.pin_param(params, "oldPin")
     new = protocol.pin_param(params, "newPin")
     service.token(token_id)
-    with conn.pin_attempt(token_id):
-        await service.change_pin(token_id, old, new)
+    async with service.pin_gate(token_id):
+        with conn.pin_attempt(token_id):
+            await service.change_pin(token_id, old, new)
     return {"changed": True}
 
 

@@ -42,7 +42,8 @@ class TokenService:
         self._wake = asyncio.Event()
         self._stopping = False
         self._missed: dict[str, int] = {}
-        self._wrong_pins: dict[str, int] = {}  # consecutive wrong PINs by token, across worker restarts
+        self._wrong_pins: dict[str, int] = {}
+        self._pin_gates: dict[str, asyncio.Lock] = {}  # consecutive wrong PINs by token, across worker restarts
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -86,6 +87,15 @@ class TokenService:
         return {key: [w.pid] for key, w in self._workers.items() if w.pid is not None}
 
     # --- token operations (each in the token's own worker) ------------------------------------
+
+    def pin_gate(self, token_id: str) -> asyncio.Lock:
+        """Held around each PIN-bearing request for ``token_id``: one at a time reaches the token,
+        in the order they came, and each is admitted by the rate limits only once the one before
+        it has its answer (so a burst is judged on the outcomes, not on guesses)."""
+        gate = self._pin_gates.get(token_id)
+        if gate is None:
+            gate = self._pin_gates[token_id] = asyncio.Lock()
+        return gate
 
     async def verify_pin(self, token_id: str, pin: bytes) -> None:
         await self._with_pin(token_id, "verify_pin", token_id, pin)
