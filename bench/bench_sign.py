@@ -19,9 +19,9 @@ from pathlib import Path
 
 import PyKCS11
 
-from cert_agent.algorithms import SignatureAlgorithm
+from cert_agent.common.algorithms import SignatureAlgorithm
+from cert_agent.drivers.pin import Pin
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
-from cert_agent.pin import Pin
 from softhsm_fixtures import build_fixtures
 
 DATA = b"\x01" * 64  # the size of H(origin) || H(nonce)

@@ -29,15 +29,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from cert_agent.agent.authtoken import auth_token, signed_data
-from cert_agent.algorithms import SignatureAlgorithm
+from cert_agent.common.algorithms import SignatureAlgorithm
+from cert_agent.common.webeid import auth_token, signed_data
+from cert_agent.drivers.pin import Pin
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
-from cert_agent.pin import Pin
 from cert_agent.verifier.app import create_app
 from cert_agent.verifier.store import SmsLimit, SmsLimits
-from cert_agent.verifier.validation import TokenValidator, ValidatorSettings
+from cert_agent.verifier.validation import AuthTokenValidator, ValidatorSettings
+from demo.services import OUTBOX, seeded_login_service
 from softhsm_fixtures import Fixtures, build_fixtures
-from softhsm_fixtures.seed import OUTBOX, seeded_login_service
 
 ORIGIN = "https://etax.example.com"
 
@@ -59,7 +59,7 @@ class Signer:
 
 async def validation_ratio(fixtures: Fixtures, signer: Signer, rounds: int) -> tuple[float, float]:
     settings = ValidatorSettings.from_files(ORIGIN, [fixtures.root_ca], [fixtures.issuing_ca], [fixtures.crl])
-    validator = TokenValidator(settings)
+    validator = AuthTokenValidator(settings)
     nonce = base64.b64encode(os.urandom(32)).decode()
     token = signer.token_for(nonce)
     await validator.validate(token, nonce)  # warm the path cache
@@ -87,7 +87,7 @@ async def logins_per_second(url: str, outbox: Path, signer: Signer, count: int, 
             nonce = (await r.json())["nonce"]
         token = signer.token_for(nonce)
         async with session.post(
-            url + "/api/login/certificate", json={"kind": "enterprise", "token": token, "nonce": nonce}
+            url + "/api/login/certificate", json={"kind": "enterprise", "authToken": token, "nonce": nonce}
         ) as r:
             attempt = (await r.json())["attemptId"]
         async with lock:  # the outbox's last line must be this login's code

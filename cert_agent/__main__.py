@@ -1,3 +1,3 @@
-from cert_agent.cli import run
+from cert_agent.agent.cli import run
 
 run()

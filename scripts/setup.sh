@@ -31,5 +31,5 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'  # dev = desktop + verifier + test tools
 .venv/bin/python -c 'import PyKCS11, smartcard, cert_agent' # fail here, not later, if an install went wrong

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cert_agent.taxpayer_id import uscc_check_character
+from cert_agent.common.taxpayer_id import uscc_check_character
+from cert_agent.drivers.pin import INITIAL_PIN
 
-INITIAL_PIN = "88888888"
 SO_PIN = "SO-test-2468"
 
 

@@ -8,16 +8,9 @@ agreements with 海润贸易 (active), 蓝海制造 (active) and 双正物流 (t
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from softhsm_fixtures.build import Fixtures
 from softhsm_fixtures.catalog import TAXPAYERS
-
-if TYPE_CHECKING:
-    from cert_agent.verifier.login import LoginService
-    from cert_agent.verifier.store import SmsLimits
 
 PERSONS = [
     {"personId": "p-zhang", "name": "张伟", "idNumber": "370202198001011234", "phone": "13800000001"},
@@ -65,36 +58,3 @@ def verifier_records(today: dt.date | None = None) -> dict[str, Any]:
             for client, status in (("hairun", "active"), ("lanhai", "active"), ("shuangzheng", "terminated"))
         ],
     }
-
-
-OUTBOX = "sms-outbox.jsonl"
-
-
-def seeded_login_service(
-    fixtures: Fixtures,
-    directory: Path,
-    origin: str,
-    *,
-    clock: Callable[[], dt.datetime] | None = None,
-    on_send: Callable[[dict[str, str]], None] | None = None,
-    sms_limits: SmsLimits | None = None,
-) -> LoginService:
-    """A verifier over ``directory/verifier.db`` holding these records (imported again each
-    time; the import updates in place), validating tokens for ``origin`` against the fixture
-    PKI with its CRL; SMS codes go to ``directory/sms-outbox.jsonl``. For the demo, tests and
-    benchmarks. The caller closes ``service.store``."""
-    from cert_agent.verifier.importer import check_records
-    from cert_agent.verifier.login import CST, LoginService, OutboxSender
-    from cert_agent.verifier.store import SqliteStore
-    from cert_agent.verifier.validation import TokenValidator, ValidatorSettings
-
-    now = clock() if clock else dt.datetime.now(dt.UTC)
-    store = SqliteStore(directory / "verifier.db")
-    store.import_all(check_records(verifier_records(now.astimezone(CST).date())))
-    settings = ValidatorSettings.from_files(origin, [fixtures.root_ca], [fixtures.issuing_ca], [fixtures.crl])
-    service = LoginService(store, TokenValidator(settings), OutboxSender(directory / OUTBOX, on_send))
-    if clock is not None:
-        service.clock = clock
-    if sms_limits is not None:
-        service.sms_limits = sms_limits
-    return service

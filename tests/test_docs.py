@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cert_agent.errors import AgentError
+import cert_agent.agent.errors
+import cert_agent.drivers.errors
+import cert_agent.verifier.errors
+from cert_agent.common.errors import CertAgentError
+from cert_agent.common.messages import MESSAGES
+
+LAYERS = (cert_agent.agent.errors, cert_agent.drivers.errors, cert_agent.verifier.errors)  # each owns its errors
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _all_error_classes() -> list[type[AgentError]]:
-    found: list[type[AgentError]] = [AgentError]
+def _all_error_classes() -> list[type[CertAgentError]]:
+    found: list[type[CertAgentError]] = [CertAgentError]
     for cls in found:
         found.extend(cls.__subclasses__())
     return found
@@ -22,6 +28,12 @@ def test_every_error_code_is_documented_once() -> None:
     assert len(codes) == len(set(codes)), "two error classes share a code"
     for code in codes:
         assert f"`{code}`" in text, code
+
+
+def test_every_error_code_has_its_texts_in_the_one_catalog() -> None:
+    codes = {cls.code for cls in _all_error_classes()}
+    assert codes == set(MESSAGES), codes ^ set(MESSAGES)
+    assert all(zh and en for zh, en in MESSAGES.values())
 
 
 def test_readme_opens_with_the_two_commands_and_ci_runs_the_second() -> None:

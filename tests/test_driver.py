@@ -11,12 +11,9 @@ from pathlib import Path
 import pytest
 from cryptography.exceptions import InvalidSignature
 
-from cert_agent.algorithms import SignatureAlgorithm
-from cert_agent.drivers.mechanisms import plan_signature
-from cert_agent.drivers.models import Medium, PinState, Token
-from cert_agent.drivers.pkcs11 import Pkcs11Driver
-from cert_agent.errors import (
-    AgentError,
+from cert_agent.common.algorithms import SignatureAlgorithm
+from cert_agent.common.errors import CertAgentError
+from cert_agent.drivers.errors import (
     CertificateUnparsable,
     MechanismNotSupported,
     PinIncorrect,
@@ -25,7 +22,10 @@ from cert_agent.errors import (
     PrivateKeyNotFound,
     TokenNotPresent,
 )
-from cert_agent.pin import Pin
+from cert_agent.drivers.mechanisms import plan_signature
+from cert_agent.drivers.models import Medium, PinState, Token
+from cert_agent.drivers.pin import Pin
+from cert_agent.drivers.pkcs11 import Pkcs11Driver
 from softhsm_fixtures import Fixtures
 from tests.harness.signatures import verify_signature
 
@@ -345,7 +345,7 @@ def test_no_pin_reaches_logs_or_error_text(
     for attempt in attempts:
         try:
             attempt()
-        except AgentError as exc:
+        except CertAgentError as exc:
             texts += [str(exc), repr(exc), repr(exc.to_dict()), exc.message]
     everything = caplog.text + "\n".join(texts)
     assert "PIN_INCORRECT" in everything  # the failures really happened and were logged

@@ -18,11 +18,11 @@ from tests.harness.agent import free_port
 from tests.harness.pages import choose_certificate, pass_sms, sign_in, site
 
 
-async def test_agent_login_with_the_choice_of_a_client(fixtures: Fixtures, tmp_path: Path) -> None:
+async def test_agency_login_with_the_choice_of_a_client(fixtures: Fixtures, tmp_path: Path) -> None:
     async with site(fixtures, tmp_path) as s:
-        await s.page.click("#tab-agent")
+        await s.page.click("#tab-agency")
         await s.shot("login-agent-tab")
-        await sign_in(s, "青岛信达财税代理有限公司", "998877", tab="agent")
+        await sign_in(s, "青岛信达财税代理有限公司", "998877", tab="agency")
         await pass_sms(s, "p-zhao")
         await s.page.wait_for_selector("#step-client:not(.hidden)")
         await s.shot("login-choose-client")
@@ -39,7 +39,7 @@ async def test_agent_login_with_the_choice_of_a_client(fixtures: Fixtures, tmp_p
 
 async def test_agency_without_an_agreement_is_refused_in_words(fixtures: Fixtures, tmp_path: Path) -> None:
     async with site(fixtures, tmp_path) as s:
-        await sign_in(s, "青岛恒信记账服务有限公司", "112244", tab="agent")
+        await sign_in(s, "青岛恒信记账服务有限公司", "112244", tab="agency")
         await pass_sms(s, "p-liu")
         await s.page.wait_for_selector("#error:not(.hidden)")
         await s.shot("login-no-relationship")
@@ -48,7 +48,7 @@ async def test_agency_without_an_agreement_is_refused_in_words(fixtures: Fixture
 
 async def test_enterprise_certificate_in_the_agent_tab_is_refused(fixtures: Fixtures, tmp_path: Path) -> None:
     async with site(fixtures, tmp_path) as s:
-        await sign_in(s, "青岛海润贸易有限公司", "112233", tab="agent")
+        await sign_in(s, "青岛海润贸易有限公司", "112233", tab="agency")
         assert "不属于代理机构" in await s.page.inner_text("#error")
 
 
@@ -135,7 +135,7 @@ def test_demo_starts_serves_and_stops_cleanly_twice(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "cert_agent.demo",
+                "demo",
                 "--dir",
                 str(tmp_path / "demo"),
                 "--port",

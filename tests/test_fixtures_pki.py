@@ -9,7 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cert_agent.taxpayer_id import is_valid_uscc
+from cert_agent.common.taxpayer_id import is_valid_uscc
 from softhsm_fixtures import Fixtures, load_fixtures
 
 NOW = dt.datetime.now(dt.UTC)

@@ -27,7 +27,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cert_agent import jsontext
+from cert_agent.common import jsontext
 from softhsm_fixtures import Fixtures, build_fixtures
 from tests.harness.agent import ALLOWED_ORIGIN, free_port
 from tests.harness.fuzz import CASES, documented_codes

@@ -30,14 +30,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cert_agent.agent.authtoken import auth_token, choose_algorithm, signed_data
-from cert_agent.errors import TokenInvalid
-from cert_agent.verifier.validation import TokenValidator, ValidatorSettings
+from cert_agent.common.webeid import auth_token, choose_algorithm, signed_data
+from cert_agent.verifier.errors import AuthTokenInvalid
+from cert_agent.verifier.validation import AuthTokenValidator, ValidatorSettings
 from softhsm_fixtures import Fixtures
 from softhsm_fixtures.seed import verifier_records
 from tests.harness.agent import free_port
 from tests.harness.fuzz import CASES, documented_codes
-from tests.harness.verifier import make_token
+from tests.harness.verifier import make_auth_token
 
 CODES = documented_codes()
 ENDPOINTS = [
@@ -126,7 +126,7 @@ def bodies(draw: st.DrawFn) -> bytes:
         return b"[" * depth + b"]" * depth
     if kind == "json":
         return json.dumps(draw(json_values)).encode()
-    names = ["kind", "nonce", "token", "attemptId", "personId", "code", "clientId"]
+    names = ["kind", "nonce", "authToken", "attemptId", "personId", "code", "clientId"]
     body = {name: draw(json_values | edge_text) for name in draw(st.sets(st.sampled_from(names)))}
     return json.dumps(body, ensure_ascii=draw(st.booleans())).encode("utf-8", "surrogatepass")
 
@@ -215,14 +215,14 @@ NONCE = base64.b64encode(b"\x07" * 32).decode()
 
 
 @pytest.fixture(scope="module")
-def genuine(shared_fixtures: Fixtures) -> tuple[TokenValidator, dict[str, Any]]:
+def genuine(shared_fixtures: Fixtures) -> tuple[AuthTokenValidator, dict[str, Any]]:
     import os
 
     os.environ["SOFTHSM2_CONF"] = str(shared_fixtures.env.conf)
     settings = ValidatorSettings.from_files(
         ORIGIN, [shared_fixtures.root_ca], [shared_fixtures.issuing_ca], [shared_fixtures.crl]
     )
-    return TokenValidator(settings), make_token(shared_fixtures, "hairun-ec", ORIGIN, NONCE)
+    return AuthTokenValidator(settings), make_auth_token(shared_fixtures, "hairun-ec", ORIGIN, NONCE)
 
 
 def _flip(data: bytes, positions: list[int]) -> bytes:
@@ -255,17 +255,17 @@ def mutated_tokens(draw: st.DrawFn, token: dict[str, Any]) -> dict[str, Any] | A
     return changed
 
 
-def _validate(validator: TokenValidator, token: Any) -> str | None:
+def _validate(validator: AuthTokenValidator, token: Any) -> str | None:
     try:
         asyncio.run(validator.validate(token, NONCE))
-    except TokenInvalid as exc:
+    except AuthTokenInvalid as exc:
         return exc.code
     return None
 
 
 @given(data=st.data())
 def test_a_changed_token_is_refused_with_a_documented_code(
-    genuine: tuple[TokenValidator, dict[str, Any]], data: st.DataObject
+    genuine: tuple[AuthTokenValidator, dict[str, Any]], data: st.DataObject
 ) -> None:
     validator, token = genuine
     changed = data.draw(mutated_tokens(token))
@@ -286,7 +286,7 @@ def test_a_changed_token_is_refused_with_a_documented_code(
     self_signed=st.booleans(),
 )
 def test_generated_certificates_from_outside_the_tax_authority_are_refused(
-    genuine: tuple[TokenValidator, dict[str, Any]],
+    genuine: tuple[AuthTokenValidator, dict[str, Any]],
     cn: str,
     digital_signature: bool,
     client_auth: bool | None,

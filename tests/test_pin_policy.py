@@ -2,8 +2,8 @@ import pickle
 
 import pytest
 
-from cert_agent.errors import PinPolicyViolation, PinRequired
-from cert_agent.pin import Pin, check_new_pin
+from cert_agent.drivers.errors import PinPolicyViolation, PinRequired
+from cert_agent.drivers.pin import Pin, check_new_pin
 
 
 @pytest.mark.parametrize(
@@ -55,7 +55,7 @@ def test_empty_pin_is_refused() -> None:
 
 
 def test_errors_cross_process_boundaries_with_their_fields() -> None:
-    from cert_agent.errors import PinIncorrect
+    from cert_agent.drivers.errors import PinIncorrect
 
     for error in (PinIncorrect("serial", tries_left=3), PinPolicyViolation("length")):
         again = pickle.loads(pickle.dumps(error))

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from cert_agent.taxpayer_id import TaxpayerIdKind, is_valid_uscc, parse_taxpayer_id, uscc_check_character
+from cert_agent.common.taxpayer_id import TaxpayerIdKind, is_valid_uscc, parse_taxpayer_id, uscc_check_character
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "uscc.json").read_text(encoding="utf-8"))
 

@@ -1,4 +1,4 @@
-"""Certificate login and agent certificate login through the verifier's HTTP API: a real aiohttp
+"""Certificate login and agency certificate login through the verifier's HTTP API: a real aiohttp
 server, a real SQLite file, tokens signed on SoftHSM2, SMS codes read from the outbox."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from yarl import URL
 
 from softhsm_fixtures import Fixtures
 from softhsm_fixtures.catalog import TAXPAYERS
-from tests.harness.verifier import ORIGIN, Clock, Verifier, make_token, verifier_at
+from tests.harness.verifier import ORIGIN, Clock, Verifier, make_auth_token, verifier_at
 
 # --- enterprise certificate login ---------------------------------------------------------------
 
@@ -41,33 +41,33 @@ async def test_enterprise_login_runs_certificate_person_sms_to_a_session(verifie
 
 async def test_replayed_expired_and_foreign_nonces_are_refused(verifier: Verifier) -> None:
     _, challenge = await verifier.post("/api/challenge")
-    token = make_token(verifier.fixtures, "hairun-ec", ORIGIN, challenge["nonce"])
-    body = {"kind": "enterprise", "token": token, "nonce": challenge["nonce"]}
+    token = make_auth_token(verifier.fixtures, "hairun-ec", ORIGIN, challenge["nonce"])
+    body = {"kind": "enterprise", "authToken": token, "nonce": challenge["nonce"]}
     assert (await verifier.post("/api/login/certificate", body))[0] == 200
     status, replay = await verifier.post("/api/login/certificate", body)
     assert status == 401 and replay["error"]["code"] == "CHALLENGE_INVALID"
 
     _, challenge = await verifier.post("/api/challenge")
     verifier.clock.now += dt.timedelta(minutes=6)
-    token = make_token(verifier.fixtures, "hairun-ec", ORIGIN, challenge["nonce"])
+    token = make_auth_token(verifier.fixtures, "hairun-ec", ORIGIN, challenge["nonce"])
     status, late = await verifier.post(
-        "/api/login/certificate", {"kind": "enterprise", "token": token, "nonce": challenge["nonce"]}
+        "/api/login/certificate", {"kind": "enterprise", "authToken": token, "nonce": challenge["nonce"]}
     )
     assert status == 401 and late["error"]["code"] == "CHALLENGE_INVALID"
 
     foreign = "A" * 44  # never issued by this verifier
-    token = make_token(verifier.fixtures, "hairun-ec", ORIGIN, foreign)
+    token = make_auth_token(verifier.fixtures, "hairun-ec", ORIGIN, foreign)
     status, error = await verifier.post(
-        "/api/login/certificate", {"kind": "enterprise", "token": token, "nonce": foreign}
+        "/api/login/certificate", {"kind": "enterprise", "authToken": token, "nonce": foreign}
     )
     assert status == 401 and error["error"]["code"] == "CHALLENGE_INVALID"
 
 
 async def test_token_for_another_origin_is_refused(verifier: Verifier) -> None:
     _, challenge = await verifier.post("/api/challenge")
-    token = make_token(verifier.fixtures, "hairun-ec", "https://evil.test", challenge["nonce"])
+    token = make_auth_token(verifier.fixtures, "hairun-ec", "https://evil.test", challenge["nonce"])
     status, body = await verifier.post(
-        "/api/login/certificate", {"kind": "enterprise", "token": token, "nonce": challenge["nonce"]}
+        "/api/login/certificate", {"kind": "enterprise", "authToken": token, "nonce": challenge["nonce"]}
     )
     assert status == 401 and body["error"]["code"] == "SIGNATURE_INVALID"
 
@@ -87,7 +87,7 @@ async def test_unusable_certificates_cannot_log_in(verifier: Verifier, cert_name
     assert body["error"]["message"]  # Chinese text for the page
 
 
-# --- agent certificate login ---------------------------------------------------------------------
+# --- agency certificate login --------------------------------------------------------------------
 
 
 async def _through_sms(verifier: Verifier, step: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -96,8 +96,8 @@ async def _through_sms(verifier: Verifier, step: dict[str, Any]) -> tuple[int, d
     return await verifier.post("/api/login/verify", {"attemptId": step["attemptId"], "code": verifier.last_code()})
 
 
-async def test_agent_login_chooses_among_clients_with_an_active_agreement(verifier: Verifier) -> None:
-    status, step = await verifier.certificate_step("xinda-ec", kind="agent")
+async def test_agency_login_chooses_among_clients_with_an_active_agreement(verifier: Verifier) -> None:
+    status, step = await verifier.certificate_step("xinda-ec", kind="agency")
     assert status == 200, step
     status, choice = await _through_sms(verifier, step)
     assert status == 200
@@ -116,7 +116,7 @@ async def test_agent_login_chooses_among_clients_with_an_active_agreement(verifi
 
 
 async def test_agency_without_agreements_is_told_there_is_no_relationship(verifier: Verifier) -> None:
-    status, step = await verifier.certificate_step("hengxin-ec", kind="agent")
+    status, step = await verifier.certificate_step("hengxin-ec", kind="agency")
     assert status == 200
     status, body = await _through_sms(verifier, step)
     assert status == 403 and body["error"]["code"] == "NO_RELATIONSHIP"
@@ -124,7 +124,7 @@ async def test_agency_without_agreements_is_told_there_is_no_relationship(verifi
 
 
 async def test_enterprise_certificate_in_the_agent_tab_is_refused(verifier: Verifier) -> None:
-    status, body = await verifier.certificate_step("hairun-ec", kind="agent")
+    status, body = await verifier.certificate_step("hairun-ec", kind="agency")
     assert status == 403 and body["error"]["code"] == "NOT_AN_AGENCY"
 
 
@@ -226,8 +226,8 @@ async def test_hidden_history_entries_leave_the_history_but_stay_in_the_audit(ve
         ("/api/login/certificate", b"{not json", 400, "BAD_JSON"),
         ("/api/login/certificate", b"[1]", 400, "BAD_JSON"),
         ("/api/login/certificate", b'{"kind": "enterprise", "nonce": "x"}', 400, "BAD_REQUEST"),
-        ("/api/login/certificate", b'{"kind": "boss", "nonce": "x", "token": {}}', 400, "BAD_REQUEST"),
-        ("/api/login/certificate", b'{"kind": "enterprise", "nonce": 5, "token": {}}', 400, "BAD_REQUEST"),
+        ("/api/login/certificate", b'{"kind": "boss", "nonce": "x", "authToken": {}}', 400, "BAD_REQUEST"),
+        ("/api/login/certificate", b'{"kind": "enterprise", "nonce": 5, "authToken": {}}', 400, "BAD_REQUEST"),
         ("/api/login/sms", b'{"attemptId": "nope", "personId": "p-zhang"}', 401, "LOGIN_EXPIRED"),
         ("/api/login/verify", b'{"attemptId": "nope", "code": ["1"]}', 400, "BAD_REQUEST"),
         ("/api/login/client", b"{}", 400, "BAD_REQUEST"),

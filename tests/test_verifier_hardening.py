@@ -21,7 +21,7 @@ from cert_agent.verifier.store import SqliteStore
 from softhsm_fixtures import Fixtures
 from softhsm_fixtures.seed import verifier_records
 from tests.harness.agent import free_port
-from tests.harness.verifier import ORIGIN, PAGE_HEADERS, Clock, Verifier, make_token, verifier_at
+from tests.harness.verifier import ORIGIN, PAGE_HEADERS, Clock, Verifier, make_auth_token, verifier_at
 
 CROSS_SITE = "CROSS_SITE_REQUEST"
 
@@ -327,15 +327,15 @@ async def test_killed_between_every_step_of_a_login_the_state_survives(fixtures:
         _, challenge = await post("/api/challenge", {})
         stderr += server.kill()
         server.start()
-        token = make_token(fixtures, "hairun-ec", server.origin, challenge["nonce"])
+        token = make_auth_token(fixtures, "hairun-ec", server.origin, challenge["nonce"])
         status, step = await post(
-            "/api/login/certificate", {"kind": "enterprise", "token": token, "nonce": challenge["nonce"]}
+            "/api/login/certificate", {"kind": "enterprise", "authToken": token, "nonce": challenge["nonce"]}
         )
         assert status == 200, step
         stderr += server.kill()
         server.start()
         replay = await post(
-            "/api/login/certificate", {"kind": "enterprise", "token": token, "nonce": challenge["nonce"]}
+            "/api/login/certificate", {"kind": "enterprise", "authToken": token, "nonce": challenge["nonce"]}
         )
         assert replay[1]["error"]["code"] == "CHALLENGE_INVALID"  # consumed before the kill, still consumed
         assert (await post("/api/login/sms", {"attemptId": step["attemptId"], "personId": "p-zhang"}))[0] == 200

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from cert_agent.errors import TokenInvalid
-from cert_agent.verifier.validation import TokenValidator, ValidatorSettings
+from cert_agent.verifier.errors import AuthTokenInvalid
+from cert_agent.verifier.validation import AuthTokenValidator, ValidatorSettings
 from softhsm_fixtures import Fixtures
-from tests.harness.verifier import make_token
+from tests.harness.verifier import make_auth_token
 
 ORIGIN = "https://etax.example.com"
 
@@ -24,8 +24,8 @@ def nonce() -> str:
     return base64.b64encode(os.urandom(32)).decode()
 
 
-def validator(fixtures: Fixtures, revocation: str = "fail-closed", with_crl: bool = True) -> TokenValidator:
-    return TokenValidator(
+def validator(fixtures: Fixtures, revocation: str = "fail-closed", with_crl: bool = True) -> AuthTokenValidator:
+    return AuthTokenValidator(
         ValidatorSettings.from_files(
             ORIGIN, [fixtures.root_ca], [fixtures.issuing_ca], [fixtures.crl] if with_crl else [], revocation
         )
@@ -35,7 +35,7 @@ def validator(fixtures: Fixtures, revocation: str = "fail-closed", with_crl: boo
 @pytest.mark.parametrize("cert_name", ["hairun-ec", "lanhai-rsa", "p384", "xinda-ec"])
 async def test_token_from_a_tax_medium_is_valid_and_names_the_taxpayer(fixtures: Fixtures, cert_name: str) -> None:
     value = nonce()
-    result = await validator(fixtures).validate(make_token(fixtures, cert_name, ORIGIN, value), value)
+    result = await validator(fixtures).validate(make_auth_token(fixtures, cert_name, ORIGIN, value), value)
     assert result.taxpayer_id is not None and result.taxpayer_id.value == fixtures.cert(cert_name).taxpayer_id
     assert result.subject_cn == fixtures.cert(cert_name).subject_cn
 
@@ -54,18 +54,18 @@ async def test_defective_certificates_are_refused_with_their_own_code(
     fixtures: Fixtures, cert_name: str, code: str
 ) -> None:
     value = nonce()
-    with pytest.raises(TokenInvalid) as caught:
-        await validator(fixtures).validate(make_token(fixtures, cert_name, ORIGIN, value), value)
+    with pytest.raises(AuthTokenInvalid) as caught:
+        await validator(fixtures).validate(make_auth_token(fixtures, cert_name, ORIGIN, value), value)
     assert caught.value.code == code
 
 
 async def test_token_signed_for_another_origin_or_nonce_is_refused(fixtures: Fixtures) -> None:
     value = nonce()
     for token, checked_nonce in (
-        (make_token(fixtures, "hairun-ec", "https://evil.test", value), value),
-        (make_token(fixtures, "hairun-ec", ORIGIN, value), nonce()),
+        (make_auth_token(fixtures, "hairun-ec", "https://evil.test", value), value),
+        (make_auth_token(fixtures, "hairun-ec", ORIGIN, value), nonce()),
     ):
-        with pytest.raises(TokenInvalid) as caught:
+        with pytest.raises(AuthTokenInvalid) as caught:
             await validator(fixtures).validate(token, checked_nonce)
         assert caught.value.code == "SIGNATURE_INVALID"
 
@@ -85,33 +85,33 @@ async def test_token_signed_for_another_origin_or_nonce_is_refused(fixtures: Fix
 )
 async def test_each_structural_defect_has_its_code(fixtures: Fixtures, change: dict[str, Any], code: str) -> None:
     value = nonce()
-    token = {**make_token(fixtures, "hairun-ec", ORIGIN, value), **change}
-    with pytest.raises(TokenInvalid) as caught:
+    token = {**make_auth_token(fixtures, "hairun-ec", ORIGIN, value), **change}
+    with pytest.raises(AuthTokenInvalid) as caught:
         await validator(fixtures).validate(token, value)
     assert caught.value.code == code
 
 
 async def test_missing_revocation_source_fails_closed_or_open_as_configured(fixtures: Fixtures) -> None:
     value = nonce()
-    token = make_token(fixtures, "hairun-ec", ORIGIN, value)
-    with pytest.raises(TokenInvalid) as caught:
+    token = make_auth_token(fixtures, "hairun-ec", ORIGIN, value)
+    with pytest.raises(AuthTokenInvalid) as caught:
         await validator(fixtures, "fail-closed", with_crl=False).validate(token, value)
     assert caught.value.code == "REVOCATION_UNAVAILABLE"
     assert await validator(fixtures, "fail-open", with_crl=False).validate(token, value)
-    revoked = make_token(fixtures, "revoked", ORIGIN, value)
-    with pytest.raises(TokenInvalid):  # a CRL that is there still counts when failing open
+    revoked = make_auth_token(fixtures, "revoked", ORIGIN, value)
+    with pytest.raises(AuthTokenInvalid):  # a CRL that is there still counts when failing open
         await validator(fixtures, "fail-open").validate(revoked, value)
 
 
 async def test_validated_paths_are_cached_and_revalidated_after_expiry(fixtures: Fixtures) -> None:
     checker = validator(fixtures)
     value = nonce()
-    token = make_token(fixtures, "hairun-ec", ORIGIN, value)
+    token = make_auth_token(fixtures, "hairun-ec", ORIGIN, value)
     await checker.validate(token, value)
     assert len(checker._path_cache) == 1
-    revoked = make_token(fixtures, "revoked", ORIGIN, value)
+    revoked = make_auth_token(fixtures, "revoked", ORIGIN, value)
     for _ in range(2):  # a cached refusal is still a refusal
-        with pytest.raises(TokenInvalid):
+        with pytest.raises(AuthTokenInvalid):
             await checker.validate(revoked, value)
 
 
@@ -147,20 +147,20 @@ def _check_token(fixtures: Fixtures, tmp_path: Path, token: dict[str, Any], valu
 
 def test_check_token_prints_the_subject_of_a_valid_token(fixtures: Fixtures, tmp_path: Path) -> None:
     value = nonce()
-    result = _check_token(fixtures, tmp_path, make_token(fixtures, "hairun-ec", ORIGIN, value), value)
+    result = _check_token(fixtures, tmp_path, make_auth_token(fixtures, "hairun-ec", ORIGIN, value), value)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "青岛海润贸易有限公司" in result.stdout
 
 
 def test_check_token_ends_with_the_error_code(fixtures: Fixtures, tmp_path: Path) -> None:
     value = nonce()
-    result = _check_token(fixtures, tmp_path, make_token(fixtures, "revoked", ORIGIN, value), value)
+    result = _check_token(fixtures, tmp_path, make_auth_token(fixtures, "revoked", ORIGIN, value), value)
     assert result.returncode == 1
     assert result.stdout.strip().splitlines()[-1] == "CERT_REVOKED"
     late = _check_token(
         fixtures,
         tmp_path,
-        make_token(fixtures, "hairun-ec", ORIGIN, value),
+        make_auth_token(fixtures, "hairun-ec", ORIGIN, value),
         value,
         "--at",
         "2040-01-01T00:00:00Z",

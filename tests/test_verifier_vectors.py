@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cert_agent.errors import TokenInvalid
-from cert_agent.verifier.validation import TokenValidator, ValidatorSettings, load_certificates
+from cert_agent.verifier.errors import AuthTokenInvalid
+from cert_agent.verifier.validation import AuthTokenValidator, ValidatorSettings, load_certificates
 
 VECTORS_DIR = Path(__file__).resolve().parents[2] / "shared" / "interop" / "web-eid"
 # The Web eID libraries' default disallowed policies (Estonian Mobile-ID), as the README says.
@@ -20,13 +21,17 @@ WEB_EID_DISALLOWED = frozenset(
 
 
 def _vectors() -> list[Any]:
+    """The vectors; without them a CI run fails (CI always has ../shared), elsewhere it skips."""
     path = VECTORS_DIR / "vectors.json"
     if not path.exists():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=f"Web eID vectors not found at {VECTORS_DIR}"))]
+        missing = f"Web eID vectors not found at {VECTORS_DIR}"
+        if os.environ.get("CI"):
+            return [pytest.param(missing, id="vectors-missing")]  # the test fails with this text
+        return [pytest.param(None, marks=pytest.mark.skip(reason=missing))]
     return [pytest.param(v, id=v["name"]) for v in json.loads(path.read_text(encoding="utf-8"))]
 
 
-def _validator(vector: dict[str, Any]) -> TokenValidator:
+def _validator(vector: dict[str, Any]) -> AuthTokenValidator:
     anchors = tuple(
         der
         for name in vector["trust_anchors"]
@@ -38,18 +43,20 @@ def _validator(vector: dict[str, Any]) -> TokenValidator:
         revocation="off",
         disallowed_policies=WEB_EID_DISALLOWED,
     )
-    return TokenValidator(settings)
+    return AuthTokenValidator(settings)
 
 
 @pytest.mark.parametrize("vector", _vectors())
-async def test_web_eid_vector_is_accepted_or_refused_for_its_stated_reason(vector: dict[str, Any]) -> None:
+async def test_web_eid_vector_is_accepted_or_refused_for_its_stated_reason(vector: dict[str, Any] | str) -> None:
+    if isinstance(vector, str):
+        pytest.fail(vector)  # under CI the vector set is required
     at = dt.datetime.fromisoformat(vector["at"].replace("Z", "+00:00"))
     validator = _validator(vector)
     if vector["expect"] == "valid":
         result = await validator.validate(vector["token"], vector["nonce"], at=at)
         assert result.certificate_der
         return
-    with pytest.raises(TokenInvalid) as caught:
+    with pytest.raises(AuthTokenInvalid) as caught:
         await validator.validate(vector["token"], vector["nonce"], at=at)
     allowed = {vector["expect"], *vector.get("other_defects", [])}
     assert caught.value.reason in allowed, (caught.value.reason, caught.value.detail)

@@ -29,7 +29,7 @@ from typing import Any
 import platformdirs
 
 from cert_agent.agent.origins import OriginPolicy, normalize_origin
-from cert_agent.modules import default_modules
+from cert_agent.drivers.modules import default_modules
 
 DEFAULT_PORT = 27138  # fixed so that pages know where to look; below the ephemeral range
 

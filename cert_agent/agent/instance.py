@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import platformdirs
 
-from cert_agent.errors import AgentAlreadyRunning
+from cert_agent.agent.errors import AgentAlreadyRunning
 
 LOCK_NAME = "agent.lock"
 

@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from cert_agent import jsontext
-from cert_agent.algorithms import SignatureAlgorithm
-from cert_agent.errors import BadJson, BadRequest
+from cert_agent.common import jsontext
+from cert_agent.common.algorithms import SignatureAlgorithm
+from cert_agent.common.errors import BadJson, BadRequest
 
 PROTOCOL_VERSION = 1
 MAX_ID_LENGTH = 64

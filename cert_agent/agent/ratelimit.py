@@ -19,7 +19,8 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from cert_agent.errors import PinIncorrect, RateLimited
+from cert_agent.agent.errors import RateLimited
+from cert_agent.drivers.errors import PinIncorrect
 
 
 class FailureWindow:

@@ -25,25 +25,20 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from cert_agent import __version__
 from cert_agent.agent import protocol
-from cert_agent.agent.authtoken import auth_token, choose_algorithm, signed_data
 from cert_agent.agent.config import AgentConfig
+from cert_agent.agent.errors import ListenFailed, OriginRefused, UnknownMethod, UnsupportedProtocol
 from cert_agent.agent.listener import ConnectionGuard
 from cert_agent.agent.origins import OriginPolicy
 from cert_agent.agent.ratelimit import FailureWindow, WindowsByKey, pin_attempt
 from cert_agent.agent.tokens import TokenService
-from cert_agent.errors import (
-    AgentError,
-    BadJson,
-    CertificateNotFound,
-    CertificateUnparsable,
-    ListenFailed,
-    OriginRefused,
-    UnknownMethod,
-    UnsupportedProtocol,
-)
-from cert_agent.logfilters import quiet_bad_requests
+from cert_agent.common.errors import BadJson, CertAgentError
+from cert_agent.common.logfilters import quiet_bad_requests
+from cert_agent.common.webeid import auth_token, choose_algorithm, signed_data
+from cert_agent.drivers.errors import CertificateNotFound, CertificateUnparsable
+from cert_agent.drivers.pin import INITIAL_PIN
 
 log = logging.getLogger("cert_agent.server")
+INITIAL_PIN_BYTES = INITIAL_PIN.encode("ascii")
 SERVICE_KEY = web.AppKey("service", TokenService)
 CONFIG_KEY = web.AppKey("config", AgentConfig)
 POLICY_KEY = web.AppKey("policy", OriginPolicy)
@@ -125,7 +120,9 @@ async def authenticate(conn: Connection, service: TokenService, params: dict[str
     async with service.pin_gate(token_id):
         with conn.pin_attempt(token_id):
             signature = await service.sign(token_id, cert_id, pin, data, algorithm.value)
-    return {"authToken": auth_token(cert["certificate"], algorithm, signature)}
+    # Whether the PIN was the media's well-known initial one: the page asks the user to change
+    # it, without knowing (or keeping) the value itself.
+    return {"authToken": auth_token(cert["certificate"], algorithm, signature), "initialPin": pin == INITIAL_PIN_BYTES}
 
 
 async def verify_pin(conn: Connection, service: TokenService, params: dict[str, Any]) -> dict[str, Any]:
@@ -225,12 +222,12 @@ async def _serve(conn: Connection, service: TokenService, text: str) -> None:
         await conn.send({"id": request.id, "result": result})
     except protocol.RequestError as exc:
         await conn.send({"id": exc.request_id, "error": exc.error.to_dict()})
-    except AgentError as exc:
+    except CertAgentError as exc:
         log.info("request %r from %s failed: %s", request_id, conn.origin, exc.code)
         await conn.send({"id": request_id, "error": exc.to_dict()})
     except Exception:  # a bug must cost one request, never the connection or the daemon
         log.exception("request %r from %s failed unexpectedly", request_id, conn.origin)
-        await conn.send({"id": request_id, "error": AgentError().to_dict()})
+        await conn.send({"id": request_id, "error": CertAgentError().to_dict()})
 
 
 async def _forward_events(conn: Connection, events: asyncio.Queue[dict[str, Any]]) -> None:

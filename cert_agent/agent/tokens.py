@@ -10,24 +10,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from cert_agent.agent.config import AgentConfig
+from cert_agent.agent.errors import TokenTimeout, WorkerFailed
 from cert_agent.agent.workerproc import WorkerProcess
-from cert_agent.errors import (
-    AgentError,
-    PinIncorrect,
-    PinLocked,
-    TokenNotFound,
-    TokenNotPresent,
-    TokenTimeout,
-    WorkerFailed,
-)
+from cert_agent.common.errors import CertAgentError
+from cert_agent.drivers.errors import PinIncorrect, PinLocked, TokenNotFound, TokenNotPresent
 
 log = logging.getLogger("cert_agent.tokens")
 DISCOVERY = "discovery"
 WRITES = frozenset({"change_pin"})  # operations that write to the medium
 REMOVAL_SCANS = 2  # consecutive scans that must miss a token before it counts as removed
+IN_USE_GRACE = 2.0  # seconds after a PIN operation during which a scan's miss does not count
 
 
 class TokenService:
@@ -43,7 +39,8 @@ class TokenService:
         self._stopping = False
         self._missed: dict[str, int] = {}
         self._wrong_pins: dict[str, int] = {}
-        self._pin_gates: dict[str, asyncio.Lock] = {}  # consecutive wrong PINs by token, across worker restarts
+        self._pin_gates: dict[str, asyncio.Lock] = {}
+        self._last_pin_use: dict[str, float] = {}  # consecutive wrong PINs by token, across worker restarts
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -124,12 +121,14 @@ class TokenService:
         try:
             result = await self._call(token_id, operation, *args)
         except PinIncorrect as exc:
+            self._last_pin_use[token_id] = time.monotonic()
             self._wrong_pins[token_id] = self._wrong_pins.get(token_id, 0) + 1
             self.request_scan()
             raise PinIncorrect(exc.detail, tries_left=self.tries_left(token_id, exc.tries_left)) from None
         except PinLocked:
             self.request_scan()
             raise
+        self._last_pin_use[token_id] = time.monotonic()
         self._wrong_pins.pop(token_id, None)
         return result
 
@@ -152,7 +151,7 @@ class TokenService:
             self._wake.clear()
             try:
                 await self.refresh()
-            except AgentError as exc:
+            except CertAgentError as exc:
                 log.warning("token scan failed: %s", exc.describe())
             except Exception:  # the poller must survive anything a module does
                 log.exception("token scan failed")
@@ -161,10 +160,14 @@ class TokenService:
         new = {t["tokenId"]: t for t in result["tokens"]}
         seen = set(new)
         old = self._tokens
-        # A token counts as removed only when two scans in a row miss it: a medium being written
-        # (SoftHSM2 rewrites its store after a wrong PIN) can be missed by one re-initialization,
-        # and a glitch must not kill the worker of a token that is still there.
+        # A token counts as removed only when two scans in a row miss it, and never while a PIN
+        # operation is under way on it: a medium being written (SoftHSM2 rewrites its store after
+        # a wrong PIN) can be missed by a re-initialization, and a glitch must not kill the worker
+        # of a token that is still there.
         for token_id in old.keys() - new.keys():
+            if self._in_use(token_id):
+                new[token_id] = old[token_id]  # its worker is talking to it: it is there
+                continue
             self._missed[token_id] = self._missed.get(token_id, 0) + 1
             if self._missed[token_id] < REMOVAL_SCANS:
                 new[token_id] = old[token_id]
@@ -182,6 +185,14 @@ class TokenService:
         for token_id in new.keys() & old.keys():
             if new[token_id]["pinState"] != old[token_id]["pinState"]:
                 self._emit({"event": "tokenChanged", "data": new[token_id]})
+
+    def _in_use(self, token_id: str) -> bool:
+        """A PIN operation is under way on the token, or ended less than IN_USE_GRACE ago (a
+        scan that began while the medium was being written may finish after the operation)."""
+        gate = self._pin_gates.get(token_id)
+        if gate is not None and gate.locked():
+            return True
+        return time.monotonic() - self._last_pin_use.get(token_id, -IN_USE_GRACE) < IN_USE_GRACE
 
     def _emit(self, event: dict[str, Any]) -> None:
         for queue in list(self._subscribers):

@@ -15,11 +15,12 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from cert_agent.algorithms import SignatureAlgorithm
+from cert_agent.common.algorithms import SignatureAlgorithm
+from cert_agent.common.errors import CertAgentError
+from cert_agent.drivers.errors import TokenNotPresent
 from cert_agent.drivers.models import Token
+from cert_agent.drivers.pin import Pin
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
-from cert_agent.errors import AgentError, TokenNotPresent
-from cert_agent.pin import Pin
 
 log = logging.getLogger("cert_agent.worker")
 _driver: Pkcs11Driver | None = None
@@ -105,9 +106,9 @@ def serve(conn: Connection, modules: list[str]) -> None:
             return  # the daemon went away
         try:
             reply: tuple[bool, Any] = (True, OPERATIONS[operation](*args))
-        except AgentError as exc:
+        except CertAgentError as exc:
             reply = (False, exc)
         except Exception as exc:  # a bug must cost one request, not the worker
             log.exception("%s failed", operation)
-            reply = (False, AgentError(type(exc).__name__))
+            reply = (False, CertAgentError(type(exc).__name__))
         conn.send(reply)

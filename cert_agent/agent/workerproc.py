@@ -14,7 +14,8 @@ import multiprocessing
 from multiprocessing.connection import Connection
 from typing import Any
 
-from cert_agent.errors import AgentError, WorkerFailed
+from cert_agent.agent.errors import WorkerFailed
+from cert_agent.common.errors import CertAgentError
 
 
 def _run(conn: Connection, modules: list[str]) -> None:
@@ -42,7 +43,7 @@ class WorkerProcess:
         return self.process.pid
 
     async def call(self, operation: str, *args: Any, timeout: float) -> Any:
-        """Run ``operation`` in the worker; raises what it raised (an AgentError), TimeoutError
+        """Run ``operation`` in the worker; raises what it raised (an CertAgentError), TimeoutError
         when it does not answer within ``timeout``, WorkerFailed when the process died."""
         async with self._lock:  # the worker serves one request at a time
             try:
@@ -63,7 +64,7 @@ class WorkerProcess:
                 raise WorkerFailed(self.name) from None
         if ok:
             return value
-        if isinstance(value, AgentError):
+        if isinstance(value, CertAgentError):
             raise value
         raise WorkerFailed(f"{self.name}: {value}")
 

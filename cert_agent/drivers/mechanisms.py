@@ -1,4 +1,4 @@
-"""PKCS#11 mechanisms for each signature algorithm (``cert_agent.algorithms``).
+"""PKCS#11 mechanisms for each signature algorithm (``cert_agent.common.algorithms``).
 
 For each algorithm there is a combined hash-and-sign mechanism (``CKM_SHA256_RSA_PKCS`` ...)
 that the token may offer, and a raw one (``CKM_RSA_PKCS``, ``CKM_RSA_PKCS_PSS``, ``CKM_ECDSA``)
@@ -16,7 +16,7 @@ from typing import Any
 import PyKCS11
 from asn1crypto.algos import DigestInfo
 
-from cert_agent.algorithms import Padding, SignatureAlgorithm
+from cert_agent.common.algorithms import Padding, SignatureAlgorithm
 
 
 @dataclass(frozen=True)

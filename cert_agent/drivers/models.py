@@ -9,8 +9,8 @@ from typing import Any
 
 import PyKCS11
 
-from cert_agent.certificate import CertificateInfo
-from cert_agent.errors import AgentError
+from cert_agent.common.errors import CertAgentError
+from cert_agent.drivers.certificate import CertificateInfo
 
 
 class Medium(StrEnum):
@@ -126,7 +126,7 @@ class TokenCertificate:
     der: bytes
     has_private_key: bool
     info: CertificateInfo | None
-    error: AgentError | None
+    error: CertAgentError | None
 
     @property
     def cert_id(self) -> str:
@@ -149,7 +149,7 @@ class ModuleProblem:
     """A module that did not load or could not be listed; the other modules go on."""
 
     module: str
-    error: AgentError
+    error: CertAgentError
 
     def to_dict(self) -> dict[str, Any]:
         return {"module": self.module, "error": self.error.to_dict()}

@@ -6,7 +6,7 @@ list tokens and their certificates, verify and change the user PIN, and sign. Ru
 - every call for one token holds that token's lock, so the driver is safe from several threads
   and the PKCS#11 login state (shared by all sessions of a token) never mixes two operations;
 - every operation opens its own session and, when it logged in, logs out before it returns;
-- every PKCS#11 failure becomes an :class:`~cert_agent.errors.AgentError` with a stable code;
+- every PKCS#11 failure becomes an :class:`~cert_agent.common.errors.CertAgentError` with a stable code;
 - a PIN is passed to C_Login / C_SetPIN and nowhere else: not to logs, not to error text.
 
 PyKCS11 holds the GIL during C calls, so a slow token blocks every Python thread of the
@@ -27,19 +27,10 @@ from typing import Any
 import PyKCS11
 from PyKCS11 import PyKCS11Error
 
-from cert_agent.algorithms import SignatureAlgorithm
-from cert_agent.certificate import parse_certificate
-from cert_agent.drivers.mechanisms import plan_signature
-from cert_agent.drivers.models import (
-    ModuleProblem,
-    PinState,
-    Token,
-    TokenCertificate,
-    medium_of,
-    pin_state_of,
-)
-from cert_agent.errors import (
-    AgentError,
+from cert_agent.common.algorithms import SignatureAlgorithm
+from cert_agent.common.errors import CertAgentError
+from cert_agent.drivers.certificate import parse_certificate
+from cert_agent.drivers.errors import (
     CertificateNotFound,
     CertificateUnparsable,
     DeviceError,
@@ -57,7 +48,16 @@ from cert_agent.errors import (
     TokenNotPresent,
     TokenWriteProtected,
 )
-from cert_agent.pin import Pin, check_new_pin
+from cert_agent.drivers.mechanisms import plan_signature
+from cert_agent.drivers.models import (
+    ModuleProblem,
+    PinState,
+    Token,
+    TokenCertificate,
+    medium_of,
+    pin_state_of,
+)
+from cert_agent.drivers.pin import Pin, check_new_pin
 
 log = logging.getLogger("cert_agent.pkcs11")
 
@@ -70,7 +70,7 @@ _GONE = {
     PyKCS11.CKR_SLOT_ID_INVALID,
     PyKCS11.CKR_TOKEN_NOT_RECOGNIZED,
 }
-_BY_CKR: dict[int, type[AgentError]] = {
+_BY_CKR: dict[int, type[CertAgentError]] = {
     PyKCS11.CKR_PIN_LOCKED: PinLocked,
     PyKCS11.CKR_PIN_LEN_RANGE: PinLenRange,
     PyKCS11.CKR_PIN_INVALID: PinLenRange,
@@ -92,7 +92,7 @@ def ckr_name(code: int) -> str:
     return str(PyKCS11.CKR.get(code, f"CKR_0x{code:08X}"))
 
 
-def translate(exc: PyKCS11Error) -> AgentError:
+def translate(exc: PyKCS11Error) -> CertAgentError:
     """The typed error for a PKCS#11 return code (PIN_INCORRECT is handled at login)."""
     code = int(exc.value)
     if code in _GONE:
@@ -168,7 +168,7 @@ class Pkcs11Driver:
         for module in self._libs:
             try:
                 found.extend(self._module_tokens(module))
-            except AgentError as exc:
+            except CertAgentError as exc:
                 log.warning("listing tokens of %s failed: %s", module, exc.describe())
         return found
 
@@ -199,7 +199,7 @@ class Pkcs11Driver:
         for token in self.tokens():
             try:
                 result.extend(self.certificates(token))
-            except AgentError as exc:
+            except CertAgentError as exc:
                 log.warning("listing certificates of %s failed: %s", token.serial, exc.describe())
         return result
 
@@ -307,7 +307,7 @@ class Pkcs11Driver:
         for slot in slots:
             try:
                 token = self._token_at(module, int(slot))
-            except AgentError as exc:  # removed between the two calls
+            except CertAgentError as exc:  # removed between the two calls
                 log.info("slot %s of %s: %s", slot, module, exc.describe())
                 continue
             if token.flags & PyKCS11.CKF_TOKEN_INITIALIZED:  # a blank slot is no medium
@@ -337,7 +337,7 @@ class Pkcs11Driver:
             current = self._token_at(token.module, token.slot_id)
             if current.serial == token.serial:
                 return current
-        except AgentError:
+        except CertAgentError:
             pass
         for candidate in self._module_tokens(token.module):
             if candidate.serial == token.serial:
@@ -347,7 +347,7 @@ class Pkcs11Driver:
     def _present(self, token: Token) -> bool:
         try:
             self._refresh(token)
-        except AgentError:
+        except CertAgentError:
             return False
         return True
 
@@ -408,11 +408,11 @@ class Pkcs11Driver:
             except PyKCS11Error as exc:
                 log.info("logout on token %s: %s", token.serial, ckr_name(int(exc.value)))
 
-    def _wrong_pin(self, token: Token) -> AgentError:
+    def _wrong_pin(self, token: Token) -> CertAgentError:
         self._failures[token.token_id] = self._failures.get(token.token_id, 0) + 1
         try:
             after = self._token_at(token.module, token.slot_id)
-        except AgentError:
+        except CertAgentError:
             after = token
         if pin_state_of(after.flags) is PinState.LOCKED:
             log.warning("wrong PIN on token %s; the PIN is now locked", token.serial)

@@ -14,27 +14,14 @@ from typing import Any
 
 from aiohttp import web
 
-from cert_agent import jsontext
-from cert_agent.errors import (
-    AccountLocked,
-    AgentError,
-    BadJson,
-    BadRequest,
+from cert_agent.common import jsontext
+from cert_agent.common.errors import BadJson, BadRequest, CertAgentError
+from cert_agent.verifier.errors import (
     BodyTooLarge,
-    ChallengeInvalid,
     CrossSiteRequest,
-    LoginExpired,
     MethodNotAllowed,
-    NoRelationship,
-    NotAnAgency,
     NotFound,
     NotLoggedIn,
-    SmsCodeIncorrect,
-    SmsRateLimited,
-    StoreUnavailable,
-    TaxpayerIdInvalid,
-    TaxpayerUnknown,
-    TokenInvalid,
     UnsupportedMediaType,
 )
 from cert_agent.verifier.login import LoginService
@@ -47,27 +34,6 @@ WEB = Path(__file__).resolve().parent.parent / "web"
 LOGIN_KEY = web.AppKey("login", LoginService)
 SECURE_KEY = web.AppKey("secure_cookies", bool)
 
-_STATUS: list[tuple[type[AgentError], int]] = [
-    (BadJson, 400),
-    (BadRequest, 400),
-    (TokenInvalid, 401),
-    (ChallengeInvalid, 401),
-    (NotLoggedIn, 401),
-    (LoginExpired, 401),
-    (SmsCodeIncorrect, 401),
-    (TaxpayerIdInvalid, 403),
-    (TaxpayerUnknown, 403),
-    (NotAnAgency, 403),
-    (NoRelationship, 403),
-    (AccountLocked, 423),
-    (NotFound, 404),
-    (MethodNotAllowed, 405),
-    (BodyTooLarge, 413),
-    (SmsRateLimited, 429),
-    (CrossSiteRequest, 403),
-    (UnsupportedMediaType, 415),
-    (StoreUnavailable, 503),
-]
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _ENTRY_ID = re.compile(r"^[0-9]{1,18}$")
@@ -88,15 +54,8 @@ CONTENT_SECURITY_POLICY = "; ".join(
 )
 
 
-def status_of(error: AgentError) -> int:
-    for cls, status in _STATUS:
-        if isinstance(error, cls):
-            return status
-    return 500
-
-
-def error_response(error: AgentError) -> web.Response:
-    return web.json_response({"error": error.to_dict()}, status=status_of(error))
+def error_response(error: CertAgentError) -> web.Response:
+    return web.json_response({"error": error.to_dict()}, status=error.http_status)
 
 
 @web.middleware
@@ -105,8 +64,8 @@ async def errors_as_json(
 ) -> web.StreamResponse:
     try:
         return await handler(request)
-    except AgentError as exc:
-        if status_of(exc) >= 500:
+    except CertAgentError as exc:
+        if exc.http_status >= 500:
             log.error("%s %s failed: %s", request.method, request.path, exc.describe())
         else:
             log.info("%s %s refused: %s", request.method, request.path, exc.code)
@@ -119,7 +78,7 @@ async def errors_as_json(
         raise
     except Exception:  # one request fails, the service lives on
         log.exception("%s %s failed unexpectedly", request.method, request.path)
-        return error_response(AgentError())
+        return error_response(CertAgentError())
 
 
 @web.middleware
@@ -161,7 +120,7 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
         headers["Strict-Transport-Security"] = "max-age=31536000"
 
 
-def _http_error(exc: web.HTTPException, request: web.Request) -> AgentError:
+def _http_error(exc: web.HTTPException, request: web.Request) -> CertAgentError:
     if exc.status == 404:
         return NotFound(request.path[:128])
     if exc.status == 405:
@@ -201,12 +160,12 @@ async def challenge(request: web.Request) -> web.Response:
 async def login_certificate(request: web.Request) -> web.Response:
     body = await json_body(request)
     kind = text_field(body, "kind")
-    if kind not in ("enterprise", "agent"):
-        raise BadRequest("kind", "enterprise or agent")
+    if kind not in ("enterprise", "agency"):
+        raise BadRequest("kind", "enterprise or agency")
     nonce = text_field(body, "nonce", 512)
-    token = body.get("token")
+    token = body.get("authToken")
     if not isinstance(token, dict):
-        raise BadRequest("token", "a JSON object is required")
+        raise BadRequest("authToken", "a JSON object is required")
     return web.json_response(await request.app[LOGIN_KEY].certificate(kind, token, nonce))
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cert_agent.errors import AgentError
+from cert_agent.common.errors import CertAgentError
 from cert_agent.verifier.importer import ImportError_, check_records, read_sources
 
 if TYPE_CHECKING:  # validation pulls in pyhanko and cryptography; only the commands that use it load it
@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_check_token(args: argparse.Namespace) -> int:
-    from cert_agent.verifier.validation import TokenValidator, ValidatorSettings
+    from cert_agent.verifier.validation import AuthTokenValidator, ValidatorSettings
 
     try:
         token = json.loads(args.token.read_text(encoding="utf-8"))
@@ -126,8 +126,8 @@ def cmd_check_token(args: argparse.Namespace) -> int:
         print(f"cert-verifier: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        result = asyncio.run(TokenValidator(settings).validate(token, args.nonce, at=at))
-    except AgentError as exc:
+        result = asyncio.run(AuthTokenValidator(settings).validate(token, args.nonce, at=at))
+    except CertAgentError as exc:
         print(f"无效 (invalid): {exc.message}")
         print(exc.code)
         return EXIT_INVALID
@@ -189,11 +189,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 async def _serve(config: VerifierConfig, settings: ValidatorSettings) -> None:
     from aiohttp import web
 
-    from cert_agent.logfilters import quiet_bad_requests
+    from cert_agent.common.logfilters import quiet_bad_requests
     from cert_agent.verifier.app import create_app
     from cert_agent.verifier.login import LoginService, OutboxSender
     from cert_agent.verifier.store import SqliteStore
-    from cert_agent.verifier.validation import TokenValidator
+    from cert_agent.verifier.validation import AuthTokenValidator
 
     quiet_bad_requests()
     store = SqliteStore(config.database)
@@ -201,7 +201,7 @@ async def _serve(config: VerifierConfig, settings: ValidatorSettings) -> None:
     def announce(record: dict[str, str]) -> None:
         print(f"短信 (SMS) -> {record['phone']}: 验证码 {record['code']}", flush=True)
 
-    login = LoginService(store, TokenValidator(settings), OutboxSender(config.outbox, announce))
+    login = LoginService(store, AuthTokenValidator(settings), OutboxSender(config.outbox, announce))
     runner = web.AppRunner(create_app(login, secure_cookies=config.secure_cookies), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, config.host, config.port).start()

@@ -18,8 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cert_agent.taxpayer_id import parse_taxpayer_id
-from cert_agent.verifier.store import ROLES, Agreement, Enterprise, Person
+from cert_agent.common.taxpayer_id import parse_taxpayer_id
+from cert_agent.verifier.store import AGREEMENT_STATUSES, ROLES, Agreement, Enterprise, Person
 
 KINDS = ("enterprises", "persons", "roles", "agreements")
 
@@ -109,8 +109,8 @@ def check_records(data: dict[str, list[dict[str, Any]]]) -> dict[str, list[Any]]
     agreements = []
     for i, r in enumerate(data["agreements"]):
         status = _text(r, "agreements", i, "status")
-        if status not in ("active", "suspended", "terminated"):
-            raise ImportError_(f"agreements[{i}].status: {status} is not active, suspended or terminated")
+        if status not in AGREEMENT_STATUSES:
+            raise ImportError_(f"agreements[{i}].status: {status} is not one of {', '.join(AGREEMENT_STATUSES)}")
         agreements.append(
             Agreement(
                 _taxpayer(r, "agreements", i, "agencyId"),

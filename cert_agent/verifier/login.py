@@ -1,4 +1,4 @@
-"""Certificate login (企业业务) and agent certificate login (代理业务).
+"""Certificate login (企业业务) and agency certificate login (代理业务).
 
 Steps, each an HTTP call of the verifier's API (``app.py``):
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from cert_agent.errors import (
+from cert_agent.verifier.errors import (
     AccountLocked,
     ChallengeInvalid,
     LoginExpired,
@@ -41,7 +41,7 @@ from cert_agent.errors import (
     TaxpayerUnknown,
 )
 from cert_agent.verifier.store import Session, SmsLimits, Store
-from cert_agent.verifier.validation import TokenValidator
+from cert_agent.verifier.validation import AuthTokenValidator
 
 CST = dt.timezone(dt.timedelta(hours=8), "CST")
 MAX_FAILURES = 5
@@ -97,7 +97,7 @@ def next_cst_midnight(moment: dt.datetime) -> dt.datetime:
 @dataclass
 class LoginService:
     store: Store
-    validator: TokenValidator
+    validator: AuthTokenValidator
     sms: SmsSender
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     sms_limits: SmsLimits = field(default_factory=SmsLimits)
@@ -123,7 +123,7 @@ class LoginService:
         enterprise = self.store.enterprise(tid.value)
         if enterprise is None:
             raise TaxpayerUnknown(tid.value)
-        if kind == "agent" and not enterprise.is_agency:
+        if kind == "agency" and not enterprise.is_agency:
             raise NotAnAgency(tid.value)
         people = self.store.people_of(enterprise.taxpayer_id)
         if not people:
@@ -255,7 +255,7 @@ class LoginService:
         )
         self.store.create_session(session, now)
         self.store.drop_attempt(attempt_id)
-        event = "login_agent" if agency_id else "login_enterprise"
+        event = "login_agency" if agency_id else "login_enterprise"
         self.store.audit(now, person_id, taxpayer_id, event, agency_id or "")
         return {"sessionId": session.session_id, **self.describe(session)}
 

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from cert_agent.errors import StoreUnavailable
+from cert_agent.verifier.errors import StoreUnavailable
 
 ROLES = ("法定代表人", "财务负责人", "办税员", "开票员")
+AGREEMENT_STATUSES = ("active", "suspended", "terminated")  # the schema's CHECK (migration 1) lists the same
 
 MIGRATIONS: list[str] = [
     # 1: the domain, challenges, counters, sessions, audit
@@ -147,7 +148,7 @@ class Agreement:
     status: str
 
     def active_on(self, day: dt.date) -> bool:
-        return self.status == "active" and self.valid_from <= day <= self.valid_to
+        return self.status == AGREEMENT_STATUSES[0] and self.valid_from <= day <= self.valid_to
 
 
 @dataclass(frozen=True)

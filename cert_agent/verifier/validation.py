@@ -1,6 +1,6 @@
 """Validation of a Web eID authentication token, as a short ordered list of small checks.
 
-Each check either passes or raises one error with its own stable code (``cert_agent.errors``,
+Each check either passes or raises one error with its own stable code (``cert_agent.verifier.errors``,
 section "the verifier"). The order is the Web eID libraries' order, so that a token with
 several defects is refused for the same reason they would give:
 
@@ -48,8 +48,12 @@ from pyhanko_certvalidator.errors import (
     ValidationError,
 )
 
-from cert_agent.algorithms import SignatureAlgorithm
-from cert_agent.errors import (
+from cert_agent.common.algorithms import SignatureAlgorithm
+from cert_agent.common.taxpayer_id import TaxpayerId, parse_taxpayer_id
+from cert_agent.verifier.errors import (
+    AuthTokenBadFormat,
+    AuthTokenInvalid,
+    AuthTokenMalformed,
     CertBadEku,
     CertBadKeyUsage,
     CertDisallowedPolicy,
@@ -59,14 +63,8 @@ from cert_agent.errors import (
     CertUntrusted,
     RevocationUnavailable,
     SignatureInvalid,
-    TokenBadFormat,
-    TokenInvalid,
-    TokenMalformed,
 )
-from cert_agent.errors import (
-    UnsupportedAlgorithm as UnsupportedAlgorithmError,
-)
-from cert_agent.taxpayer_id import TaxpayerId, parse_taxpayer_id
+from cert_agent.verifier.errors import UnsupportedAlgorithm as UnsupportedAlgorithmError
 
 MAX_TOKEN_BYTES = 16 * 1024
 FACTS_CACHE_SIZE = 4096  # parsed certificates kept, oldest dropped first
@@ -123,7 +121,7 @@ class ValidatorSettings:
 
 
 @dataclass(frozen=True)
-class ValidatedToken:
+class ValidatedAuthToken:
     certificate_der: bytes
     subject: str
     subject_cn: str | None
@@ -193,13 +191,13 @@ class _Work:
         return self.facts
 
 
-class TokenValidator:
+class AuthTokenValidator:
     def __init__(self, settings: ValidatorSettings, clock: Callable[[], dt.datetime] | None = None) -> None:
         self.settings = settings
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._anchors = [asn1_x509.Certificate.load(der) for der in settings.trust_anchors]
         self._intermediates = [asn1_x509.Certificate.load(der) for der in settings.intermediates]
-        self._path_cache: dict[bytes, tuple[float, TokenInvalid | None]] = {}
+        self._path_cache: dict[bytes, tuple[float, AuthTokenInvalid | None]] = {}
         self._facts: dict[bytes, CertificateFacts] = {}
         self.checks: list[Callable[[_Work], Any]] = [
             self.check_structure,
@@ -213,7 +211,7 @@ class TokenValidator:
             self.check_signature,
         ]
 
-    async def validate(self, token: Any, nonce: str, at: dt.datetime | None = None) -> ValidatedToken:
+    async def validate(self, token: Any, nonce: str, at: dt.datetime | None = None) -> ValidatedAuthToken:
         """Run the checks in order; the first failure is raised, else the login identity."""
         work = _Work(token=token, nonce=nonce, at=at or self._clock(), pinned_time=at is not None)
         for check in self.checks:
@@ -221,7 +219,7 @@ class TokenValidator:
             if hasattr(result, "__await__"):
                 await result
         facts = work.certificate
-        return ValidatedToken(
+        return ValidatedAuthToken(
             certificate_der=work.der,
             subject=facts.subject,
             subject_cn=facts.subject_cn,
@@ -234,32 +232,32 @@ class TokenValidator:
     def check_structure(self, work: _Work) -> None:
         token = work.token
         if not isinstance(token, dict):
-            raise TokenMalformed("the token is not a JSON object")
+            raise AuthTokenMalformed("the token is not a JSON object")
         size = sum(len(str(k)) + len(v) if isinstance(v, str) else len(json.dumps(v)) for k, v in token.items())
         if size > MAX_TOKEN_BYTES:
-            raise TokenMalformed(f"the token is larger than {MAX_TOKEN_BYTES} bytes")
+            raise AuthTokenMalformed(f"the token is larger than {MAX_TOKEN_BYTES} bytes")
         for name in REQUIRED_FIELDS:
             value = token.get(name)
             if not isinstance(value, str) or not value:
-                raise TokenMalformed(f"{name}: a non-empty string is required")
+                raise AuthTokenMalformed(f"{name}: a non-empty string is required")
 
     def check_format(self, work: _Work) -> None:
         value = work.token["format"]
         if value != "web-eid:1" and not value.startswith("web-eid:1."):
-            raise TokenBadFormat(value[:40])
+            raise AuthTokenBadFormat(value[:40])
 
     def check_certificate(self, work: _Work) -> None:
         try:
             work.der = base64.b64decode(work.token["unverifiedCertificate"], validate=True)
         except ValueError:  # binascii.Error, or a string that is not ASCII
-            raise TokenMalformed("unverifiedCertificate: not base64") from None
+            raise AuthTokenMalformed("unverifiedCertificate: not base64") from None
         key = hashlib.sha256(work.der).digest()
         facts = self._facts.get(key)
         if facts is None:
             try:
                 facts = CertificateFacts.parse(work.der)
             except (ValueError, TypeError, KeyError, UnsupportedAlgorithm) as exc:
-                raise TokenMalformed(f"unverifiedCertificate: {type(exc).__name__}") from None
+                raise AuthTokenMalformed(f"unverifiedCertificate: {type(exc).__name__}") from None
             if len(self._facts) >= FACTS_CACHE_SIZE:
                 self._facts.pop(next(iter(self._facts)))
             self._facts[key] = facts
@@ -295,10 +293,10 @@ class TokenValidator:
             if cached[1] is not None:
                 raise cached[1]
             return
-        error: TokenInvalid | None = None
+        error: AuthTokenInvalid | None = None
         try:
             await self._validate_path(work)
-        except TokenInvalid as exc:
+        except AuthTokenInvalid as exc:
             error = exc
         self._path_cache[key] = (time.monotonic() + self.settings.path_cache_seconds, error)
         if error is not None:
@@ -316,7 +314,7 @@ class TokenValidator:
         try:
             signature = base64.b64decode(work.token["signature"], validate=True)
         except ValueError:  # binascii.Error, or a string that is not ASCII
-            raise TokenMalformed("signature: not base64") from None
+            raise AuthTokenMalformed("signature: not base64") from None
         hash_factory = _HASHES[algorithm.hash_name]
         name = algorithm.hash_name
         data = (

@@ -12,7 +12,7 @@ from collections import Counter
 
 from hypothesis import HealthCheck, settings
 
-from cert_agent.errors import AgentError
+from cert_agent.common.errors import CertAgentError
 
 settings.register_profile(
     "ci",
@@ -34,7 +34,7 @@ CASES: Counter[str] = Counter()  # fuzz cases run, by target
 
 def documented_codes() -> frozenset[str]:
     """Every stable error code (the docs test checks that each is in docs/errors.md)."""
-    found: list[type[AgentError]] = [AgentError]
+    found: list[type[CertAgentError]] = [CertAgentError]
     for cls in found:
         found.extend(cls.__subclasses__())
     return frozenset(cls.code for cls in found)

@@ -13,8 +13,8 @@ from aiohttp import web
 from playwright.async_api import Page
 
 from cert_agent.verifier.app import create_app
+from demo.services import OUTBOX, seeded_login_service
 from softhsm_fixtures import Fixtures
-from softhsm_fixtures.seed import OUTBOX, seeded_login_service
 from tests.harness.agent import RunningAgent, free_port, running_agent
 from tests.harness.browser import ARTIFACTS, chromium
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import sys
 
-from cert_agent.algorithms import SignatureAlgorithm
+from cert_agent.common.algorithms import SignatureAlgorithm
+from cert_agent.common.errors import CertAgentError
+from cert_agent.drivers.pin import Pin
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
-from cert_agent.errors import AgentError
-from cert_agent.pin import Pin
 
 
 def main(module: str, label: str, cert_id: str, pin: str) -> None:
@@ -24,7 +24,7 @@ def main(module: str, label: str, cert_id: str, pin: str) -> None:
         try:
             driver.sign(token, bytes.fromhex(cert_id), Pin(pin), b"data", SignatureAlgorithm.ES256)
             print(json.dumps({"ok": True}), flush=True)
-        except AgentError as exc:
+        except CertAgentError as exc:
             failures += 1
             print(json.dumps({"code": exc.code}), flush=True)
             if failures >= 5:

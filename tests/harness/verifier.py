@@ -18,19 +18,19 @@ from aiohttp import web
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
 from cert_agent.verifier.app import create_app
 from cert_agent.verifier.store import Store
+from demo.services import OUTBOX, seeded_login_service
 from softhsm_fixtures import Fixtures
-from softhsm_fixtures.seed import OUTBOX, seeded_login_service
 from tests.harness.agent import free_port
 
 
-def make_token(fixtures: Fixtures, cert_name: str, origin: str, nonce: str) -> dict[str, Any]:
+def make_auth_token(fixtures: Fixtures, cert_name: str, origin: str, nonce: str) -> dict[str, Any]:
     """A Web eID token signed on the SoftHSM2 token for ``origin`` and ``nonce``, as the agent
     makes it (same functions), without a daemon in between."""
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from cert_agent.agent.authtoken import auth_token, choose_algorithm, signed_data
-    from cert_agent.pin import Pin
+    from cert_agent.common.webeid import auth_token, choose_algorithm, signed_data
+    from cert_agent.drivers.pin import Pin
 
     fixture_token = fixtures.token_of(cert_name)
     certificate = fixtures.certificate(cert_name)
@@ -87,8 +87,10 @@ class Verifier:
 
     async def certificate_step(self, cert_name: str, kind: str = "enterprise") -> tuple[int, dict[str, Any]]:
         _, challenge = await self.post("/api/challenge")
-        token = make_token(self.fixtures, cert_name, ORIGIN, challenge["nonce"])
-        return await self.post("/api/login/certificate", {"kind": kind, "token": token, "nonce": challenge["nonce"]})
+        token = make_auth_token(self.fixtures, cert_name, ORIGIN, challenge["nonce"])
+        return await self.post(
+            "/api/login/certificate", {"kind": kind, "authToken": token, "nonce": challenge["nonce"]}
+        )
 
 
 @asynccontextmanager

@@ -60,11 +60,11 @@ async function login() {
   try {
     const { nonce } = await api("/api/challenge", {});
     const { tokenId, certId } = JSON.parse(selected);
-    const { authToken } = await agent.authenticate({ tokenId, certId, pin, challengeNonce: nonce });
-    const mustChange = pin === "88888888" || $("certificate").selectedOptions[0]?.dataset.pinState === "to_be_changed";
+    const { authToken, initialPin } = await agent.authenticate({ tokenId, certId, pin, challengeNonce: nonce });
+    const mustChange = initialPin || $("certificate").selectedOptions[0]?.dataset.pinState === "to_be_changed";
     $("initial-pin").classList.toggle("hidden", !mustChange);
     if (mustChange) sessionStorage.setItem("initialPin", "1");
-    const step = await api("/api/login/certificate", { kind, token: authToken, nonce });
+    const step = await api("/api/login/certificate", { kind, authToken, nonce });
     attemptId = step.attemptId;
     $("enterprise-name").textContent = step.enterprise.name;
     $("persons").replaceChildren(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from types import TracebackType
 
-from cert_agent.errors import PinPolicyViolation, PinRequired
+from cert_agent.drivers.errors import PinPolicyViolation, PinRequired
 
 INITIAL_PIN = "88888888"  # the well-known initial certificate PIN of many media ("8个8")
 MIN_LENGTH = 6

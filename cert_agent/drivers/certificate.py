@@ -10,8 +10,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cert_agent.errors import CertificateUnparsable
-from cert_agent.taxpayer_id import TaxpayerId, parse_taxpayer_id
+from cert_agent.common.taxpayer_id import TaxpayerId, parse_taxpayer_id
+from cert_agent.drivers.errors import CertificateUnparsable
 
 _KEY_USAGE_NAMES = (
     "digital_signature",

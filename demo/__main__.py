@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from cert_agent.agent.config import DEFAULT_PORT, AgentConfig
-from cert_agent.errors import AgentError
+from cert_agent.common.errors import CertAgentError
 from softhsm_fixtures.catalog import DEMO_TOKENS
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cert_agent.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
     parser.add_argument("--dir", type=Path, default=Path(".demo"), help="where the demo keeps its files")
     parser.add_argument("--port", type=int, default=8090, help="the verifier's port")
     parser.add_argument("--agent-port", type=int, default=DEFAULT_PORT, help="the agent's port")
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["SOFTHSM2_CONF"] = str(fixtures.env.conf)  # the agent's workers inherit it
     try:
         asyncio.run(run_demo(fixtures, args.dir, args.port, args.agent_port))
-    except (OSError, AgentError) as exc:
+    except (OSError, CertAgentError) as exc:
         print(f"演示无法启动 (demo could not start): {exc}", file=sys.stderr)
         return 1
     return 0
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 async def run_demo(fixtures: Fixtures, directory: Path, port: int, agent_port: int) -> None:
     from cert_agent.agent.server import start as start_agent
     from cert_agent.verifier.app import create_app
-    from softhsm_fixtures.seed import seeded_login_service
+    from demo.services import seeded_login_service
 
     origin = f"http://127.0.0.1:{port}"
 

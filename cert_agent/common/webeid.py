@@ -13,8 +13,8 @@ import hashlib
 from typing import Any
 
 from cert_agent import __version__
-from cert_agent.algorithms import SignatureAlgorithm, default_algorithm
-from cert_agent.errors import BadRequest
+from cert_agent.common.algorithms import SignatureAlgorithm, default_algorithm
+from cert_agent.common.errors import BadRequest
 
 TOKEN_FORMAT = "web-eid:1.0"
 APP_VERSION = f"https://cert-agent.invalid/releases/{__version__}"

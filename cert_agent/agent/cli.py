@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from cert_agent import __version__
 from cert_agent.agent.config import DEFAULT_PORT, default_config_path, load_config
-from cert_agent.errors import AgentError
-from cert_agent.modules import default_modules
-from cert_agent.pin import Pin
+from cert_agent.common.errors import CertAgentError
+from cert_agent.drivers.modules import default_modules
+from cert_agent.drivers.pin import Pin
 
 if TYPE_CHECKING:  # the driver (PyKCS11, cryptography) loads only for the commands that use it
     from cert_agent.drivers.pkcs11 import Pkcs11Driver
@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return handlers[args.command](args, sys.stdout)
-    except AgentError as exc:
+    except CertAgentError as exc:
         print(f"错误：{exc.message}", file=sys.stderr)
         print(exc.code, file=sys.stderr)
         return EXIT_ERROR
@@ -229,8 +229,8 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_USAGE
     if not args.verbose:
         logging.getLogger("cert_agent").setLevel(logging.INFO)
+    from cert_agent.agent.errors import AgentAlreadyRunning
     from cert_agent.agent.instance import InstanceLock
-    from cert_agent.errors import AgentAlreadyRunning
 
     try:
         with InstanceLock("serve", config.port):

@@ -1,0 +1,46 @@
+"""Errors of the agent daemon: its protocol, its limits, its processes and its one instance."""
+
+from __future__ import annotations
+
+from cert_agent.common.errors import CertAgentError
+
+
+class TokenTimeout(CertAgentError):
+    code = "TOKEN_TIMEOUT"
+
+
+class WorkerFailed(CertAgentError):
+    code = "WORKER_FAILED"
+
+
+class UnknownMethod(CertAgentError):
+    code = "UNKNOWN_METHOD"
+
+
+class UnsupportedProtocol(CertAgentError):
+    code = "UNSUPPORTED_PROTOCOL"
+
+
+class RateLimited(CertAgentError):
+    """Too many wrong PINs from this page or connection; ``retryAfter`` is in seconds."""
+
+    code = "RATE_LIMITED"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retryAfter=retry_after)
+
+
+class AgentAlreadyRunning(CertAgentError):
+    """Another cert-agent process of this user holds the per-user lock (``pid``, ``port``)."""
+
+    code = "AGENT_ALREADY_RUNNING"
+
+
+class ListenFailed(CertAgentError):
+    code = "LISTEN_FAILED"
+
+
+class OriginRefused(CertAgentError):
+    """The WebSocket handshake was refused (HTTP 403): origin or Host not allowed."""
+
+    code = "ORIGIN_REFUSED"

@@ -1,0 +1,240 @@
+"""The texts of every error, keyed by its stable code: Simplified Chinese for the taxpayer
+(``message``) and English for logs and support (``messageEn``). One catalog for the whole
+product, so a text is changed in one place and no code is without its words."""
+
+from __future__ import annotations
+
+MESSAGES: dict[str, tuple[str, str]] = {
+    "INTERNAL_ERROR": (
+        "证书助手内部错误",
+        "internal error",
+    ),
+    "MODULE_LOAD_FAILED": (
+        "无法加载证书介质驱动（PKCS#11 模块），请确认驱动已安装",
+        "the PKCS#11 module could not be loaded",
+    ),
+    "TOKEN_NOT_FOUND": (
+        "未找到指定的证书介质，请插入税务UKey、金税盘或税控盘",
+        "no token matches the request",
+    ),
+    "TOKEN_AMBIGUOUS": (
+        "找到多个同名的证书介质，请只插入一个",
+        "more than one token matches the request",
+    ),
+    "TOKEN_NOT_PRESENT": (
+        "证书介质未插入",
+        "the token is not present",
+    ),
+    "DEVICE_REMOVED": (
+        "证书介质在操作过程中被拔出，请重新插入后重试",
+        "the token was removed during the operation",
+    ),
+    "DEVICE_ERROR": (
+        "证书介质出现故障，请重新插入后重试",
+        "the token reported a device error",
+    ),
+    "TOKEN_WRITE_PROTECTED": (
+        "证书介质处于写保护状态，无法修改证书密码",
+        "the token is write-protected",
+    ),
+    "CERTIFICATE_NOT_FOUND": (
+        "证书介质中未找到该证书",
+        "the certificate is not on the token",
+    ),
+    "CERTIFICATE_UNPARSABLE": (
+        "证书格式无法识别",
+        "the certificate could not be parsed",
+    ),
+    "PRIVATE_KEY_NOT_FOUND": (
+        "该证书没有对应的私钥，无法用于登录",
+        "the certificate has no private key on the token",
+    ),
+    "MECHANISM_NOT_SUPPORTED": (
+        "证书介质不支持所需的签名算法",
+        "the token supports no mechanism for this signature algorithm",
+    ),
+    "PKCS11_ERROR": (
+        "证书介质操作失败",
+        "the PKCS#11 call failed",
+    ),
+    "PIN_INCORRECT": (
+        "证书密码错误",
+        "the PIN is incorrect",
+    ),
+    "PIN_LOCKED": (
+        "证书密码输错次数过多，证书已锁定，请联系主管税务机关或介质服务单位解锁",
+        "the PIN is locked",
+    ),
+    "PIN_LEN_RANGE": (
+        "证书密码长度不符合证书介质的要求",
+        "the token refused the PIN length",
+    ),
+    "PIN_EXPIRED": (
+        "证书密码已过期，请先修改证书密码",
+        "the PIN has expired and must be changed",
+    ),
+    "PIN_POLICY": (
+        "新证书密码不符合要求",
+        "the new PIN does not meet the policy",
+    ),
+    "PIN_REQUIRED": (
+        "请输入证书密码",
+        "a PIN is required",
+    ),
+    "TOKEN_TIMEOUT": (
+        "证书介质长时间无响应，请拔出后重新插入",
+        "the token did not answer in time",
+    ),
+    "WORKER_FAILED": (
+        "证书介质驱动异常退出，请重试",
+        "the process serving the token stopped unexpectedly",
+    ),
+    "BAD_JSON": (
+        "请求格式错误",
+        "the message is not a JSON object",
+    ),
+    "BAD_REQUEST": (
+        "请求参数错误",
+        "a request field is missing or invalid",
+    ),
+    "UNKNOWN_METHOD": (
+        "证书助手不支持该操作，请升级证书助手",
+        "the agent does not know this method",
+    ),
+    "UNSUPPORTED_PROTOCOL": (
+        "证书助手版本与页面不兼容，请升级证书助手",
+        "the page and the agent share no protocol version",
+    ),
+    "RATE_LIMITED": (
+        "证书密码错误次数过多，请稍后再试",
+        "too many wrong PINs; try again later",
+    ),
+    "AGENT_ALREADY_RUNNING": (
+        "证书助手已在运行（每个用户只能运行一个）；修改证书密码请在电子税务局【账户中心】—【税务数字证书】中进行，或先停止证书助手",
+        "cert-agent is already running for this user",
+    ),
+    "LISTEN_FAILED": (
+        "证书助手无法监听本机端口，该端口可能已被其他程序占用",
+        "the agent cannot listen on its loopback port",
+    ),
+    "ORIGIN_REFUSED": (
+        "该网站未被允许使用证书助手",
+        "this site may not use the agent",
+    ),
+    "TOKEN_INVALID": (
+        "登录凭证无效，请重新登录",
+        "the authentication token is invalid",
+    ),
+    "TOKEN_MALFORMED": (
+        "登录凭证无效，请重新登录",
+        "a token field is missing, empty, of the wrong type or undecodable",
+    ),
+    "TOKEN_BAD_FORMAT": (
+        "登录凭证无效，请重新登录",
+        "the token format is not web-eid:1",
+    ),
+    "CERT_BAD_KEY_USAGE": (
+        "该证书不能用于登录（缺少数字签名用途）",
+        "the certificate has no digitalSignature key usage",
+    ),
+    "CERT_BAD_EKU": (
+        "该证书不能用于登录（扩展密钥用途不含客户端认证）",
+        "the certificate's extended key usage lacks clientAuth",
+    ),
+    "CERT_DISALLOWED_POLICY": (
+        "该证书的证书策略不允许用于登录",
+        "the certificate carries a disallowed policy",
+    ),
+    "CERT_EXPIRED": (
+        "证书已过期，请到主管税务机关或介质服务单位更新证书",
+        "the certificate (or its issuer) has expired",
+    ),
+    "CERT_NOT_YET_VALID": (
+        "证书尚未生效",
+        "the certificate (or its issuer) is not yet valid",
+    ),
+    "CERT_UNTRUSTED": (
+        "该证书不是税务机关认可的证书",
+        "the certificate does not chain to a trusted authority",
+    ),
+    "CERT_REVOKED": (
+        "证书已被吊销，请联系主管税务机关",
+        "the certificate has been revoked",
+    ),
+    "REVOCATION_UNAVAILABLE": (
+        "暂时无法核验证书状态，请稍后再试",
+        "the revocation status could not be established",
+    ),
+    "UNSUPPORTED_ALGORITHM": (
+        "登录凭证无效，请重新登录",
+        "the signature algorithm is not allowed",
+    ),
+    "SIGNATURE_INVALID": (
+        "登录凭证无效，请重新登录",
+        "the signature does not verify for this origin and challenge",
+    ),
+    "CHALLENGE_INVALID": (
+        "登录挑战已失效（已使用、已过期或不存在），请重新登录",
+        "the challenge nonce is unknown, used or expired",
+    ),
+    "TAXPAYER_ID_INVALID": (
+        "证书中的纳税人识别号无效",
+        "the certificate carries no valid taxpayer ID",
+    ),
+    "TAXPAYER_UNKNOWN": (
+        "未查询到该证书对应的纳税人信息",
+        "no taxpayer is registered for this certificate",
+    ),
+    "NOT_AN_AGENCY": (
+        "该证书不属于代理机构，请在“企业业务”中登录",
+        "the certificate does not belong to an agency",
+    ),
+    "NO_RELATIONSHIP": (
+        "未查询到您与该企业的关联关系信息",
+        "no relationship with this enterprise is on record",
+    ),
+    "LOGIN_EXPIRED": (
+        "登录已超时，请重新登录",
+        "the login attempt is unknown or has expired",
+    ),
+    "SMS_CODE_INCORRECT": (
+        "短信验证码错误",
+        "the SMS code is wrong or has expired",
+    ),
+    "ACCOUNT_LOCKED": (
+        "今日连续验证失败已达 5 次，账号已锁定",
+        "the account is locked until midnight China Standard Time",
+    ),
+    "NOT_LOGGED_IN": (
+        "请先登录",
+        "no valid session",
+    ),
+    "BODY_TOO_LARGE": (
+        "请求内容过大",
+        "the request body is too large",
+    ),
+    "SMS_RATE_LIMITED": (
+        "验证码发送过于频繁，请稍后再试",
+        "too many SMS codes were sent; try again later",
+    ),
+    "CROSS_SITE_REQUEST": (
+        "请求来源不是本网站，已拒绝",
+        "the request does not come from this site's own pages",
+    ),
+    "UNSUPPORTED_MEDIA_TYPE": (
+        "请求格式错误",
+        "the request body must be application/json",
+    ),
+    "STORE_UNAVAILABLE": (
+        "系统繁忙，请稍后再试",
+        "the database is busy or unavailable; nothing was changed",
+    ),
+    "METHOD_NOT_ALLOWED": (
+        "请求方式错误",
+        "this endpoint does not take that HTTP method",
+    ),
+    "NOT_FOUND": (
+        "请求的内容不存在",
+        "no such resource",
+    ),
+}

@@ -1,0 +1,181 @@
+"""Errors of the verifier: token validation, the login flows and the HTTP API. Each carries
+the HTTP status it is answered with (``http_status``)."""
+
+from __future__ import annotations
+
+from cert_agent.common.errors import CertAgentError
+
+
+class AuthTokenInvalid(CertAgentError):
+    """A login token the verifier refuses. ``reason`` is the Web eID test-vector reason."""
+
+    code = "TOKEN_INVALID"
+    http_status = 401
+    reason = "invalid"
+
+
+class AuthTokenMalformed(AuthTokenInvalid):
+    code = "TOKEN_MALFORMED"
+    reason = "malformed"
+
+
+class AuthTokenBadFormat(AuthTokenInvalid):
+    code = "TOKEN_BAD_FORMAT"
+    reason = "bad-format"
+
+
+class CertBadKeyUsage(AuthTokenInvalid):
+    code = "CERT_BAD_KEY_USAGE"
+    reason = "bad-key-usage"
+
+
+class CertBadEku(AuthTokenInvalid):
+    code = "CERT_BAD_EKU"
+    reason = "bad-eku"
+
+
+class CertDisallowedPolicy(AuthTokenInvalid):
+    code = "CERT_DISALLOWED_POLICY"
+    reason = "disallowed-policy"
+
+
+class CertExpired(AuthTokenInvalid):
+    code = "CERT_EXPIRED"
+    reason = "cert-expired"
+
+
+class CertNotYetValid(AuthTokenInvalid):
+    code = "CERT_NOT_YET_VALID"
+    reason = "cert-not-yet-valid"
+
+
+class CertUntrusted(AuthTokenInvalid):
+    code = "CERT_UNTRUSTED"
+    reason = "untrusted-issuer"
+
+
+class CertRevoked(AuthTokenInvalid):
+    code = "CERT_REVOKED"
+    reason = "revoked"
+
+
+class RevocationUnavailable(AuthTokenInvalid):
+    code = "REVOCATION_UNAVAILABLE"
+    reason = "revocation-unavailable"
+
+
+class UnsupportedAlgorithm(AuthTokenInvalid):
+    code = "UNSUPPORTED_ALGORITHM"
+    reason = "unsupported-algorithm"
+
+
+class SignatureInvalid(AuthTokenInvalid):
+    code = "SIGNATURE_INVALID"
+    reason = "signature-invalid"
+
+
+class ChallengeInvalid(CertAgentError):
+    code = "CHALLENGE_INVALID"
+    http_status = 401
+
+
+class TaxpayerIdInvalid(CertAgentError):
+    code = "TAXPAYER_ID_INVALID"
+    http_status = 403
+
+
+class TaxpayerUnknown(CertAgentError):
+    code = "TAXPAYER_UNKNOWN"
+    http_status = 403
+
+
+class NotAnAgency(CertAgentError):
+    code = "NOT_AN_AGENCY"
+    http_status = 403
+
+
+class NoRelationship(CertAgentError):
+    code = "NO_RELATIONSHIP"
+    http_status = 403
+
+
+class LoginExpired(CertAgentError):
+    code = "LOGIN_EXPIRED"
+    http_status = 401
+
+
+class SmsCodeIncorrect(CertAgentError):
+    code = "SMS_CODE_INCORRECT"
+    http_status = 401
+
+    def __init__(self, detail: str = "", *, tries_left: int) -> None:
+        self.tries_left = tries_left
+        super().__init__(detail, triesLeft=tries_left)
+
+    @property
+    def message(self) -> str:
+        return f"{self.zh}，今日还可尝试 {self.tries_left} 次"
+
+
+class AccountLocked(CertAgentError):
+    """Five consecutive failures in one China Standard Time day; ``until`` is the next 00:00 CST."""
+
+    code = "ACCOUNT_LOCKED"
+    http_status = 423
+
+    def __init__(self, until: str, until_text: str) -> None:
+        self.until_text = until_text
+        super().__init__(until, until=until, untilText=until_text)
+
+    @property
+    def message(self) -> str:
+        return f"{self.zh}，将于 {self.until_text}（北京时间）自动解锁"
+
+
+class NotLoggedIn(CertAgentError):
+    code = "NOT_LOGGED_IN"
+    http_status = 401
+
+
+class BodyTooLarge(CertAgentError):
+    code = "BODY_TOO_LARGE"
+    http_status = 413
+
+
+class SmsRateLimited(CertAgentError):
+    """Too many SMS codes for this login, person or phone; ``retryAfter`` is in seconds."""
+
+    code = "SMS_RATE_LIMITED"
+    http_status = 429
+
+    def __init__(self, retry_after: int, detail: str = "") -> None:
+        super().__init__(detail, retryAfter=retry_after)
+
+    @property
+    def message(self) -> str:
+        return f"验证码发送过于频繁，请 {self.fields['retryAfter']} 秒后再试"
+
+
+class CrossSiteRequest(CertAgentError):
+    code = "CROSS_SITE_REQUEST"
+    http_status = 403
+
+
+class UnsupportedMediaType(CertAgentError):
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    http_status = 415
+
+
+class StoreUnavailable(CertAgentError):
+    code = "STORE_UNAVAILABLE"
+    http_status = 503
+
+
+class MethodNotAllowed(CertAgentError):
+    code = "METHOD_NOT_ALLOWED"
+    http_status = 405
+
+
+class NotFound(CertAgentError):
+    code = "NOT_FOUND"
+    http_status = 404

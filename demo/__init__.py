@@ -1,0 +1,1 @@
+"""The embedded demo: a test PKI on SoftHSM2, the agent and the verifier wired together (not installed)."""

@@ -1,0 +1,42 @@
+"""The verifier the demo, the tests and the benchmarks run: seeded with the fixture taxpayers,
+validating tokens against the fixture PKI. Wiring, not product: nothing installed imports it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+from cert_agent.verifier.importer import check_records
+from cert_agent.verifier.login import CST, LoginService, OutboxSender
+from cert_agent.verifier.store import SmsLimits, SqliteStore
+from cert_agent.verifier.validation import AuthTokenValidator, ValidatorSettings
+from softhsm_fixtures import Fixtures
+from softhsm_fixtures.seed import verifier_records
+
+OUTBOX = "sms-outbox.jsonl"
+
+
+def seeded_login_service(
+    fixtures: Fixtures,
+    directory: Path,
+    origin: str,
+    *,
+    clock: Callable[[], dt.datetime] | None = None,
+    on_send: Callable[[dict[str, str]], None] | None = None,
+    sms_limits: SmsLimits | None = None,
+) -> LoginService:
+    """A verifier over ``directory/verifier.db`` holding these records (imported again each
+    time; the import updates in place), validating tokens for ``origin`` against the fixture
+    PKI with its CRL; SMS codes go to ``directory/sms-outbox.jsonl``. For the demo, tests and
+    benchmarks. The caller closes ``service.store``."""
+    now = clock() if clock else dt.datetime.now(dt.UTC)
+    store = SqliteStore(directory / "verifier.db")
+    store.import_all(check_records(verifier_records(now.astimezone(CST).date())))
+    settings = ValidatorSettings.from_files(origin, [fixtures.root_ca], [fixtures.issuing_ca], [fixtures.crl])
+    service = LoginService(store, AuthTokenValidator(settings), OutboxSender(directory / OUTBOX, on_send))
+    if clock is not None:
+        service.clock = clock
+    if sms_limits is not None:
+        service.sms_limits = sms_limits
+    return service

@@ -1,0 +1,67 @@
+"""Two programs from one source tree: a taxpayer's desktop install never pulls the verifier's
+dependencies, and a server install never needs PyKCS11, pyscard or a C compiler."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DESKTOP_ONLY = {"pykcs11", "pyscard", "platformdirs"}
+VERIFIER_ONLY = {"pyhanko-certvalidator", "uritools", "oscrypto"}
+
+
+def _would_install(extra: str) -> set[str]:
+    """What pip resolves for ``.[extra]`` into an empty environment (nothing is installed)."""
+    pip = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--disable-pip-version-check"]
+    result = subprocess.run(
+        [*pip, "--quiet", "--report", "-", f"{ROOT}[{extra}]"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"pip could not resolve .[{extra}]: {result.stderr[-2000:]}")
+    report = json.loads(result.stdout)
+    return {item["metadata"]["name"].lower() for item in report["install"]}
+
+
+def test_a_desktop_install_pulls_no_verifier_dependency() -> None:
+    names = _would_install("desktop")
+    assert {"pykcs11", "pyscard", "cryptography", "aiohttp"} <= names
+    assert not names & VERIFIER_ONLY, names & VERIFIER_ONLY
+
+
+def test_a_verifier_install_pulls_no_pkcs11_or_pcsc() -> None:
+    names = _would_install("verifier")
+    assert {"pyhanko-certvalidator", "cryptography", "aiohttp"} <= names
+    assert not names & DESKTOP_ONLY, names & DESKTOP_ONLY
+
+
+def _modules_loaded_by(*modules: str) -> set[str]:
+    code = "import sys\n" + "".join(f"import {m}\n" for m in modules) + "print('\\n'.join(sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    return set(result.stdout.split())
+
+
+def test_the_verifier_side_imports_nothing_of_the_desktop_side() -> None:
+    loaded = _modules_loaded_by("cert_agent.verifier.app", "cert_agent.verifier.cli", "cert_agent.verifier.validation")
+    assert not {m for m in loaded if m.split(".")[0] in ("PyKCS11", "smartcard", "platformdirs")}
+    assert not {m for m in loaded if m.startswith(("cert_agent.agent", "cert_agent.drivers"))}
+
+
+def test_the_desktop_side_imports_nothing_of_the_verifier_side() -> None:
+    loaded = _modules_loaded_by("cert_agent.agent.cli", "cert_agent.agent.server", "cert_agent.agent.worker")
+    assert not {m for m in loaded if m.split(".")[0] == "pyhanko_certvalidator"}
+    assert not {m for m in loaded if m.startswith("cert_agent.verifier")}
+
+
+def test_the_shared_part_needs_neither_side() -> None:
+    loaded = _modules_loaded_by("cert_agent.common.webeid", "cert_agent.common.errors", "cert_agent.common.taxpayer_id")
+    assert not {m for m in loaded if m.split(".")[0] in ("PyKCS11", "smartcard", "pyhanko_certvalidator")}
+    assert not {m for m in loaded if m.startswith(("cert_agent.agent", "cert_agent.drivers", "cert_agent.verifier"))}
