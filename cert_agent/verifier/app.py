@@ -25,6 +25,7 @@ from cert_agent.verifier.errors import (
     UnsupportedMediaType,
 )
 from cert_agent.verifier.login import LoginService
+from cert_agent.verifier.store import LoginKind, Session
 
 log = logging.getLogger("cert_agent.verifier")
 MAX_BODY_BYTES = 32 * 1024
@@ -159,9 +160,10 @@ async def challenge(request: web.Request) -> web.Response:
 
 async def login_certificate(request: web.Request) -> web.Response:
     body = await json_body(request)
-    kind = text_field(body, "kind")
-    if kind not in ("enterprise", "agency"):
-        raise BadRequest("kind", "enterprise or agency")
+    try:
+        kind = LoginKind(text_field(body, "kind"))
+    except ValueError:
+        raise BadRequest("kind", " or ".join(LoginKind)) from None
     nonce = text_field(body, "nonce", 512)
     token = body.get("authToken")
     if not isinstance(token, dict):
@@ -203,14 +205,11 @@ def _with_session_cookie(request: web.Request, result: dict[str, Any]) -> web.Re
     return response
 
 
-def current_session(request: web.Request) -> Any:
-    login = request.app[LOGIN_KEY]
+def current_session(request: web.Request) -> Session:
     session_id = request.cookies.get(SESSION_COOKIE, "")
-    well_formed = _SESSION_ID.match(session_id) is not None  # what we issue; never send junk to the store
-    session = login.store.session(session_id, login.clock()) if well_formed else None
-    if session is None:
+    if not _SESSION_ID.match(session_id):  # not what we issue: never send junk to the store
         raise NotLoggedIn()
-    return session
+    return request.app[LOGIN_KEY].session(session_id)
 
 
 async def session_info(request: web.Request) -> web.Response:
@@ -218,18 +217,14 @@ async def session_info(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
-    login = request.app[LOGIN_KEY]
-    session = current_session(request)
-    login.store.end_session(session.session_id)
-    login.store.audit(login.clock(), session.person_id, session.taxpayer_id, "logout", "")
+    request.app[LOGIN_KEY].logout(current_session(request))
     response = web.json_response({"loggedOut": True})
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
 
 
 async def history(request: web.Request) -> web.Response:
-    session = current_session(request)
-    entries = request.app[LOGIN_KEY].store.history(session.person_id)
+    entries = request.app[LOGIN_KEY].history(current_session(request))
     return web.json_response(
         {
             "entries": [
@@ -245,9 +240,7 @@ async def hide_history_entry(request: web.Request) -> web.Response:
     text = request.match_info["entry_id"]
     if not _ENTRY_ID.match(text):
         raise BadRequest("entry_id", "an integer is required")
-    entry_id = int(text)
-    if not request.app[LOGIN_KEY].store.hide_entry(session.person_id, entry_id):
-        raise NotFound(str(entry_id))
+    request.app[LOGIN_KEY].hide_history_entry(session, int(text))
     return web.json_response({"hidden": True})
 
 

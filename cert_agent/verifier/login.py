@@ -25,7 +25,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,12 +35,14 @@ from cert_agent.verifier.errors import (
     LoginExpired,
     NoRelationship,
     NotAnAgency,
+    NotFound,
+    NotLoggedIn,
     SmsCodeIncorrect,
     SmsRateLimited,
     TaxpayerIdInvalid,
     TaxpayerUnknown,
 )
-from cert_agent.verifier.store import Session, SmsLimits, Store
+from cert_agent.verifier.store import AuditEntry, LoginAttempt, LoginKind, SentCode, Session, SmsLimits, Step, Store
 from cert_agent.verifier.validation import AuthTokenValidator
 
 CST = dt.timezone(dt.timedelta(hours=8), "CST")
@@ -112,7 +114,7 @@ class LoginService:
 
     # --- 2. certificate ---------------------------------------------------------------------
 
-    async def certificate(self, kind: str, token: Any, nonce: str) -> dict[str, Any]:
+    async def certificate(self, kind: LoginKind, token: Any, nonce: str) -> dict[str, Any]:
         now = self.clock()
         if not self.store.consume_challenge(nonce, now):
             raise ChallengeInvalid()
@@ -123,23 +125,23 @@ class LoginService:
         enterprise = self.store.enterprise(tid.value)
         if enterprise is None:
             raise TaxpayerUnknown(tid.value)
-        if kind == "agency" and not enterprise.is_agency:
+        if kind is LoginKind.AGENCY and not enterprise.is_agency:
             raise NotAnAgency(tid.value)
         people = self.store.people_of(enterprise.taxpayer_id)
         if not people:
             raise NoRelationship(enterprise.taxpayer_id)
-        attempt_id = secrets.token_urlsafe(24)
-        state = {
-            "kind": kind,
-            "taxpayerId": enterprise.taxpayer_id,
-            "certificateSha256": hashlib.sha256(validated.certificate_der).hexdigest(),
-            "persons": [person.person_id for person, _ in people],
-            "step": "choose_person",
-        }
-        self.store.save_attempt(attempt_id, state, now + dt.timedelta(seconds=ATTEMPT_SECONDS))
+        attempt = LoginAttempt(
+            attempt_id=secrets.token_urlsafe(24),
+            kind=kind,
+            taxpayer_id=enterprise.taxpayer_id,
+            certificate_sha256=hashlib.sha256(validated.certificate_der).hexdigest(),
+            persons=tuple(person.person_id for person, _ in people),
+            expires_at=now + dt.timedelta(seconds=ATTEMPT_SECONDS),
+        )
+        self.store.save_attempt(attempt)
         return {
-            "attemptId": attempt_id,
-            "kind": kind,
+            "attemptId": attempt.attempt_id,
+            "kind": kind.value,
             "enterprise": {"taxpayerId": enterprise.taxpayer_id, "name": enterprise.name},
             "persons": [
                 {
@@ -156,8 +158,8 @@ class LoginService:
 
     def send_code(self, attempt_id: str, person_id: str) -> dict[str, Any]:
         now = self.clock()
-        state = self._attempt(attempt_id, now)
-        if person_id not in state["persons"]:
+        attempt = self._attempt(attempt_id, now)
+        if person_id not in attempt.persons:
             raise NoRelationship(person_id)
         self._check_lock(person_id, now)
         person = self.store.person(person_id)
@@ -168,56 +170,71 @@ class LoginService:
             raise SmsRateLimited(wait)
         code = f"{secrets.randbelow(10**6):06d}"
         salt = secrets.token_hex(8)
-        state.update(
-            step="verify_code",
-            personId=person_id,
-            codeSalt=salt,
-            codeHash=_code_hash(salt, code),
-            codeExpires=(now + dt.timedelta(seconds=CODE_SECONDS)).isoformat(),
-        )
-        self.store.update_attempt(attempt_id, state)  # a send never extends the attempt
+        sent = SentCode(person_id, salt, _code_hash(salt, code), now + dt.timedelta(seconds=CODE_SECONDS))
+        self.store.update_attempt(replace(attempt, step=Step.VERIFY_CODE, code=sent))  # never extends it
         text = f"【电子税务局】您的登录验证码为 {code}，5分钟内有效。请勿泄露给他人。"
         self.sms.send(person.phone, text, code)
-        self.store.audit(now, person_id, state["taxpayerId"], "sms_sent", mask_phone(person.phone))
+        self.store.audit(now, person_id, attempt.taxpayer_id, "sms_sent", mask_phone(person.phone))
         return {"sentTo": mask_phone(person.phone), "expiresIn": CODE_SECONDS, "resendIn": self.sms_limits.interval}
 
     # --- 4. verify the code -----------------------------------------------------------------
 
     def verify_code(self, attempt_id: str, code: str) -> dict[str, Any]:
         now = self.clock()
-        state = self._attempt(attempt_id, now)
-        if state.get("step") != "verify_code":
+        attempt = self._attempt(attempt_id, now)
+        sent = attempt.code
+        if attempt.step is not Step.VERIFY_CODE or sent is None:
             raise LoginExpired("no code was sent for this login")
-        person_id = state["personId"]
-        self._check_lock(person_id, now)
-        fresh = dt.datetime.fromisoformat(state["codeExpires"]) > now
-        if not (fresh and hmac.compare_digest(state["codeHash"], _code_hash(state["codeSalt"], code))):
-            count = self.store.record_failure(person_id, METHOD, cst_day(now))
-            self.store.audit(now, person_id, state["taxpayerId"], "login_failed", "SMS_CODE_INCORRECT")
+        self._check_lock(sent.person_id, now)
+        fresh = sent.expires_at > now
+        if not (fresh and hmac.compare_digest(sent.digest, _code_hash(sent.salt, code))):
+            count = self.store.record_failure(sent.person_id, METHOD, cst_day(now))
+            self.store.audit(now, sent.person_id, attempt.taxpayer_id, "login_failed", "SMS_CODE_INCORRECT")
             if count >= MAX_FAILURES:
-                self._check_lock(person_id, now)
+                self._check_lock(sent.person_id, now)
             raise SmsCodeIncorrect(tries_left=MAX_FAILURES - count)
-        self.store.reset_failures(person_id, METHOD)
-        if state["kind"] == "enterprise":
-            return self._open_session(attempt_id, state, person_id, state["taxpayerId"], None, now)
-        clients = self._clients(state["taxpayerId"], now)
+        self.store.reset_failures(sent.person_id, METHOD)
+        if attempt.kind is LoginKind.ENTERPRISE:
+            return self._open_session(attempt, sent.person_id, attempt.taxpayer_id, None, now)
+        clients = self._clients(attempt.taxpayer_id, now)
         if not clients:
             self.store.drop_attempt(attempt_id)
-            raise NoRelationship(state["taxpayerId"])
-        state.update(step="choose_client", clients=[c["taxpayerId"] for c in clients])
-        self.store.update_attempt(attempt_id, state)
+            raise NoRelationship(attempt.taxpayer_id)
+        chosen = tuple(c["taxpayerId"] for c in clients)
+        self.store.update_attempt(replace(attempt, step=Step.CHOOSE_CLIENT, clients=chosen))
         return {"clients": clients}
 
     # --- 5. the client enterprise (代理业务) --------------------------------------------------
 
     def choose_client(self, attempt_id: str, client_id: str) -> dict[str, Any]:
         now = self.clock()
-        state = self._attempt(attempt_id, now)
-        if state.get("step") != "choose_client":
+        attempt = self._attempt(attempt_id, now)
+        if attempt.step is not Step.CHOOSE_CLIENT or attempt.code is None:
             raise LoginExpired("no client choice is pending")
-        if client_id not in {c["taxpayerId"] for c in self._clients(state["taxpayerId"], now)}:
+        if client_id not in {c["taxpayerId"] for c in self._clients(attempt.taxpayer_id, now)}:
             raise NoRelationship(client_id)
-        return self._open_session(attempt_id, state, state["personId"], client_id, state["taxpayerId"], now)
+        return self._open_session(attempt, attempt.code.person_id, client_id, attempt.taxpayer_id, now)
+
+    # --- the account centre: sessions and history ----------------------------------------
+
+    def session(self, session_id: str) -> Session:
+        """The live session with this id, or NotLoggedIn."""
+        session = self.store.session(session_id, self.clock()) if session_id else None
+        if session is None:
+            raise NotLoggedIn()
+        return session
+
+    def logout(self, session: Session) -> None:
+        self.store.end_session(session.session_id)
+        self.store.audit(self.clock(), session.person_id, session.taxpayer_id, "logout", "")
+
+    def history(self, session: Session) -> list[AuditEntry]:
+        return self.store.history(session.person_id)
+
+    def hide_history_entry(self, session: Session, entry_id: int) -> None:
+        """清除记录: the entry leaves the person's history; the audit log keeps it."""
+        if not self.store.hide_entry(session.person_id, entry_id):
+            raise NotFound(str(entry_id))
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -226,11 +243,11 @@ class LoginService:
             until = next_cst_midnight(now)
             raise AccountLocked(until.isoformat(), until.strftime("%Y-%m-%d %H:%M"))
 
-    def _attempt(self, attempt_id: str, now: dt.datetime) -> dict[str, Any]:
-        state = self.store.attempt(attempt_id, now)
-        if state is None:
+    def _attempt(self, attempt_id: str, now: dt.datetime) -> LoginAttempt:
+        attempt = self.store.attempt(attempt_id, now)
+        if attempt is None:
             raise LoginExpired()
-        return state
+        return attempt
 
     def _clients(self, agency_id: str, now: dt.datetime) -> list[dict[str, str]]:
         today = now.astimezone(CST).date()
@@ -243,8 +260,7 @@ class LoginService:
 
     def _open_session(
         self,
-        attempt_id: str,
-        state: dict[str, Any],
+        attempt: LoginAttempt,
         person_id: str,
         taxpayer_id: str,
         agency_id: str | None,
@@ -254,7 +270,7 @@ class LoginService:
             secrets.token_urlsafe(32), person_id, taxpayer_id, agency_id, now + dt.timedelta(seconds=SESSION_SECONDS)
         )
         self.store.create_session(session, now)
-        self.store.drop_attempt(attempt_id)
+        self.store.drop_attempt(attempt.attempt_id)
         event = "login_agency" if agency_id else "login_enterprise"
         self.store.audit(now, person_id, taxpayer_id, event, agency_id or "")
         return {"sessionId": session.session_id, **self.describe(session)}

@@ -1,30 +1,32 @@
-"""The verifier's store: one SQLite file (WAL), schema migrations, and a small interface.
-
-``Store`` is the interface the login flows use; ``SqliteStore`` is the implementation for one
-verifier instance. A PostgreSQL store for several instances implements the same methods (the
-SQL is plain, and every multi-row change runs in one transaction).
+"""``Store`` on one SQLite file (WAL): schema migrations and every interface of ``interfaces``.
 
 Times are stored as UTC ISO-8601 text. Nothing here ever holds a PIN; SMS codes are kept as
-salted hashes.
+salted hashes. Each call holds a lock for the few statements it runs (all local and short); a
+database that is locked too long, full or broken becomes ``StoreUnavailable``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from cert_agent.verifier.errors import StoreUnavailable
-
-ROLES = ("法定代表人", "财务负责人", "办税员", "开票员")
-AGREEMENT_STATUSES = ("active", "suspended", "terminated")  # the schema's CHECK (migration 1) lists the same
+from cert_agent.verifier.store.records import (
+    ROLES,
+    Agreement,
+    AuditEntry,
+    Enterprise,
+    LoginAttempt,
+    Person,
+    Session,
+    SmsLimits,
+)
 
 MIGRATIONS: list[str] = [
     # 1: the domain, challenges, counters, sessions, audit
@@ -103,101 +105,6 @@ MIGRATIONS: list[str] = [
     CREATE INDEX sms_sends_phone ON sms_sends(phone, at);
     """,
 ]
-
-
-@dataclass(frozen=True)
-class SmsLimit:
-    """At most ``count`` codes per ``seconds`` for one key (a login attempt, a person, a phone)."""
-
-    count: int
-    seconds: int
-
-
-@dataclass(frozen=True)
-class SmsLimits:
-    """How often a code may be sent. A resend waits ``interval`` seconds (the page counts it
-    down); one login attempt, one person and one phone each have a ceiling per period."""
-
-    interval: int = 60
-    per_attempt: SmsLimit = SmsLimit(3, 600)
-    per_person: SmsLimit = SmsLimit(5, 3600)
-    per_phone: SmsLimit = SmsLimit(10, 86400)
-
-
-@dataclass(frozen=True)
-class Enterprise:
-    taxpayer_id: str
-    name: str
-    is_agency: bool
-
-
-@dataclass(frozen=True)
-class Person:
-    person_id: str
-    name: str
-    id_number: str
-    phone: str
-
-
-@dataclass(frozen=True)
-class Agreement:
-    agency_id: str
-    client_id: str
-    valid_from: dt.date
-    valid_to: dt.date
-    status: str
-
-    def active_on(self, day: dt.date) -> bool:
-        return self.status == AGREEMENT_STATUSES[0] and self.valid_from <= day <= self.valid_to
-
-
-@dataclass(frozen=True)
-class Session:
-    session_id: str
-    person_id: str
-    taxpayer_id: str
-    agency_id: str | None
-    expires_at: dt.datetime
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    entry_id: int
-    at: dt.datetime
-    person_id: str | None
-    taxpayer_id: str | None
-    event: str
-    detail: str
-    hidden: bool
-
-
-class Store(Protocol):
-    def close(self) -> None: ...
-    def import_all(self, records: dict[str, list[Any]]) -> None: ...
-    def enterprise(self, taxpayer_id: str) -> Enterprise | None: ...
-    def person(self, person_id: str) -> Person | None: ...
-    def people_of(self, taxpayer_id: str) -> list[tuple[Person, list[str]]]: ...
-    def agreements_of(self, agency_id: str) -> list[Agreement]: ...
-    def add_challenge(self, nonce: str, expires_at: dt.datetime) -> None: ...
-    def consume_challenge(self, nonce: str, now: dt.datetime) -> bool: ...
-    def failures(self, account: str, method: str, day: str) -> int: ...
-    def record_failure(self, account: str, method: str, day: str) -> int: ...
-    def reset_failures(self, account: str, method: str) -> None: ...
-    def save_attempt(self, attempt_id: str, state: dict[str, Any], expires_at: dt.datetime) -> None: ...
-    def update_attempt(self, attempt_id: str, state: dict[str, Any]) -> None: ...
-    def record_sms_send(
-        self, attempt_id: str, person_id: str, phone: str, now: dt.datetime, limits: SmsLimits
-    ) -> int: ...
-    def attempt(self, attempt_id: str, now: dt.datetime) -> dict[str, Any] | None: ...
-    def drop_attempt(self, attempt_id: str) -> None: ...
-    def create_session(self, session: Session, now: dt.datetime) -> None: ...
-    def session(self, session_id: str, now: dt.datetime) -> Session | None: ...
-    def end_session(self, session_id: str) -> None: ...
-    def audit(
-        self, at: dt.datetime, person_id: str | None, taxpayer_id: str | None, event: str, detail: str
-    ) -> None: ...
-    def history(self, person_id: str, include_hidden: bool = False) -> list[AuditEntry]: ...
-    def hide_entry(self, person_id: str, entry_id: int) -> bool: ...
 
 
 @contextmanager
@@ -386,19 +293,18 @@ class SqliteStore:
 
     # --- login attempts and sessions ----------------------------------------------------------
 
-    def save_attempt(self, attempt_id: str, state: dict[str, Any], expires_at: dt.datetime) -> None:
+    def save_attempt(self, attempt: LoginAttempt) -> None:
         with self._transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO login_attempts VALUES (?, ?, ?)",
-                (attempt_id, json.dumps(state, ensure_ascii=False), _iso(expires_at)),
+                "INSERT INTO login_attempts VALUES (?, ?, ?)",
+                (attempt.attempt_id, attempt.state_json(), _iso(attempt.expires_at)),
             )
 
-    def update_attempt(self, attempt_id: str, state: dict[str, Any]) -> None:
+    def update_attempt(self, attempt: LoginAttempt) -> None:
         """The next step of a login attempt; its expiry stays where it was set."""
         with self._transaction() as db:
             db.execute(
-                "UPDATE login_attempts SET state = ? WHERE attempt_id = ?",
-                (json.dumps(state, ensure_ascii=False), attempt_id),
+                "UPDATE login_attempts SET state = ? WHERE attempt_id = ?", (attempt.state_json(), attempt.attempt_id)
             )
 
     def record_sms_send(self, attempt_id: str, person_id: str, phone: str, now: dt.datetime, limits: SmsLimits) -> int:
@@ -434,13 +340,12 @@ class SqliteStore:
             )
         return 0
 
-    def attempt(self, attempt_id: str, now: dt.datetime) -> dict[str, Any] | None:
+    def attempt(self, attempt_id: str, now: dt.datetime) -> LoginAttempt | None:
         with self._reading() as db:
             row = db.execute("SELECT * FROM login_attempts WHERE attempt_id = ?", (attempt_id,)).fetchone()
         if row is None or _moment(row["expires_at"]) <= now:
             return None
-        state: dict[str, Any] = json.loads(row["state"])
-        return state
+        return LoginAttempt.from_state(row["attempt_id"], row["state"], _moment(row["expires_at"]))
 
     def drop_attempt(self, attempt_id: str) -> None:
         with self._transaction() as db:

@@ -1,0 +1,154 @@
+"""The verifier's records: what the store keeps and the login flows work on. Plain values."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+ROLES = ("法定代表人", "财务负责人", "办税员", "开票员")
+AGREEMENT_STATUSES = ("active", "suspended", "terminated")  # the schema's CHECK (migration 1) lists the same
+
+
+@dataclass(frozen=True)
+class SmsLimit:
+    """At most ``count`` codes per ``seconds`` for one key (a login attempt, a person, a phone)."""
+
+    count: int
+    seconds: int
+
+
+@dataclass(frozen=True)
+class SmsLimits:
+    """How often a code may be sent. A resend waits ``interval`` seconds (the page counts it
+    down); one login attempt, one person and one phone each have a ceiling per period."""
+
+    interval: int = 60
+    per_attempt: SmsLimit = SmsLimit(3, 600)
+    per_person: SmsLimit = SmsLimit(5, 3600)
+    per_phone: SmsLimit = SmsLimit(10, 86400)
+
+
+@dataclass(frozen=True)
+class Enterprise:
+    taxpayer_id: str
+    name: str
+    is_agency: bool
+
+
+@dataclass(frozen=True)
+class Person:
+    person_id: str
+    name: str
+    id_number: str
+    phone: str
+
+
+@dataclass(frozen=True)
+class Agreement:
+    agency_id: str
+    client_id: str
+    valid_from: dt.date
+    valid_to: dt.date
+    status: str
+
+    def active_on(self, day: dt.date) -> bool:
+        return self.status == AGREEMENT_STATUSES[0] and self.valid_from <= day <= self.valid_to
+
+
+@dataclass(frozen=True)
+class Session:
+    session_id: str
+    person_id: str
+    taxpayer_id: str
+    agency_id: str | None
+    expires_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    entry_id: int
+    at: dt.datetime
+    person_id: str | None
+    taxpayer_id: str | None
+    event: str
+    detail: str
+    hidden: bool
+
+
+class LoginKind(StrEnum):
+    ENTERPRISE = "enterprise"  # 企业业务
+    AGENCY = "agency"  # 代理业务
+
+
+class Step(StrEnum):
+    """Where a login attempt stands: each HTTP step accepts exactly one of these."""
+
+    CHOOSE_PERSON = "choose_person"
+    VERIFY_CODE = "verify_code"
+    CHOOSE_CLIENT = "choose_client"
+
+
+@dataclass(frozen=True)
+class SentCode:
+    """The SMS code sent for an attempt, as a salted hash, never the code itself."""
+
+    person_id: str
+    salt: str
+    digest: str
+    expires_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class LoginAttempt:
+    """A certificate login between the certificate step and the session: who may receive the
+    code, which step comes next, and (代理业务) which clients may be chosen."""
+
+    attempt_id: str
+    kind: LoginKind
+    taxpayer_id: str
+    certificate_sha256: str
+    persons: tuple[str, ...]
+    expires_at: dt.datetime
+    step: Step = Step.CHOOSE_PERSON
+    code: SentCode | None = None
+    clients: tuple[str, ...] = field(default=())
+
+    def state_json(self) -> str:
+        """What the store keeps of the attempt beside its id and expiry."""
+        state: dict[str, Any] = {
+            "kind": self.kind.value,
+            "taxpayerId": self.taxpayer_id,
+            "certificateSha256": self.certificate_sha256,
+            "persons": list(self.persons),
+            "step": self.step.value,
+            "clients": list(self.clients),
+        }
+        if self.code is not None:
+            state["code"] = {
+                "personId": self.code.person_id,
+                "salt": self.code.salt,
+                "digest": self.code.digest,
+                "expiresAt": self.code.expires_at.isoformat(),
+            }
+        return json.dumps(state, ensure_ascii=False)
+
+    @classmethod
+    def from_state(cls, attempt_id: str, state_json: str, expires_at: dt.datetime) -> LoginAttempt:
+        state = json.loads(state_json)
+        code = state.get("code")
+        return cls(
+            attempt_id=attempt_id,
+            kind=LoginKind(state["kind"]),
+            taxpayer_id=state["taxpayerId"],
+            certificate_sha256=state["certificateSha256"],
+            persons=tuple(state["persons"]),
+            expires_at=expires_at,
+            step=Step(state["step"]),
+            code=SentCode(code["personId"], code["salt"], code["digest"], dt.datetime.fromisoformat(code["expiresAt"]))
+            if code
+            else None,
+            clients=tuple(state.get("clients", ())),
+        )
