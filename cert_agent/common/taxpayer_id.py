@@ -13,6 +13,9 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 USCC_WEIGHTS = tuple(pow(3, i, 31) for i in range(17))
 _USCC_SHAPE = re.compile(f"^[{USCC_ALPHABET}]{{18}}$")
@@ -58,4 +61,18 @@ def parse_taxpayer_id(text: str) -> TaxpayerId | None:
         return TaxpayerId(value, TaxpayerIdKind.USCC, is_valid_uscc(value))
     if _LEGACY_SHAPE.match(value):
         return TaxpayerId(value, TaxpayerIdKind.LEGACY, True)
+    return None
+
+
+def taxpayer_id_in_name(subject: x509.Name) -> TaxpayerId | None:
+    """The taxpayer ID in a certificate's subject: serialNumber first (where the tax authority's
+    CA puts it), then any organizationalUnitName that has the shape of one. The one reader both
+    the agent (to show it) and the verifier (to log the taxpayer in) use."""
+    for oid in (NameOID.SERIAL_NUMBER, NameOID.ORGANIZATIONAL_UNIT_NAME):
+        for attribute in subject.get_attributes_for_oid(oid):
+            value = attribute.value
+            text = value if isinstance(value, str) else value.decode("utf-8", "replace")
+            found = parse_taxpayer_id(text)
+            if found:
+                return found
     return None

@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cert_agent.common.taxpayer_id import TaxpayerId, parse_taxpayer_id
+from cert_agent.common.taxpayer_id import TaxpayerId, taxpayer_id_in_name
 from cert_agent.drivers.errors import CertificateUnparsable
 
 _KEY_USAGE_NAMES = (
@@ -73,19 +73,6 @@ def parse_certificate(der: bytes) -> CertificateInfo:
         raise CertificateUnparsable(type(exc).__name__) from None
 
 
-def taxpayer_id_of(subject: x509.Name) -> TaxpayerId | None:
-    """The taxpayer ID in a subject: serialNumber first (where the tax authority's CA puts it),
-    then any organizationalUnitName that has the shape of one."""
-    for oid in (NameOID.SERIAL_NUMBER, NameOID.ORGANIZATIONAL_UNIT_NAME):
-        for attribute in subject.get_attributes_for_oid(oid):
-            value = attribute.value
-            text = value if isinstance(value, str) else value.decode("utf-8", "replace")
-            found = parse_taxpayer_id(text)
-            if found:
-                return found
-    return None
-
-
 def _describe(der: bytes, cert: x509.Certificate) -> CertificateInfo:
     public_key = cert.public_key()
     if isinstance(public_key, rsa.RSAPublicKey):
@@ -108,7 +95,7 @@ def _describe(der: bytes, cert: x509.Certificate) -> CertificateInfo:
         curve=curve,
         key_usage=_key_usage(cert),
         extended_key_usage=_extended_key_usage(cert),
-        taxpayer_id=taxpayer_id_of(cert.subject),
+        taxpayer_id=taxpayer_id_in_name(cert.subject),
     )
 
 
