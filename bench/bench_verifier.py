@@ -133,7 +133,6 @@ async def main() -> None:
         serial = await logins_per_second(url, outbox, signer, 200, 1)
         parallel = await logins_per_second(url, outbox, signer, 200, 10)
         await runner.cleanup()
-        login.store.close()
         signer.driver.close()
 
     print("token validation, EC P-256, warm path and CRL cache (2000 rounds)")

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import shutil
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +20,7 @@ from aiohttp import web
 
 from cert_agent.agent.config import DEFAULT_PORT, AgentConfig
 from cert_agent.common.errors import CertAgentError
+from cert_agent.common.running import until_stopped
 from softhsm_fixtures.catalog import DEMO_TOKENS
 
 if TYPE_CHECKING:
@@ -61,34 +60,22 @@ async def run_demo(fixtures: Fixtures, directory: Path, port: int, agent_port: i
         print(f"[短信 SMS] {record['phone']}: 验证码 {record['code']}", flush=True)
 
     login = seeded_login_service(fixtures, directory, origin, on_send=announce)
-    runner = web.AppRunner(create_app(login), access_log=None)
-    await runner.setup()
-    agent_runner = None
-    agent_service = None
+    verifier = web.AppRunner(create_app(login), access_log=None)
+    await verifier.setup()
     try:
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await web.TCPSite(verifier, "127.0.0.1", port).start()
         agent_config = AgentConfig(
-            port=agent_port,
-            allowed_origins=(origin,),
-            modules=(fixtures.module,),
-            pin_max_tries=10,
+            port=agent_port, allowed_origins=(origin,), modules=(fixtures.module,), pin_max_tries=10
         )
-        agent_runner, agent_service = await start_agent(agent_config)
-        _print_welcome(origin, agent_port, fixtures)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        print("\n正在停止演示 (stopping)…", flush=True)
+        agent = await start_agent(agent_config)
+        try:
+            _print_welcome(origin, agent_port, fixtures)
+            await until_stopped()
+            print("\n正在停止演示 (stopping)…", flush=True)
+        finally:
+            await agent.cleanup()
     finally:
-        if agent_runner is not None:
-            await agent_runner.cleanup()
-        if agent_service is not None:
-            await agent_service.stop()
-        await runner.cleanup()
-        login.store.close()
+        await verifier.cleanup()
 
 
 def _print_welcome(origin: str, agent_port: int, fixtures: Fixtures) -> None:

@@ -15,9 +15,8 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +32,7 @@ from cert_agent.agent.ratelimit import FailureWindow, WindowsByKey, pin_attempt
 from cert_agent.agent.tokens import TokenService
 from cert_agent.common.errors import BadJson, CertAgentError
 from cert_agent.common.logfilters import quiet_bad_requests
+from cert_agent.common.running import until_stopped
 from cert_agent.common.webeid import auth_token, choose_algorithm, signed_data
 from cert_agent.drivers.errors import CertificateNotFound, CertificateUnparsable
 from cert_agent.drivers.pin import INITIAL_PIN
@@ -247,7 +247,9 @@ def create_app(config: AgentConfig, service: TokenService, guard: ConnectionGuar
     app[GUARD_KEY] = guard
     app[SOCKETS_KEY] = weakref.WeakSet()
     app.router.add_get("/ws", websocket)
+    app.cleanup_ctx.append(_token_service)
     app.on_shutdown.append(_close_sockets)
+    app.on_cleanup.append(lambda _: guard.close())
     return app
 
 
@@ -258,21 +260,26 @@ async def _close_sockets(app: web.Application) -> None:
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"agent stopping")
 
 
-async def start(config: AgentConfig) -> tuple[web.AppRunner, TokenService]:
-    """Start the token service and listen on every loopback address that can be bound."""
+async def _token_service(app: web.Application) -> AsyncIterator[None]:
+    """The token service lives as long as the application (aiohttp's cleanup context)."""
+    service = app[SERVICE_KEY]
+    await service.start()
+    yield
+    await service.stop()
+
+
+async def start(config: AgentConfig) -> web.AppRunner:
+    """Start the application (and with it the token service) and listen on every loopback
+    address that can be bound. The caller ends it with ``runner.cleanup()``."""
     if not config.allowed_origins:
         log.warning("no allowed origins are configured: every page will be refused")
     quiet_bad_requests()
-    service = TokenService(config)
-    await service.start()
     guard = ConnectionGuard(
         handshake_timeout=config.handshake_timeout,
         max_pending=config.max_pending_connections,
         max_per_origin=config.max_connections_per_origin,
     )
-    app = create_app(config, service, guard)
-    app.on_cleanup.append(lambda _: guard.close())
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(create_app(config, TokenService(config), guard), access_log=None)
     await runner.setup()
     server = runner.server
     if server is None:
@@ -286,22 +293,15 @@ async def start(config: AgentConfig) -> tuple[web.AppRunner, TokenService]:
             log.warning("cannot listen on %s:%s: %s", host, config.port, exc)
     if not bound:
         await runner.cleanup()
-        await service.stop()
         raise ListenFailed(f"port {config.port}")
     log.info("cert-agent %s listening on port %s for %s", __version__, config.port, sorted(config.allowed_origins))
-    return runner, service
+    return runner
 
 
 async def serve_forever(config: AgentConfig) -> None:
-    runner, service = await start(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):  # Windows has no add_signal_handler
-            loop.add_signal_handler(sig, stop.set)
+    runner = await start(config)
     print(f"cert-agent listening on ws://127.0.0.1:{config.port}/ws", flush=True)
     try:
-        await stop.wait()
+        await until_stopped()
     finally:
         await runner.cleanup()
-        await service.stop()

@@ -254,11 +254,17 @@ def page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
     return handler
 
 
+async def _close_store(app: web.Application) -> None:
+    """The application owns its login service's store: it closes it when it stops."""
+    app[LOGIN_KEY].store.close()
+
+
 def create_app(login: LoginService, *, secure_cookies: bool = False) -> web.Application:
     app = web.Application(middlewares=[errors_as_json, same_origin_writes], client_max_size=MAX_BODY_BYTES)
     app.on_response_prepare.append(security_headers)
     app[LOGIN_KEY] = login
     app[SECURE_KEY] = secure_cookies
+    app.on_cleanup.append(_close_store)
     app.router.add_post("/api/challenge", challenge)
     app.router.add_post("/api/login/certificate", login_certificate)
     app.router.add_post("/api/login/sms", login_sms)

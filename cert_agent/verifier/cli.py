@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import logging
-import signal
 import sys
 import tomllib
 from collections.abc import Sequence
@@ -182,11 +180,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"配置错误 (configuration error): {exc}", file=sys.stderr)
         return EXIT_USAGE
     logging.getLogger("cert_agent").setLevel(logging.INFO)
-    asyncio.run(_serve(config, settings))
+    _serve(config, settings)
     return EXIT_OK
 
 
-async def _serve(config: VerifierConfig, settings: ValidatorSettings) -> None:
+def _serve(config: VerifierConfig, settings: ValidatorSettings) -> None:
     from aiohttp import web
 
     from cert_agent.common.logfilters import quiet_bad_requests
@@ -196,26 +194,21 @@ async def _serve(config: VerifierConfig, settings: ValidatorSettings) -> None:
     from cert_agent.verifier.validation import AuthTokenValidator
 
     quiet_bad_requests()
-    store = SqliteStore(config.database)
 
     def announce(record: dict[str, str]) -> None:
         print(f"短信 (SMS) -> {record['phone']}: 验证码 {record['code']}", flush=True)
 
-    login = LoginService(store, AuthTokenValidator(settings), OutboxSender(config.outbox, announce))
-    runner = web.AppRunner(create_app(login, secure_cookies=config.secure_cookies), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, config.host, config.port).start()
-    print(f"cert-verifier listening on http://{config.host}:{config.port}/ (origin {config.origin})", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):  # Windows
-            loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-        store.close()
+    login = LoginService(
+        SqliteStore(config.database), AuthTokenValidator(settings), OutboxSender(config.outbox, announce)
+    )
+    listening = f"cert-verifier listening on http://{config.host}:{config.port}/ (origin {config.origin})"
+    web.run_app(  # aiohttp's runner: signals, graceful stop, cleanup (which closes the store)
+        create_app(login, secure_cookies=config.secure_cookies),
+        host=config.host,
+        port=config.port,
+        access_log=None,
+        print=lambda _: print(listening, flush=True),
+    )
 
 
 def run() -> None:

@@ -58,15 +58,14 @@ def agent_config(fixtures: Fixtures, **overrides: Any) -> AgentConfig:
 
 @asynccontextmanager
 async def running_agent(fixtures: Fixtures, **overrides: Any) -> AsyncIterator[RunningAgent]:
-    from cert_agent.agent.server import GUARD_KEY, start
+    from cert_agent.agent.server import GUARD_KEY, SERVICE_KEY, start
 
     config = agent_config(fixtures, **overrides)
-    runner, service = await start(config)
+    runner = await start(config)
     try:
-        yield RunningAgent(config, service, fixtures, runner.app[GUARD_KEY])
+        yield RunningAgent(config, runner.app[SERVICE_KEY], fixtures, runner.app[GUARD_KEY])
     finally:
         await runner.cleanup()
-        await service.stop()
 
 
 NONCE = base64.b64encode(os.urandom(32)).decode()

@@ -52,7 +52,6 @@ async def site(fixtures: Fixtures, directory: Path) -> AsyncIterator[Site]:
             yield Site(page, origin, agent, directory / OUTBOX, agent_stack)
     finally:
         await runner.cleanup()
-        login.store.close()
 
 
 async def choose_certificate(page: Page, name: str) -> None:

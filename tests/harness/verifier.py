@@ -105,4 +105,3 @@ async def verifier_at(fixtures: Fixtures, directory: Path, clock: Clock) -> Asyn
             yield Verifier(f"http://127.0.0.1:{port}", login.store, directory / OUTBOX, clock, fixtures, session)
     finally:
         await runner.cleanup()
-        login.store.close()
