@@ -385,3 +385,11 @@ def test_rescan_shows_a_token_plugged_back_in(fresh_driver: Pkcs11Driver, fresh_
     fresh_driver.rescan()
     token = fresh_driver.find_token(serial=serial)
     fresh_driver.verify_pin(token, Pin("112233"))
+
+
+def test_the_token_flag_bits_of_the_models_are_pkcs11s() -> None:
+    import PyKCS11
+
+    from cert_agent.drivers.models import TOKEN_FLAGS
+
+    assert {name: getattr(PyKCS11, name) for name in TOKEN_FLAGS} == TOKEN_FLAGS

@@ -61,3 +61,14 @@ def test_errors_cross_process_boundaries_with_their_fields() -> None:
         again = pickle.loads(pickle.dumps(error))
         assert type(again) is type(error)
         assert again.to_dict() == error.to_dict() and str(again) == str(error)
+
+
+def test_a_pin_crosses_the_worker_pipe_only_inside_a_typed_request() -> None:
+    from cert_agent.agent import worker_protocol as wire
+
+    request = wire.VerifyPin("module#serial", Pin("Qd2026tax"))
+    received = wire.loads(wire.dumps(request))
+    assert isinstance(received, wire.VerifyPin) and received.pin.reveal() == b"Qd2026tax"
+    assert "Qd2026tax" not in repr(received)
+    with pytest.raises(TypeError):
+        pickle.dumps(request)  # anywhere but the pipe, a Pin still refuses to be pickled

@@ -14,6 +14,7 @@ from typing import Any
 from cert_agent.common import jsontext
 from cert_agent.common.algorithms import SignatureAlgorithm
 from cert_agent.common.errors import BadJson, BadRequest
+from cert_agent.drivers.pin import Pin
 
 PROTOCOL_VERSION = 1
 MAX_ID_LENGTH = 64
@@ -72,14 +73,15 @@ def string_param(params: dict[str, Any], name: str, *, max_length: int = 512) ->
     return value
 
 
-def pin_param(params: dict[str, Any], name: str) -> bytes:
-    """A PIN as UTF-8 bytes; the error says which field, never what it held."""
+def pin_param(params: dict[str, Any], name: str) -> Pin:
+    """The PIN as a wipeable Pin, from here to C_Login (the caller wipes it: ``with``); the
+    error says which field, never what it held."""
     value = params.get(name)
     if not isinstance(value, str) or not value:
         raise BadRequest(name, "a non-empty string is required")
     if len(value) > MAX_PIN_LENGTH:
         raise BadRequest(name, f"at most {MAX_PIN_LENGTH} characters")
-    return value.encode("utf-8")
+    return Pin(value)
 
 
 def cert_id_param(params: dict[str, Any]) -> bytes:

@@ -12,6 +12,7 @@ The origin used in signatures is the handshake's Origin header, never a value fr
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -29,16 +30,18 @@ from cert_agent.agent.errors import ListenFailed, OriginRefused, UnknownMethod, 
 from cert_agent.agent.listener import ConnectionGuard
 from cert_agent.agent.origins import OriginPolicy
 from cert_agent.agent.ratelimit import FailureWindow, WindowsByKey, pin_attempt
-from cert_agent.agent.tokens import TokenService
+from cert_agent.agent.tokens import TokenEvent, TokenService
+from cert_agent.agent.worker_protocol import TokenView
 from cert_agent.common.errors import BadJson, CertAgentError
 from cert_agent.common.logfilters import quiet_bad_requests
 from cert_agent.common.running import until_stopped
 from cert_agent.common.webeid import auth_token, choose_algorithm, signed_data
+from cert_agent.drivers.certificate import CertificateInfo
 from cert_agent.drivers.errors import CertificateNotFound, CertificateUnparsable
+from cert_agent.drivers.models import TokenCertificate
 from cert_agent.drivers.pin import INITIAL_PIN
 
 log = logging.getLogger("cert_agent.server")
-INITIAL_PIN_BYTES = INITIAL_PIN.encode("ascii")
 SERVICE_KEY = web.AppKey("service", TokenService)
 CONFIG_KEY = web.AppKey("config", AgentConfig)
 POLICY_KEY = web.AppKey("policy", OriginPolicy)
@@ -104,7 +107,7 @@ async def hello(conn: Connection, service: TokenService, params: dict[str, Any])
 
 async def list_certificates(conn: Connection, service: TokenService, params: dict[str, Any]) -> dict[str, Any]:
     await service.refresh()
-    return {"tokens": service.tokens(), "problems": service.problems()}
+    return {"tokens": [_token_json(view) for view in service.tokens()], "problems": _problems_json(service)}
 
 
 async def authenticate(conn: Connection, service: TokenService, params: dict[str, Any]) -> dict[str, Any]:
@@ -112,37 +115,37 @@ async def authenticate(conn: Connection, service: TokenService, params: dict[str
     cert_id = protocol.cert_id_param(params)
     nonce = protocol.nonce_param(params)
     requested = protocol.algorithm_param(params)
-    pin = protocol.pin_param(params, "pin")
-    cert = _certificate(service, token_id, cert_id)
-    info = cert["info"]
-    algorithm = choose_algorithm(requested, info["keyType"], info["keySize"])
-    data = signed_data(conn.origin, nonce, algorithm)
-    async with service.pin_gate(token_id):
-        with conn.pin_attempt(token_id):
-            signature = await service.sign(token_id, cert_id, pin, data, algorithm.value)
-    # Whether the PIN was the media's well-known initial one: the page asks the user to change
-    # it, without knowing (or keeping) the value itself.
-    return {"authToken": auth_token(cert["certificate"], algorithm, signature), "initialPin": pin == INITIAL_PIN_BYTES}
+    with protocol.pin_param(params, "pin") as pin:
+        cert, info = _certificate(service, token_id, cert_id)
+        algorithm = choose_algorithm(requested, info.key_type, info.key_size)
+        data = signed_data(conn.origin, nonce, algorithm)
+        # Whether the PIN is the media's well-known initial one: the page asks the user to
+        # change it, without knowing (or keeping) the value itself.
+        initial = pin.equals(INITIAL_PIN)
+        async with service.pin_gate(token_id):
+            with conn.pin_attempt(token_id):
+                signature = await service.sign(token_id, cert_id, pin, data, algorithm)
+    certificate = base64.b64encode(cert.der).decode("ascii")
+    return {"authToken": auth_token(certificate, algorithm, signature), "initialPin": initial}
 
 
 async def verify_pin(conn: Connection, service: TokenService, params: dict[str, Any]) -> dict[str, Any]:
     token_id = protocol.string_param(params, "tokenId")
-    pin = protocol.pin_param(params, "pin")
     service.token(token_id)  # an unknown token is TOKEN_NOT_FOUND, not an attempt
-    async with service.pin_gate(token_id):
-        with conn.pin_attempt(token_id):
-            await service.verify_pin(token_id, pin)
+    with protocol.pin_param(params, "pin") as pin:
+        async with service.pin_gate(token_id):
+            with conn.pin_attempt(token_id):
+                await service.verify_pin(token_id, pin)
     return {"verified": True}
 
 
 async def change_pin(conn: Connection, service: TokenService, params: dict[str, Any]) -> dict[str, Any]:
     token_id = protocol.string_param(params, "tokenId")
-    old = protocol.pin_param(params, "oldPin")
-    new = protocol.pin_param(params, "newPin")
     service.token(token_id)
-    async with service.pin_gate(token_id):
-        with conn.pin_attempt(token_id):
-            await service.change_pin(token_id, old, new)
+    with protocol.pin_param(params, "oldPin") as old, protocol.pin_param(params, "newPin") as new:
+        async with service.pin_gate(token_id):
+            with conn.pin_attempt(token_id):
+                await service.change_pin(token_id, old, new)
     return {"changed": True}
 
 
@@ -155,13 +158,29 @@ METHODS: dict[str, Handler] = {
 }
 
 
-def _certificate(service: TokenService, token_id: str, cert_id: bytes) -> dict[str, Any]:
-    for cert in service.token(token_id)["certificates"]:
-        if cert["certId"] == cert_id.hex():
-            if cert["info"] is None:
-                raise CertificateUnparsable(cert_id.hex())
-            return dict(cert)
-    raise CertificateNotFound(cert_id.hex())
+def _certificate(service: TokenService, token_id: str, cert_id: bytes) -> tuple[TokenCertificate, CertificateInfo]:
+    cert = service.token(token_id).certificate(cert_id)
+    if cert is None:
+        raise CertificateNotFound(cert_id.hex())
+    if cert.info is None:
+        raise CertificateUnparsable(cert_id.hex())
+    return cert, cert.info
+
+
+# --- JSON at the edge: the typed values become the protocol's objects here, and only here -----
+
+
+def _token_json(view: TokenView) -> dict[str, Any]:
+    return {**view.token.to_dict(), "certificates": [c.to_dict() for c in view.certificates]}
+
+
+def _problems_json(service: TokenService) -> list[dict[str, Any]]:
+    return [problem.to_dict() for problem in service.problems()]
+
+
+def _event_json(event: TokenEvent) -> dict[str, Any]:
+    data = _token_json(event.view) if event.view is not None else {"tokenId": event.token_id}
+    return {"event": event.name, "data": data}
 
 
 # --- the WebSocket endpoint ------------------------------------------------------------------
@@ -230,9 +249,9 @@ async def _serve(conn: Connection, service: TokenService, text: str) -> None:
         await conn.send({"id": request_id, "error": CertAgentError().to_dict()})
 
 
-async def _forward_events(conn: Connection, events: asyncio.Queue[dict[str, Any]]) -> None:
+async def _forward_events(conn: Connection, events: asyncio.Queue[TokenEvent]) -> None:
     while True:
-        await conn.send(await events.get())
+        await conn.send(_event_json(await events.get()))
 
 
 # --- the application -------------------------------------------------------------------------

@@ -11,36 +11,57 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from dataclasses import dataclass
 
 from cert_agent.agent.config import AgentConfig
 from cert_agent.agent.errors import TokenTimeout, WorkerFailed
+from cert_agent.agent.worker_protocol import (
+    ChangePin,
+    Scan,
+    ScanResult,
+    Sign,
+    TokenView,
+    VerifyPin,
+    WorkerRequest,
+)
 from cert_agent.agent.workerproc import WorkerProcess
+from cert_agent.common.algorithms import SignatureAlgorithm
 from cert_agent.common.errors import CertAgentError
 from cert_agent.drivers.errors import PinIncorrect, PinLocked, TokenNotFound, TokenNotPresent
+from cert_agent.drivers.models import ModuleProblem
+from cert_agent.drivers.pin import Pin
 
 log = logging.getLogger("cert_agent.tokens")
 DISCOVERY = "discovery"
-WRITES = frozenset({"change_pin"})  # operations that write to the medium
 REMOVAL_SCANS = 2  # consecutive scans that must miss a token before it counts as removed
 IN_USE_GRACE = 2.0  # seconds after a PIN operation during which a scan's miss does not count
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """A token appeared (``tokenInserted``), went (``tokenRemoved``) or changed its PIN state
+    (``tokenChanged``). ``view`` is None for a removal."""
+
+    name: str
+    token_id: str
+    view: TokenView | None
 
 
 class TokenService:
     def __init__(self, config: AgentConfig) -> None:
         self._config = config
         self._workers: dict[str, WorkerProcess] = {}
-        self._tokens: dict[str, dict[str, Any]] = {}
-        self._problems: list[dict[str, Any]] = []
-        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._tokens: dict[str, TokenView] = {}
+        self._problems: tuple[ModuleProblem, ...] = ()
+        self._subscribers: set[asyncio.Queue[TokenEvent]] = set()
         self._poller: asyncio.Task[None] | None = None
         self._scan_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._stopping = False
         self._missed: dict[str, int] = {}
-        self._wrong_pins: dict[str, int] = {}
+        self._wrong_pins: dict[str, int] = {}  # consecutive wrong PINs by token, across worker restarts
         self._pin_gates: dict[str, asyncio.Lock] = {}
-        self._last_pin_use: dict[str, float] = {}  # consecutive wrong PINs by token, across worker restarts
+        self._last_pin_use: dict[str, float] = {}
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -59,24 +80,24 @@ class TokenService:
 
     # --- what pages see -----------------------------------------------------------------------
 
-    def tokens(self) -> list[dict[str, Any]]:
+    def tokens(self) -> list[TokenView]:
         return list(self._tokens.values())
 
-    def problems(self) -> list[dict[str, Any]]:
-        return list(self._problems)
+    def problems(self) -> tuple[ModuleProblem, ...]:
+        return self._problems
 
-    def token(self, token_id: str) -> dict[str, Any]:
+    def token(self, token_id: str) -> TokenView:
         token = self._tokens.get(token_id)
         if token is None:
             raise TokenNotFound(token_id)
         return token
 
-    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=100)
+    def subscribe(self) -> asyncio.Queue[TokenEvent]:
+        queue: asyncio.Queue[TokenEvent] = asyncio.Queue(maxsize=100)
         self._subscribers.add(queue)
         return queue
 
-    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[TokenEvent]) -> None:
         self._subscribers.discard(queue)
 
     def worker_pids(self) -> dict[str, list[int]]:
@@ -94,16 +115,19 @@ class TokenService:
             gate = self._pin_gates[token_id] = asyncio.Lock()
         return gate
 
-    async def verify_pin(self, token_id: str, pin: bytes) -> None:
-        await self._with_pin(token_id, "verify_pin", token_id, pin)
+    async def verify_pin(self, token_id: str, pin: Pin) -> None:
+        await self._with_pin(VerifyPin(token_id, pin))
         self.request_scan()  # a PIN to be changed or a count-low flag may have cleared
 
-    async def change_pin(self, token_id: str, old: bytes, new: bytes) -> None:
-        await self._with_pin(token_id, "change_pin", token_id, old, new)
+    async def change_pin(self, token_id: str, old: Pin, new: Pin) -> None:
+        await self._with_pin(ChangePin(token_id, old, new))
         self.request_scan()
 
-    async def sign(self, token_id: str, cert_id: bytes, pin: bytes, data: bytes, algorithm: str) -> bytes:
-        return bytes(await self._with_pin(token_id, "sign", token_id, cert_id, pin, data, algorithm))
+    async def sign(self, token_id: str, cert_id: bytes, pin: Pin, data: bytes, algorithm: SignatureAlgorithm) -> bytes:
+        signature = await self._with_pin(Sign(token_id, cert_id, pin, data, algorithm))
+        if not isinstance(signature, bytes):
+            raise WorkerFailed(f"{token_id}: no signature in the reply")
+        return signature
 
     def tries_left(self, token_id: str, reported: int | None) -> int | None:
         """Tries left before the medium locks: the token's own word (its flags) or the
@@ -115,11 +139,12 @@ class TokenService:
                 known.append(left)
         return min(known) if known else None
 
-    async def _with_pin(self, token_id: str, operation: str, *args: Any) -> Any:
+    async def _with_pin(self, request: VerifyPin | ChangePin | Sign) -> ScanResult | bytes | None:
         """A PIN-bearing call in the token's worker. Wrong PINs are counted here, per token, so
         that the count survives a worker restart; a right PIN starts the count again."""
+        token_id = request.token_id
         try:
-            result = await self._call(token_id, operation, *args)
+            result = await self._call(token_id, request)
         except PinIncorrect as exc:
             self._last_pin_use[token_id] = time.monotonic()
             self._wrong_pins[token_id] = self._wrong_pins.get(token_id, 0) + 1
@@ -140,7 +165,9 @@ class TokenService:
     async def refresh(self) -> None:
         """Scan now (or wait for the scan under way) and publish what changed."""
         async with self._scan_lock:
-            result = await self._call(DISCOVERY, "scan")
+            result = await self._call(DISCOVERY, Scan())
+            if not isinstance(result, ScanResult):
+                raise WorkerFailed("discovery: no scan in the reply")
             self._publish(result)
 
     async def _poll(self) -> None:
@@ -156,8 +183,8 @@ class TokenService:
             except Exception:  # the poller must survive anything a module does
                 log.exception("token scan failed")
 
-    def _publish(self, result: dict[str, Any]) -> None:
-        new = {t["tokenId"]: t for t in result["tokens"]}
+    def _publish(self, result: ScanResult) -> None:
+        new = {view.token_id: view for view in result.tokens}
         seen = set(new)
         old = self._tokens
         # A token counts as removed only when two scans in a row miss it, and never while a PIN
@@ -173,18 +200,18 @@ class TokenService:
                 new[token_id] = old[token_id]
         for token_id in seen:
             self._missed.pop(token_id, None)
-        self._tokens, self._problems = new, result["problems"]
+        self._tokens, self._problems = new, result.problems
         for token_id in old.keys() - new.keys():
             self._missed.pop(token_id, None)
-            log.info("token removed: %s", old[token_id]["serial"])
+            log.info("token removed: %s", old[token_id].token.serial)
             self._discard(token_id)
-            self._emit({"event": "tokenRemoved", "data": {"tokenId": token_id}})
+            self._emit(TokenEvent("tokenRemoved", token_id, None))
         for token_id in new.keys() - old.keys():
-            log.info("token inserted: %s (%s)", new[token_id]["serial"], new[token_id]["medium"])
-            self._emit({"event": "tokenInserted", "data": new[token_id]})
+            log.info("token inserted: %s (%s)", new[token_id].token.serial, new[token_id].token.medium.value)
+            self._emit(TokenEvent("tokenInserted", token_id, new[token_id]))
         for token_id in new.keys() & old.keys():
-            if new[token_id]["pinState"] != old[token_id]["pinState"]:
-                self._emit({"event": "tokenChanged", "data": new[token_id]})
+            if new[token_id].token.pin_state != old[token_id].token.pin_state:
+                self._emit(TokenEvent("tokenChanged", token_id, new[token_id]))
 
     def _in_use(self, token_id: str) -> bool:
         """A PIN operation is under way on the token, or ended less than IN_USE_GRACE ago (a
@@ -194,27 +221,27 @@ class TokenService:
             return True
         return time.monotonic() - self._last_pin_use.get(token_id, -IN_USE_GRACE) < IN_USE_GRACE
 
-    def _emit(self, event: dict[str, Any]) -> None:
+    def _emit(self, event: TokenEvent) -> None:
         for queue in list(self._subscribers):
             try:
                 queue.put_nowait(event)
             except asyncio.QueueFull:  # a client that does not read loses events, not the daemon
-                log.warning("event queue full; dropping %s for one subscriber", event["event"])
+                log.warning("event queue full; dropping %s for one subscriber", event.name)
 
     # --- workers ------------------------------------------------------------------------------
 
-    async def _call(self, key: str, operation: str, *args: Any) -> Any:
+    async def _call(self, key: str, request: WorkerRequest) -> ScanResult | bytes | None:
         if key != DISCOVERY and key not in self._tokens:
             raise TokenNotFound(key)
         worker = self._worker(key)
         try:
-            return await worker.call(operation, *args, timeout=self._config.operation_timeout)
+            return await worker.call(request, timeout=self._config.operation_timeout)
         except TimeoutError:
-            if operation in WRITES:
+            if isinstance(request, ChangePin):
                 # Killing a module mid-write can tear the medium's store (SoftHSM2 rewrites its
                 # token file in place): the write may finish; the next call waits for it once
                 # more, and only a worker still silent then is restarted.
-                log.warning("worker %s did not finish %s within %ss", key, operation, self._config.operation_timeout)
+                log.warning("worker %s did not finish a PIN change within %ss", key, self._config.operation_timeout)
             else:
                 log.warning("worker %s did not answer within %ss; restarting it", key, self._config.operation_timeout)
                 self._discard(key)
@@ -230,7 +257,7 @@ class TokenService:
         worker = self._workers.get(key)
         if worker is None:
             # The discovery worker loads every module; a token's worker only the token's own.
-            modules = list(self._config.modules) if key == DISCOVERY else [self._tokens[key]["module"]]
+            modules = list(self._config.modules) if key == DISCOVERY else [self._tokens[key].token.module]
             worker = WorkerProcess(key, modules)
             self._workers[key] = worker
         return worker

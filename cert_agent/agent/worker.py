@@ -1,114 +1,97 @@
-"""What runs inside a token worker process: a Pkcs11Driver and plain functions around it.
+"""What runs inside a token worker process: a Pkcs11Driver serving typed requests.
 
 The daemon keeps PKCS#11 out of its own process because PyKCS11 holds the GIL during C calls:
 one slow token would stall the event loop. There is one discovery worker (scans tokens and
 their certificates) and one worker per token (PIN checks and signatures), so a slow or
-vanished token stalls only its own worker. Functions here take and return plain, picklable
-values; PINs arrive as bytes, are wrapped in a Pin at once and wiped when the call ends.
+vanished token stalls only its own worker. Requests and replies are the types of
+``worker_protocol``; every PIN a request carries is wiped when the request has been served.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
 
-from cert_agent.common.algorithms import SignatureAlgorithm
+from cert_agent.agent import worker_protocol as wire
+from cert_agent.agent.worker_protocol import ChangePin, Reply, Scan, ScanResult, Sign, TokenView, VerifyPin
 from cert_agent.common.errors import CertAgentError
 from cert_agent.drivers.errors import TokenNotPresent
-from cert_agent.drivers.models import Token
-from cert_agent.drivers.pin import Pin
+from cert_agent.drivers.models import Token, TokenCertificate
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
 
 log = logging.getLogger("cert_agent.worker")
-_driver: Pkcs11Driver | None = None
-_known: dict[str, Token] = {}
-_certificates: dict[str, list[dict[str, Any]]] = {}
 
 
-def init(modules: list[str]) -> None:
-    """Load the modules. The worker keeps no count of wrong PINs (the daemon does, per token,
-    so the count survives a worker restart): tries left here come from token flags only."""
-    global _driver
-    _driver = Pkcs11Driver(modules)
+class Worker:
+    """One process's driver, the tokens it has seen, and their certificates (read once per
+    inserted token)."""
 
+    def __init__(self, modules: list[str]) -> None:
+        # No count of wrong PINs here: the daemon keeps it per token, so it survives a restart
+        # of this process. Tries left reported from here come from the token's flags only.
+        self.driver = Pkcs11Driver(modules)
+        self._known: dict[str, Token] = {}
+        self._certificates: dict[str, tuple[TokenCertificate, ...]] = {}
 
-def _get_driver() -> Pkcs11Driver:
-    if _driver is None:
-        raise RuntimeError("worker not initialised")
-    return _driver
+    def handle(self, request: wire.WorkerRequest) -> ScanResult | bytes | None:
+        match request:
+            case Scan():
+                return self.scan()
+            case VerifyPin(token_id, pin):
+                with pin:
+                    self.driver.verify_pin(self._token(token_id), pin)
+                return None
+            case ChangePin(token_id, old, new):
+                with old, new:
+                    self.driver.change_pin(self._token(token_id), old, new)
+                return None
+            case Sign(token_id, cert_id, pin, data, algorithm):
+                with pin:
+                    return self.driver.sign(self._token(token_id), cert_id, pin, data, algorithm)
 
+    def scan(self) -> ScanResult:
+        self.driver.rescan()
+        tokens = self.driver.tokens()
+        present = {t.token_id for t in tokens}
+        for gone in set(self._certificates) - present:
+            del self._certificates[gone]
+        views = []
+        for token in tokens:
+            self._known[token.token_id] = token
+            if token.token_id not in self._certificates:
+                try:
+                    self._certificates[token.token_id] = tuple(self.driver.certificates(token))
+                except TokenNotPresent:
+                    continue  # pulled out between the two calls
+            views.append(TokenView(token, self._certificates[token.token_id]))
+        return ScanResult(tuple(views), tuple(self.driver.problems))
 
-def _token(token_id: str) -> Token:
-    token = _known.get(token_id)
-    if token is None:
-        token = _get_driver().find_token(token_id=token_id)
-        _known[token_id] = token
-    return token
-
-
-def scan() -> dict[str, Any]:
-    """Every token with its certificates. Certificates are read once per inserted token."""
-    driver = _get_driver()
-    driver.rescan()
-    tokens = driver.tokens()
-    present = {t.token_id for t in tokens}
-    for gone in set(_certificates) - present:
-        del _certificates[gone]
-    result = []
-    for token in tokens:
-        _known[token.token_id] = token
-        if token.token_id not in _certificates:
-            try:
-                _certificates[token.token_id] = [c.to_dict() for c in driver.certificates(token)]
-            except TokenNotPresent:
-                continue  # pulled out between the two calls
-        item = token.to_dict()
-        item["certificates"] = _certificates[token.token_id]
-        result.append(item)
-    return {"tokens": result, "problems": [p.to_dict() for p in driver.problems]}
-
-
-def verify_pin(token_id: str, pin: bytes) -> None:
-    with Pin(pin) as secret:
-        _get_driver().verify_pin(_token(token_id), secret)
-
-
-def change_pin(token_id: str, old: bytes, new: bytes) -> None:
-    with Pin(old) as old_pin, Pin(new) as new_pin:
-        _get_driver().change_pin(_token(token_id), old_pin, new_pin)
-
-
-def sign(token_id: str, cert_id: bytes, pin: bytes, data: bytes, algorithm: str) -> bytes:
-    with Pin(pin) as secret:
-        return _get_driver().sign(_token(token_id), cert_id, secret, data, SignatureAlgorithm(algorithm))
-
-
-OPERATIONS: dict[str, Callable[..., Any]] = {
-    "scan": scan,
-    "verify_pin": verify_pin,
-    "change_pin": change_pin,
-    "sign": sign,
-}
+    def _token(self, token_id: str) -> Token:
+        token = self._known.get(token_id)
+        if token is None:
+            token = self.driver.find_token(token_id=token_id)
+            self._known[token_id] = token
+        return token
 
 
 def serve(conn: Connection, modules: list[str]) -> None:
-    """The worker's loop: one (operation, args) request in, one (ok, value) answer out."""
+    """The worker's loop: one request in, one reply out, until the daemon goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's; it stops the workers
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
-    init(modules)
+    worker = Worker(modules)
     while True:
         try:
-            operation, args = conn.recv()
+            request = wire.loads(conn.recv_bytes())
         except (EOFError, OSError):
             return  # the daemon went away
         try:
-            reply: tuple[bool, Any] = (True, OPERATIONS[operation](*args))
+            if isinstance(request, Reply):
+                raise TypeError("a reply sent to a worker")
+            reply = Reply(value=worker.handle(request))
         except CertAgentError as exc:
-            reply = (False, exc)
+            reply = Reply(error=exc)
         except Exception as exc:  # a bug must cost one request, not the worker
-            log.exception("%s failed", operation)
-            reply = (False, CertAgentError(type(exc).__name__))
-        conn.send(reply)
+            log.exception("%s failed", type(request).__name__)
+            reply = Reply(error=CertAgentError(type(exc).__name__))
+        conn.send_bytes(wire.dumps(reply))

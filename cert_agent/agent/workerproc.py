@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 import multiprocessing
 from multiprocessing.connection import Connection
-from typing import Any
 
+from cert_agent.agent import worker_protocol as wire
 from cert_agent.agent.errors import WorkerFailed
-from cert_agent.common.errors import CertAgentError
+from cert_agent.agent.worker_protocol import Reply, ScanResult, WorkerRequest
 
 
 def _run(conn: Connection, modules: list[str]) -> None:
@@ -42,31 +42,32 @@ class WorkerProcess:
     def pid(self) -> int | None:
         return self.process.pid
 
-    async def call(self, operation: str, *args: Any, timeout: float) -> Any:
-        """Run ``operation`` in the worker; raises what it raised (an CertAgentError), TimeoutError
-        when it does not answer within ``timeout``, WorkerFailed when the process died."""
+    async def call(self, request: WorkerRequest, *, timeout: float) -> ScanResult | bytes | None:
+        """Serve ``request`` in the worker; raises what it raised (a CertAgentError),
+        TimeoutError when it does not answer within ``timeout``, WorkerFailed when the process
+        died."""
         async with self._lock:  # the worker serves one request at a time
             try:
                 while self._unanswered:  # answers to requests whose callers went away
                     await asyncio.wait_for(self._readable(), timeout)
-                    self._conn.recv()
+                    self._conn.recv_bytes()
                     self._unanswered -= 1
-                self._conn.send((operation, args))
+                self._conn.send_bytes(wire.dumps(request))
                 try:
                     await asyncio.wait_for(self._readable(), timeout)
                 except (asyncio.CancelledError, TimeoutError):
                     self._unanswered += 1  # the worker may still answer; the next call drops it
                     raise
-                ok, value = self._conn.recv()
+                reply = wire.loads(self._conn.recv_bytes())
             except TimeoutError:  # an OSError too: keep it apart from a broken pipe
                 raise
             except (EOFError, OSError):
                 raise WorkerFailed(self.name) from None
-        if ok:
-            return value
-        if isinstance(value, CertAgentError):
-            raise value
-        raise WorkerFailed(f"{self.name}: {value}")
+        if not isinstance(reply, Reply):
+            raise WorkerFailed(f"{self.name}: not a reply")
+        if reply.error is not None:
+            raise reply.error
+        return reply.value
 
     async def _readable(self) -> None:
         """Wait until the worker's answer (or its end) can be read, without a thread where the

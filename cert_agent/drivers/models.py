@@ -1,4 +1,8 @@
-"""Plain values the driver returns: tokens, their PIN state and medium, and certificates."""
+"""Plain values the driver returns: tokens, their PIN state and medium, and certificates.
+
+Free of PyKCS11, so that the daemon's own process (which never loads a PKCS#11 module) can use
+them: the token flag bits are the PKCS#11 specification's values (v2.40, CK_TOKEN_INFO.flags).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,30 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import PyKCS11
-
 from cert_agent.common.errors import CertAgentError
 from cert_agent.drivers.certificate import CertificateInfo
+
+# CK_TOKEN_INFO.flags bits (PKCS#11 v2.40, section 3.2)
+CKF_WRITE_PROTECTED = 0x00000002
+CKF_LOGIN_REQUIRED = 0x00000004
+CKF_USER_PIN_INITIALIZED = 0x00000008
+CKF_PROTECTED_AUTHENTICATION_PATH = 0x00000100
+CKF_TOKEN_INITIALIZED = 0x00000400
+CKF_USER_PIN_COUNT_LOW = 0x00010000
+CKF_USER_PIN_FINAL_TRY = 0x00020000
+CKF_USER_PIN_LOCKED = 0x00040000
+CKF_USER_PIN_TO_BE_CHANGED = 0x00080000
+TOKEN_FLAGS = {
+    "CKF_LOGIN_REQUIRED": CKF_LOGIN_REQUIRED,
+    "CKF_PROTECTED_AUTHENTICATION_PATH": CKF_PROTECTED_AUTHENTICATION_PATH,
+    "CKF_WRITE_PROTECTED": CKF_WRITE_PROTECTED,
+    "CKF_USER_PIN_INITIALIZED": CKF_USER_PIN_INITIALIZED,
+    "CKF_USER_PIN_COUNT_LOW": CKF_USER_PIN_COUNT_LOW,
+    "CKF_USER_PIN_FINAL_TRY": CKF_USER_PIN_FINAL_TRY,
+    "CKF_USER_PIN_LOCKED": CKF_USER_PIN_LOCKED,
+    "CKF_USER_PIN_TO_BE_CHANGED": CKF_USER_PIN_TO_BE_CHANGED,
+    "CKF_TOKEN_INITIALIZED": CKF_TOKEN_INITIALIZED,
+}
 
 
 class Medium(StrEnum):
@@ -46,15 +70,15 @@ class PinState(StrEnum):
 
 
 def pin_state_of(flags: int) -> PinState:
-    if flags & PyKCS11.CKF_USER_PIN_LOCKED:
+    if flags & CKF_USER_PIN_LOCKED:
         return PinState.LOCKED
-    if not flags & PyKCS11.CKF_USER_PIN_INITIALIZED:
+    if not flags & CKF_USER_PIN_INITIALIZED:
         return PinState.NOT_INITIALIZED
-    if flags & PyKCS11.CKF_USER_PIN_FINAL_TRY:
+    if flags & CKF_USER_PIN_FINAL_TRY:
         return PinState.FINAL_TRY
-    if flags & PyKCS11.CKF_USER_PIN_TO_BE_CHANGED:
+    if flags & CKF_USER_PIN_TO_BE_CHANGED:
         return PinState.TO_BE_CHANGED
-    if flags & PyKCS11.CKF_USER_PIN_COUNT_LOW:
+    if flags & CKF_USER_PIN_COUNT_LOW:
         return PinState.COUNT_LOW
     return PinState.OK
 
@@ -83,7 +107,7 @@ class Token:
 
     @property
     def flag_names(self) -> list[str]:
-        return [name for bit, name in _FLAG_NAMES if self.flags & bit]
+        return [name for name, bit in TOKEN_FLAGS.items() if self.flags & bit]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -98,22 +122,6 @@ class Token:
             "pinState": self.pin_state.value,
             "flags": self.flag_names,
         }
-
-
-_FLAG_NAMES = [
-    (getattr(PyKCS11, name), name)
-    for name in (
-        "CKF_LOGIN_REQUIRED",
-        "CKF_PROTECTED_AUTHENTICATION_PATH",
-        "CKF_WRITE_PROTECTED",
-        "CKF_USER_PIN_INITIALIZED",
-        "CKF_USER_PIN_COUNT_LOW",
-        "CKF_USER_PIN_FINAL_TRY",
-        "CKF_USER_PIN_LOCKED",
-        "CKF_USER_PIN_TO_BE_CHANGED",
-        "CKF_TOKEN_INITIALIZED",
-    )
-]
 
 
 @dataclass(frozen=True)
