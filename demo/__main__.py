@@ -69,8 +69,7 @@ async def run_demo(fixtures: Fixtures, directory: Path, port: int, agent_port: i
         )
         agent = await start_agent(agent_config)
         try:
-            _print_welcome(origin, agent_port, fixtures)
-            await until_stopped()
+            await until_stopped(lambda: _print_welcome(origin, agent_port, fixtures))
             print("\n正在停止演示 (stopping)…", flush=True)
         finally:
             await agent.cleanup()

@@ -109,13 +109,6 @@ class ConnectionGuard:
         if self._pending.pop(transport, None) is not None:
             transport.close()
 
-    @property
-    def pending(self) -> int:
-        """Connections accepted and still waiting for an allowed handshake (for tests)."""
-        for transport in [t for t in self._pending if t.is_closing()]:
-            self._pending.pop(transport).cancel()
-        return len(self._pending)
-
     # --- open WebSockets ------------------------------------------------------------------------
 
     def upgraded(self, transport: asyncio.BaseTransport | None, origin: str, ws: web.WebSocketResponse) -> None:

@@ -319,8 +319,7 @@ async def start(config: AgentConfig) -> web.AppRunner:
 
 async def serve_forever(config: AgentConfig) -> None:
     runner = await start(config)
-    print(f"cert-agent listening on ws://127.0.0.1:{config.port}/ws", flush=True)
     try:
-        await until_stopped()
+        await until_stopped(lambda: print(f"cert-agent listening on ws://127.0.0.1:{config.port}/ws", flush=True))
     finally:
         await runner.cleanup()

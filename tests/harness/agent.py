@@ -15,7 +15,6 @@ import aiohttp
 from cryptography import x509
 
 from cert_agent.agent.config import AgentConfig
-from cert_agent.agent.listener import ConnectionGuard
 from cert_agent.agent.tokens import TokenService
 from softhsm_fixtures import Fixtures
 from tests.harness.signatures import verify_signature
@@ -37,7 +36,6 @@ class RunningAgent:
     config: AgentConfig
     service: TokenService
     fixtures: Fixtures
-    guard: ConnectionGuard
 
     @property
     def url(self) -> str:
@@ -58,12 +56,12 @@ def agent_config(fixtures: Fixtures, **overrides: Any) -> AgentConfig:
 
 @asynccontextmanager
 async def running_agent(fixtures: Fixtures, **overrides: Any) -> AsyncIterator[RunningAgent]:
-    from cert_agent.agent.server import GUARD_KEY, SERVICE_KEY, start
+    from cert_agent.agent.server import SERVICE_KEY, start
 
     config = agent_config(fixtures, **overrides)
     runner = await start(config)
     try:
-        yield RunningAgent(config, runner.app[SERVICE_KEY], fixtures, runner.app[GUARD_KEY])
+        yield RunningAgent(config, runner.app[SERVICE_KEY], fixtures)
     finally:
         await runner.cleanup()
 

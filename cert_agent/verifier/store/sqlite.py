@@ -177,11 +177,6 @@ class SqliteStore:
                         db.execute(statement)
                 db.execute("UPDATE schema_version SET version = ?", (number,))
 
-    @property
-    def schema_version(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT version FROM schema_version").fetchone()["version"])
-
     # --- the domain -----------------------------------------------------------------------------
 
     def import_all(self, records: dict[str, list[Any]]) -> None:
