@@ -65,3 +65,21 @@ def test_the_shared_part_needs_neither_side() -> None:
     loaded = _modules_loaded_by("cert_agent.common.webeid", "cert_agent.common.errors", "cert_agent.common.taxpayer_id")
     assert not {m for m in loaded if m.split(".")[0] in ("PyKCS11", "smartcard", "pyhanko_certvalidator")}
     assert not {m for m in loaded if m.startswith(("cert_agent.agent", "cert_agent.drivers", "cert_agent.verifier"))}
+
+
+@pytest.mark.parametrize(
+    ("command", "hidden", "extra"),
+    [("cert_agent.agent.cli", "PyKCS11", "desktop"), ("cert_agent.verifier.cli", "pyhanko_certvalidator", "verifier")],
+)
+def test_a_command_without_its_extra_says_what_to_install(command: str, hidden: str, extra: str) -> None:
+    # Building a second environment without the extra would need a network install in the
+    # test; instead the lookup of that one module finds nothing, as it would in such an install.
+    code = (
+        "import importlib.util, sys\n"
+        f"real = importlib.util.find_spec\n"
+        f"importlib.util.find_spec = lambda name, *a: None if name == {hidden!r} else real(name, *a)\n"
+        f"from {command} import run\nrun()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False)
+    assert result.returncode == 2
+    assert f"pip install 'cert-agent[{extra}]'" in result.stderr and "Traceback" not in result.stderr

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from cert_agent import __version__
 from cert_agent.agent.config import DEFAULT_PORT, default_config_path, load_config
 from cert_agent.common.errors import CertAgentError
+from cert_agent.common.running import require_extra
 from cert_agent.drivers.modules import default_modules
 from cert_agent.drivers.pin import Pin
 
@@ -296,6 +297,7 @@ def _print_table(out: TextIO, headers: list[str], rows: list[list[str]]) -> None
 
 
 def run() -> None:
+    require_extra("desktop", "PyKCS11", "smartcard", "platformdirs")
     sys.exit(main())
 
 

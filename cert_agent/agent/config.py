@@ -26,8 +26,6 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
 from cert_agent.agent.origins import OriginPolicy, normalize_origin
 from cert_agent.drivers.modules import default_modules
 
@@ -76,6 +74,8 @@ class AgentConfig:
 def default_config_path() -> Path:
     """~/.config/cert-agent/config.toml on Linux, ~/Library/Application Support/cert-agent on
     macOS, %APPDATA%\\cert-agent on Windows."""
+    import platformdirs  # desktop only: imported when used, so the command can say what is missing
+
     return Path(platformdirs.user_config_dir("cert-agent", appauthor=False)) / "config.toml"
 
 

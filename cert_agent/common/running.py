@@ -1,10 +1,12 @@
-"""Running a service until the user or the system stops it (Ctrl-C, SIGTERM)."""
+"""Running a command or a service: the extra it needs, and running until stopped (Ctrl-C, SIGTERM)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import signal
+import sys
 from collections.abc import Callable
 
 
@@ -24,3 +26,15 @@ async def until_stopped(ready: Callable[[], None] = lambda: None) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.remove_signal_handler(sig)
+
+
+def require_extra(extra: str, *modules: str) -> None:
+    """Exit with a clear message (code 2) when the install lacks the ``extra`` a command needs:
+    both commands are installed by either extra, each works with its own."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        print(
+            f"缺少依赖 (missing): {', '.join(missing)}. Install it with: pip install 'cert-agent[{extra}]'",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cert_agent.common.errors import CertAgentError
+from cert_agent.common.running import require_extra
 from cert_agent.verifier.importer import ImportError_, check_records, read_sources
 
 if TYPE_CHECKING:  # validation pulls in pyhanko and cryptography; only the commands that use it load it
@@ -212,6 +213,7 @@ def _serve(config: VerifierConfig, settings: ValidatorSettings) -> None:
 
 
 def run() -> None:
+    require_extra("verifier", "pyhanko_certvalidator", "asn1crypto")
     sys.exit(main())
 
 
