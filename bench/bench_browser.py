@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from demo.services import NO_SMS_LIMITS
 from softhsm_fixtures import build_fixtures
 from tests.harness.pages import pass_sms, sign_in, site
 
@@ -23,7 +24,7 @@ async def main(rounds: int) -> None:
         fixtures = build_fixtures(Path(tmp) / "fixtures")
         os.environ["SOFTHSM2_CONF"] = str(fixtures.env.conf)
         times = []
-        async with site(fixtures, Path(tmp)) as s:
+        async with site(fixtures, Path(tmp), sms_limits=NO_SMS_LIMITS) as s:
             start_url = f"{s.url}/?agentPort={s.agent.config.port}"
             for _ in range(rounds + 1):
                 await s.page.context.clear_cookies()

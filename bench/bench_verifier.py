@@ -34,9 +34,8 @@ from cert_agent.common.webeid import auth_token, signed_data
 from cert_agent.drivers.pin import Pin
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
 from cert_agent.verifier.app import create_app
-from cert_agent.verifier.store import SmsLimit, SmsLimits
 from cert_agent.verifier.validation import AuthTokenValidator, ValidatorSettings
-from demo.services import OUTBOX, seeded_login_service
+from demo.services import NO_SMS_LIMITS, OUTBOX, seeded_login_service
 from softhsm_fixtures import Fixtures, build_fixtures
 
 ORIGIN = "https://etax.example.com"
@@ -115,11 +114,7 @@ async def main() -> None:
         signer = Signer(fixtures)
         validate_median, raw_median = await validation_ratio(fixtures, signer, 2000)
 
-        # One person logs in hundreds of times: the SMS limits (a production safeguard) are off here.
-        unlimited = SmsLimits(
-            interval=0, per_attempt=SmsLimit(10**9, 1), per_person=SmsLimit(10**9, 1), per_phone=SmsLimit(10**9, 1)
-        )
-        login = seeded_login_service(fixtures, root, ORIGIN, sms_limits=unlimited)
+        login = seeded_login_service(fixtures, root, ORIGIN, sms_limits=NO_SMS_LIMITS)
         outbox = root / OUTBOX
         runner = web.AppRunner(create_app(login))
         await runner.setup()

@@ -36,9 +36,8 @@ from cert_agent.common.errors import BadJson, CertAgentError
 from cert_agent.common.logfilters import quiet_bad_requests
 from cert_agent.common.running import until_stopped
 from cert_agent.common.webeid import auth_token, choose_algorithm, signed_data
-from cert_agent.drivers.certificate import CertificateInfo
 from cert_agent.drivers.errors import CertificateNotFound, CertificateUnparsable
-from cert_agent.drivers.models import TokenCertificate
+from cert_agent.drivers.models import CertificateInfo, TokenCertificate
 from cert_agent.drivers.pin import INITIAL_PIN
 
 log = logging.getLogger("cert_agent.server")

@@ -12,9 +12,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
+if TYPE_CHECKING:
+    from cryptography import x509
 
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 USCC_WEIGHTS = tuple(pow(3, i, 31) for i in range(17))
@@ -68,6 +69,8 @@ def taxpayer_id_in_name(subject: x509.Name) -> TaxpayerId | None:
     """The taxpayer ID in a certificate's subject: serialNumber first (where the tax authority's
     CA puts it), then any organizationalUnitName that has the shape of one. The one reader both
     the agent (to show it) and the verifier (to log the taxpayer in) use."""
+    from cryptography.x509.oid import NameOID  # here: the agent's own process never loads cryptography
+
     for oid in (NameOID.SERIAL_NUMBER, NameOID.ORGANIZATIONAL_UNIT_NAME):
         for attribute in subject.get_attributes_for_oid(oid):
             value = attribute.value

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
-
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cert_agent.common.taxpayer_id import TaxpayerId, taxpayer_id_in_name
+from cert_agent.common.taxpayer_id import taxpayer_id_in_name
 from cert_agent.drivers.errors import CertificateUnparsable
+from cert_agent.drivers.models import CertificateInfo
 
 _KEY_USAGE_NAMES = (
     "digital_signature",
@@ -28,41 +25,6 @@ _EKU_NAMES = {
     ExtendedKeyUsageOID.EMAIL_PROTECTION: "emailProtection",
     ExtendedKeyUsageOID.CODE_SIGNING: "codeSigning",
 }
-
-
-@dataclass(frozen=True)
-class CertificateInfo:
-    der: bytes
-    subject: str
-    subject_cn: str | None
-    issuer: str
-    serial_hex: str
-    not_before: datetime
-    not_after: datetime
-    key_type: str  # "RSA" or "EC"
-    key_size: int
-    curve: str | None
-    key_usage: tuple[str, ...]
-    extended_key_usage: tuple[str, ...]
-    taxpayer_id: TaxpayerId | None
-
-    def to_dict(self) -> dict[str, Any]:
-        tid = self.taxpayer_id
-        return {
-            "subject": self.subject,
-            "subjectCN": self.subject_cn,
-            "issuer": self.issuer,
-            "serialNumber": self.serial_hex,
-            "notBefore": self.not_before.isoformat(),
-            "notAfter": self.not_after.isoformat(),
-            "keyType": self.key_type,
-            "keySize": self.key_size,
-            "curve": self.curve,
-            "keyUsage": list(self.key_usage),
-            "extendedKeyUsage": list(self.extended_key_usage),
-            "taxpayerId": tid.value if tid else None,
-            "taxpayerIdValid": tid.is_valid if tid else None,
-        }
 
 
 def parse_certificate(der: bytes) -> CertificateInfo:

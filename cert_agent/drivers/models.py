@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from cert_agent.common.errors import CertAgentError
-from cert_agent.drivers.certificate import CertificateInfo
+from cert_agent.common.taxpayer_id import TaxpayerId
 
 # CK_TOKEN_INFO.flags bits (PKCS#11 v2.40, section 3.2)
 CKF_WRITE_PROTECTED = 0x00000002
@@ -81,6 +82,43 @@ def pin_state_of(flags: int) -> PinState:
     if flags & CKF_USER_PIN_COUNT_LOW:
         return PinState.COUNT_LOW
     return PinState.OK
+
+
+@dataclass(frozen=True)
+class CertificateInfo:
+    """What a certificate says (``drivers.certificate.parse_certificate`` reads it)."""
+
+    der: bytes
+    subject: str
+    subject_cn: str | None
+    issuer: str
+    serial_hex: str
+    not_before: datetime
+    not_after: datetime
+    key_type: str  # "RSA" or "EC"
+    key_size: int
+    curve: str | None
+    key_usage: tuple[str, ...]
+    extended_key_usage: tuple[str, ...]
+    taxpayer_id: TaxpayerId | None
+
+    def to_dict(self) -> dict[str, Any]:
+        tid = self.taxpayer_id
+        return {
+            "subject": self.subject,
+            "subjectCN": self.subject_cn,
+            "issuer": self.issuer,
+            "serialNumber": self.serial_hex,
+            "notBefore": self.not_before.isoformat(),
+            "notAfter": self.not_after.isoformat(),
+            "keyType": self.key_type,
+            "keySize": self.key_size,
+            "curve": self.curve,
+            "keyUsage": list(self.key_usage),
+            "extendedKeyUsage": list(self.extended_key_usage),
+            "taxpayerId": tid.value if tid else None,
+            "taxpayerIdValid": tid.is_valid if tid else None,
+        }
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from aiohttp import web
 from playwright.async_api import Page
 
 from cert_agent.verifier.app import create_app
+from cert_agent.verifier.store import SmsLimits
 from demo.services import OUTBOX, seeded_login_service
 from softhsm_fixtures import Fixtures
 from tests.harness.agent import RunningAgent, free_port, running_agent
@@ -36,10 +37,10 @@ class Site:
 
 
 @asynccontextmanager
-async def site(fixtures: Fixtures, directory: Path) -> AsyncIterator[Site]:
+async def site(fixtures: Fixtures, directory: Path, *, sms_limits: SmsLimits | None = None) -> AsyncIterator[Site]:
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
-    login = seeded_login_service(fixtures, directory, origin)
+    login = seeded_login_service(fixtures, directory, origin, sms_limits=sms_limits)
     runner = web.AppRunner(create_app(login))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
