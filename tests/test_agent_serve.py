@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 
 from softhsm_fixtures import Fixtures
-from tests.harness.agent import free_port
+from tests.harness.agent import cert_agent, free_port
 
 
 def start_serve(fixtures: Fixtures, *args: str) -> subprocess.Popen[str]:
@@ -133,39 +133,18 @@ def test_a_second_serve_says_the_agent_is_already_running_and_exits_3(fixtures: 
 
 
 def test_change_pin_on_the_command_line_is_refused_while_the_agent_serves(fresh_fixtures: Fixtures) -> None:
-    label = fresh_fixtures.token("initial-pin").label
+    change = ("change-pin", "--token", fresh_fixtures.token("initial-pin").label, "--pin-stdin")
+    pins = "88888888\nQd2026tax\n"
     agent = start_serve(fresh_fixtures, "--port", str(free_port()), "--allow-origin", "https://etax.example.com")
     try:
         wait_listening(agent)
-        refused = subprocess.run(
-            [sys.executable, "-m", "cert_agent", "change-pin", "--token", label, "--pin-stdin"],
-            input="88888888\nQd2026tax\n",
-            env=fresh_fixtures.env.environ(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        doctor = subprocess.run(
-            [sys.executable, "-m", "cert_agent", "doctor"],
-            env=fresh_fixtures.env.environ(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        refused = cert_agent(fresh_fixtures, *change, stdin=pins)
+        doctor = cert_agent(fresh_fixtures, "doctor")
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.communicate(timeout=20)
     assert refused.returncode == 1 and refused.stderr.strip().splitlines()[-1] == "AGENT_ALREADY_RUNNING"
     assert "证书助手运行中，端口" in doctor.stdout and f"pid {agent.pid}" in doctor.stdout
-    still_initial = subprocess.run(  # nothing was changed: the initial PIN still works
-        [sys.executable, "-m", "cert_agent", "change-pin", "--token", label, "--pin-stdin"],
-        input="88888888\nQd2026tax\n",
-        env=fresh_fixtures.env.environ(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    # nothing was changed: the initial PIN still works
+    still_initial = cert_agent(fresh_fixtures, *change, stdin=pins)
     assert still_initial.returncode == 0, still_initial.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,20 +12,7 @@ from pathlib import Path
 import pytest
 
 from softhsm_fixtures import Fixtures
-
-
-def cert_agent(
-    fixtures: Fixtures, *args: str, stdin: str | None = None, module: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cert_agent", *args, "--module", module or fixtures.module],
-        input=stdin,
-        env=fixtures.env.environ(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from tests.harness.agent import cert_agent
 
 
 def test_tokens_json_lists_every_token_with_medium_and_pin_state(fixtures: Fixtures) -> None:

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from cert_agent.common import jsontext
 from softhsm_fixtures import Fixtures, build_fixtures
 from tests.harness.agent import ALLOWED_ORIGIN, free_port
-from tests.harness.fuzz import CASES, documented_codes
+from tests.harness.fuzz import CASES, documented_codes, edge_text, json_values
 
 METHODS = ["hello", "listCertificates", "authenticate", "verifyPin", "changePin"]
 CODES = documented_codes()
@@ -80,21 +80,6 @@ def served_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedAge
 # --- strategies ------------------------------------------------------------------------------------
 
 # Text as JSON can carry it, including what Python's json accepts but UTF-8 cannot encode.
-edge_text = st.one_of(
-    st.text(max_size=40),
-    st.sampled_from(["\ud800", "a\udfffb", "\x00", "😀", "\u202e", "%s%n", "' OR 1=1 --", "../../etc/passwd", ""]),
-    st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=3),
-)
-scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=False),
-    edge_text,
-)
-json_values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(edge_text, inner, max_size=4), max_leaves=12
-)
 
 
 MARKED_PIN = re.compile(r"Zq[0-9A-Za-z]{4,12}#")

@@ -16,7 +16,6 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -34,10 +33,8 @@ from cert_agent.common.webeid import auth_token, choose_algorithm, signed_data
 from cert_agent.verifier.errors import AuthTokenInvalid
 from cert_agent.verifier.validation import AuthTokenValidator, ValidatorSettings
 from softhsm_fixtures import Fixtures
-from softhsm_fixtures.seed import verifier_records
-from tests.harness.agent import free_port
-from tests.harness.fuzz import CASES, documented_codes
-from tests.harness.verifier import make_auth_token
+from tests.harness.fuzz import CASES, documented_codes, edge_text, json_values
+from tests.harness.verifier import VerifierProcess, make_auth_token
 
 CODES = documented_codes()
 ENDPOINTS = [
@@ -68,31 +65,13 @@ class ServedVerifier:
 @pytest.fixture(scope="module")
 def served_verifier(tmp_path_factory: pytest.TempPathFactory, shared_fixtures: Fixtures) -> Iterator[ServedVerifier]:
     directory = tmp_path_factory.mktemp("fuzz-verifier")
-    port = free_port()
-    origin = f"http://127.0.0.1:{port}"
-    seed = directory / "seed.json"
-    seed.write_text(json.dumps(verifier_records(), ensure_ascii=False), encoding="utf-8")
-    command = [sys.executable, "-m", "cert_agent.verifier", "import", "--db", str(directory / "v.db"), str(seed)]
-    subprocess.run(command, check=True, capture_output=True)
-    fixtures = shared_fixtures
-    config = directory / "verifier.toml"
-    config.write_text(
-        f'origin = "{origin}"\nport = {port}\ndatabase = "v.db"\noutbox = "outbox.jsonl"\n'
-        f'trust_anchors = ["{fixtures.root_ca}"]\nintermediates = ["{fixtures.issuing_ca}"]\n'
-        f'crls = ["{fixtures.crl}"]\n',
-        encoding="utf-8",
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cert_agent.verifier", "serve", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None and "listening" in process.stdout.readline()
-    yield ServedVerifier(f"http://127.0.0.1:{port}", origin, port, process)
-    process.send_signal(signal.SIGTERM)
-    _, log = process.communicate(timeout=30)
-    assert process.returncode == 0, log[-3000:]
+    server = VerifierProcess(shared_fixtures, directory)
+    server.start()
+    assert server.process is not None
+    yield ServedVerifier(server.origin, server.origin, server.port, server.process)
+    server.process.send_signal(signal.SIGTERM)
+    _, log = server.process.communicate(timeout=30)
+    assert server.process.returncode == 0, log[-3000:]
     assert "Traceback" not in log and "failed unexpectedly" not in log, log[-3000:]
     outbox = directory / "outbox.jsonl"
     for line in outbox.read_text(encoding="utf-8").splitlines() if outbox.exists() else []:
@@ -101,16 +80,6 @@ def served_verifier(tmp_path_factory: pytest.TempPathFactory, shared_fixtures: F
 
 # --- strategies ------------------------------------------------------------------------------------
 
-edge_text = st.one_of(
-    st.text(max_size=40),
-    st.sampled_from(["\ud800", "a\udfffb", "\x00", "😀", "' OR 1=1 --", "../../etc/passwd", "<script>", ""]),
-)
-scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70), st.floats(allow_nan=False), edge_text
-)
-json_values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(edge_text, inner, max_size=4), max_leaves=12
-)
 header_text = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=60)
 
 

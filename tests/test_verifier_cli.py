@@ -18,6 +18,7 @@ from softhsm_fixtures import Fixtures
 from softhsm_fixtures.catalog import TAXPAYERS
 from softhsm_fixtures.seed import verifier_records
 from tests.harness.agent import free_port
+from tests.harness.verifier import VerifierProcess
 
 
 def verifier(*args: str) -> subprocess.CompletedProcess[str]:
@@ -80,33 +81,21 @@ def test_import_refuses_an_invalid_taxpayer_id(tmp_path: Path) -> None:
 
 
 async def test_serve_answers_the_api_and_stops_cleanly(fixtures: Fixtures, tmp_path: Path) -> None:
-    port = free_port()
-    config = tmp_path / "verifier.toml"
-    config.write_text(
-        f'origin = "http://127.0.0.1:{port}"\nport = {port}\ndatabase = "v.db"\n'
-        f'trust_anchors = ["{fixtures.root_ca}"]\nintermediates = ["{fixtures.issuing_ca}"]\n'
-        f'crls = ["{fixtures.crl}"]\n',
-        encoding="utf-8",
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cert_agent.verifier", "serve", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    server = VerifierProcess(fixtures, tmp_path)
+    server.start()
+    assert server.process is not None
     try:
-        assert process.stdout is not None and "listening" in process.stdout.readline()
         async with aiohttp.ClientSession() as session:
             async with session.post(
-                f"http://127.0.0.1:{port}/api/challenge", json={}, headers={"Origin": f"http://127.0.0.1:{port}"}
+                f"{server.origin}/api/challenge", json={}, headers={"Origin": server.origin}
             ) as response:
                 assert response.status == 200 and len((await response.json())["nonce"]) == 44
-            async with session.get(f"http://127.0.0.1:{port}/") as response:
+            async with session.get(f"{server.origin}/") as response:
                 assert response.status == 200 and "企业业务" in await response.text()
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=20)
-    assert process.returncode == 0
+        server.process.send_signal(signal.SIGTERM)
+        server.process.communicate(timeout=20)
+    assert server.process.returncode == 0
     assert (tmp_path / "v.db").exists()
 
 

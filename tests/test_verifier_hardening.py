@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -19,9 +17,7 @@ import pytest
 
 from cert_agent.verifier.store import SqliteStore
 from softhsm_fixtures import Fixtures
-from softhsm_fixtures.seed import verifier_records
-from tests.harness.agent import free_port
-from tests.harness.verifier import ORIGIN, PAGE_HEADERS, Clock, Verifier, make_auth_token, verifier_at
+from tests.harness.verifier import ORIGIN, PAGE_HEADERS, Clock, Verifier, VerifierProcess, make_auth_token, verifier_at
 
 CROSS_SITE = "CROSS_SITE_REQUEST"
 
@@ -265,44 +261,6 @@ async def test_a_full_disk_is_503_loses_nothing_and_the_service_recovers(fixture
 
 
 # --- killed between the steps of a login --------------------------------------------------------
-
-
-class VerifierProcess:
-    def __init__(self, fixtures: Fixtures, directory: Path) -> None:
-        self.port = free_port()
-        self.origin = f"http://127.0.0.1:{self.port}"
-        self.directory = directory
-        self.config = directory / "verifier.toml"
-        self.config.write_text(
-            f'origin = "{self.origin}"\nport = {self.port}\ndatabase = "v.db"\noutbox = "outbox.jsonl"\n'
-            f'trust_anchors = ["{fixtures.root_ca}"]\nintermediates = ["{fixtures.issuing_ca}"]\n'
-            f'crls = ["{fixtures.crl}"]\n',
-            encoding="utf-8",
-        )
-        seed = directory / "seed.json"
-        seed.write_text(json.dumps(verifier_records(), ensure_ascii=False), encoding="utf-8")
-        command = [sys.executable, "-m", "cert_agent.verifier", "import", "--db", str(directory / "v.db"), str(seed)]
-        subprocess.run(command, check=True, capture_output=True)
-        self.process: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "cert_agent.verifier", "serve", "--config", str(self.config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None and "listening" in self.process.stdout.readline()
-
-    def kill(self) -> str:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        _, stderr = self.process.communicate(timeout=20)
-        return stderr
-
-    def last_code(self) -> str:
-        lines = (self.directory / "outbox.jsonl").read_text(encoding="utf-8").splitlines()
-        return str(json.loads(lines[-1])["code"])
 
 
 async def test_killed_between_every_step_of_a_login_the_state_survives(fixtures: Fixtures, tmp_path: Path) -> None:

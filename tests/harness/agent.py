@@ -6,6 +6,8 @@ import asyncio
 import base64
 import hashlib
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -125,3 +127,18 @@ def verify_auth_token(token: dict[str, Any], origin: str, nonce: str) -> None:
     name = f"sha{token['algorithm'][2:]}"
     data = hashlib.new(name, origin.encode()).digest() + hashlib.new(name, nonce.encode()).digest()
     verify_signature(certificate.public_key(), base64.b64decode(token["signature"]), data, token["algorithm"])
+
+
+def cert_agent(
+    fixtures: Fixtures, *args: str, stdin: str | None = None, module: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The ``cert-agent`` command as a user runs it, on the fixture tokens' module."""
+    return subprocess.run(
+        [sys.executable, "-m", "cert_agent", *args, "--module", module or fixtures.module],
+        input=stdin,
+        env=fixtures.env.environ(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

@@ -6,6 +6,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ from cert_agent.verifier.app import create_app
 from cert_agent.verifier.store import Store
 from demo.services import OUTBOX, seeded_login_service
 from softhsm_fixtures import Fixtures
+from softhsm_fixtures.seed import verifier_records
 from tests.harness.agent import free_port
 
 
@@ -105,3 +109,41 @@ async def verifier_at(fixtures: Fixtures, directory: Path, clock: Clock) -> Asyn
             yield Verifier(f"http://127.0.0.1:{port}", login.store, directory / OUTBOX, clock, fixtures, session)
     finally:
         await runner.cleanup()
+
+
+class VerifierProcess:
+    def __init__(self, fixtures: Fixtures, directory: Path) -> None:
+        self.port = free_port()
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self.directory = directory
+        self.config = directory / "verifier.toml"
+        self.config.write_text(
+            f'origin = "{self.origin}"\nport = {self.port}\ndatabase = "v.db"\noutbox = "outbox.jsonl"\n'
+            f'trust_anchors = ["{fixtures.root_ca}"]\nintermediates = ["{fixtures.issuing_ca}"]\n'
+            f'crls = ["{fixtures.crl}"]\n',
+            encoding="utf-8",
+        )
+        seed = directory / "seed.json"
+        seed.write_text(json.dumps(verifier_records(), ensure_ascii=False), encoding="utf-8")
+        command = [sys.executable, "-m", "cert_agent.verifier", "import", "--db", str(directory / "v.db"), str(seed)]
+        subprocess.run(command, check=True, capture_output=True)
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cert_agent.verifier", "serve", "--config", str(self.config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None and "listening" in self.process.stdout.readline()
+
+    def kill(self) -> str:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        _, stderr = self.process.communicate(timeout=20)
+        return stderr
+
+    def last_code(self) -> str:
+        lines = (self.directory / "outbox.jsonl").read_text(encoding="utf-8").splitlines()
+        return str(json.loads(lines[-1])["code"])
