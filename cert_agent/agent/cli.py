@@ -64,7 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the old PIN, then the new PIN, as two lines of standard input",
     )
 
-    sub.add_parser("doctor", parents=[common], help="check modules, tokens and pcscd")
+    doctor = sub.add_parser("doctor", parents=[common], help="check modules, tokens, pcscd, the agent, autostart")
+    doctor.add_argument("--config", type=Path, help="the agent's TOML configuration (its origins)")
+
+    autostart = sub.add_parser("autostart", help="start the agent at login, or not (this user)")
+    autostart.add_argument("action", choices=["enable", "disable", "status"])
+
+    policy = sub.add_parser(
+        "browser-policy", help="let the configured origins reach the agent without a browser prompt (root)"
+    )
+    policy.add_argument("action", choices=["install", "remove", "status"])
+    policy.add_argument("--config", type=Path, help="the agent's TOML configuration (its origins)")
+    policy.add_argument("--allow-origin", action="append", metavar="ORIGIN", help="instead of the configured origins")
+    policy.add_argument("--root", type=Path, default=Path("/"), help="install under this root (packaging, tests)")
 
     serve = sub.add_parser("serve", parents=[common], help="run the agent daemon (WebSocket on 127.0.0.1)")
     serve.add_argument("--config", type=Path, help=f"TOML configuration (default: {default_config_path()})")
@@ -91,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "certs": cmd_certs,
         "change-pin": cmd_change_pin,
         "doctor": cmd_doctor,
+        "autostart": cmd_autostart,
+        "browser-policy": cmd_browser_policy,
         "serve": cmd_serve,
     }
     try:
@@ -215,6 +229,24 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
     pcsc_ok, pcsc_text = pcscd_status()
     print(("✓ " if pcsc_ok else "✗ ") + pcsc_text, file=out)
     print(agent_status(), file=out)
+    from cert_agent.agent import autostart, browser_policy
+
+    state = autostart.status(Path.home())
+    print(
+        ("✓ 开机自动启动：已开启 " if state.enabled else "• 开机自动启动：未开启 ") + f"(autostart: {state.where})",
+        file=out,
+    )
+    try:
+        origins = load_config(args.config).allowed_origins
+    except ValueError as exc:
+        print(f"✗ 配置错误 (configuration error): {exc}", file=out)
+        return EXIT_ERROR
+    for browser, allowed in browser_policy.status(origins).items():
+        mark = "✓" if allowed else "•"
+        print(
+            f"{mark} {browser} 浏览器策略 (managed policy) {'允许' if allowed else '未允许'} {', '.join(origins)}",
+            file=out,
+        )
     return EXIT_OK if healthy else EXIT_ERROR
 
 
@@ -241,6 +273,50 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         print(f"证书助手已在运行（进程 {exc.fields.get('pid')}，{where}），无需再次启动", file=sys.stderr)
         print(exc.code, file=sys.stderr)
         return EXIT_ALREADY_RUNNING
+    return EXIT_OK
+
+
+def cmd_autostart(args: argparse.Namespace, out: TextIO) -> int:
+    from cert_agent.agent import autostart
+
+    home = Path.home()
+    if args.action == "enable":
+        state = autostart.enable(home, autostart.agent_command())
+    elif args.action == "disable":
+        state = autostart.disable(home)
+    else:
+        state = autostart.status(home)
+    print(
+        f"开机自动启动 (autostart): {'已开启 enabled' if state.enabled else '未开启 disabled'} ({state.where})",
+        file=out,
+    )
+    return EXIT_OK
+
+
+def cmd_browser_policy(args: argparse.Namespace, out: TextIO) -> int:
+    from cert_agent.agent import browser_policy
+
+    try:
+        origins = args.allow_origin or list(load_config(args.config).allowed_origins)
+        browser_policy.policy(origins)  # validates: exact origins only
+    except ValueError as exc:
+        print(f"配置错误 (configuration error): {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not origins and args.action != "remove":
+        print("没有配置允许的网站 (no allowed origins configured)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.action == "install":
+            for path in browser_policy.install(origins, args.root):
+                print(f"已写入 (written): {path}", file=out)
+        elif args.action == "remove":
+            for path in browser_policy.remove(args.root):
+                print(f"已删除 (removed): {path}", file=out)
+    except PermissionError as exc:
+        print(f"需要管理员权限 (run as root): {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    for browser, allowed in browser_policy.status(origins, args.root).items():
+        print(f"{browser}: {'允许 allowed' if allowed else '未允许 not allowed'} {', '.join(origins)}", file=out)
     return EXIT_OK
 
 

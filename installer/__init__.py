@@ -1,0 +1,1 @@
+"""Install artifacts for the desktop agent, rendered from cert_agent.agent.autostart and browser_policy."""
