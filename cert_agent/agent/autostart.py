@@ -41,7 +41,9 @@ def agent_command() -> list[str]:
 # --- the artifacts --------------------------------------------------------------------------------
 
 
-def xdg_autostart_entry(command: list[str]) -> str:
+def xdg_autostart_entry(command: list[str], *, systemd_skip: bool = False) -> str:
+    """``systemd_skip``: for the package, whose systemd user unit starts the agent where there
+    is a systemd user session; the entry then serves only desktops without one."""
     return "\n".join(
         [
             "[Desktop Entry]",
@@ -52,6 +54,7 @@ def xdg_autostart_entry(command: list[str]) -> str:
             "Terminal=false",
             "NoDisplay=true",
             "X-GNOME-Autostart-enabled=true",
+            *(["X-systemd-skip=true"] if systemd_skip else []),
             "",
         ]
     )

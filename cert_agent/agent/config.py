@@ -79,11 +79,16 @@ def default_config_path() -> Path:
     return Path(platformdirs.user_config_dir("cert-agent", appauthor=False)) / "config.toml"
 
 
+SYSTEM_CONFIG = Path("/etc/cert-agent/config.toml")  # what an installed package configures (Linux)
+
+
 def load_config(path: Path | None = None) -> AgentConfig:
-    """Read the TOML file (a missing default file means defaults; a missing named file is an
-    error), check every key, and refuse unsafe origins."""
+    """Read the TOML file, check every key, and refuse unsafe origins. Without a named file: the
+    user's own file, else the system-wide one a package installed, else the defaults. A
+    missing named file is an error."""
     explicit = path is not None
-    path = path or default_config_path()
+    if path is None:
+        path = next((p for p in (default_config_path(), SYSTEM_CONFIG) if p.exists()), default_config_path())
     if not path.exists():
         if explicit:
             raise ConfigError(f"{path}: no such configuration file")
