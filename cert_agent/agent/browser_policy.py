@@ -88,6 +88,9 @@ def remove(root: Path = Path("/")) -> list[Path]:
         if path.exists():
             path.unlink()
             removed.append(path)
+            for folder in (path.parent, path.parent.parent):  # managed/ and policies/, when empty
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
     return removed
 
 

@@ -19,7 +19,7 @@ export const PROTOCOL_VERSION = 1;
 export const CLIENT_ERRORS = Object.freeze({
   AGENT_NOT_RUNNING: "未检测到证书助手。请确认已安装并启动证书助手（cert-agent），然后刷新页面。",
   LOCAL_NETWORK_DENIED:
-    "浏览器阻止了本页访问本机的证书助手。请点击地址栏左侧的网站设置，允许“本地网络访问”，然后刷新页面。",
+    "浏览器阻止了本页访问本机的证书助手。请点击地址栏左侧的图标，打开“网站设置”，将“本地网络访问”改为“允许”，然后刷新页面。",
   TIMEOUT: "证书助手响应超时，请重试。",
   CONNECTION_CLOSED: "与证书助手的连接已断开，请刷新页面。",
 });
@@ -88,14 +88,23 @@ export async function connect(options = {}) {
   return connection;
 }
 
-/** The state of Chrome's Local Network Access permission, or "unknown" where there is none. */
-async function localNetworkPermission() {
-  try {
-    const status = await navigator.permissions.query({ name: /** @type {any} */ ("local-network-access") });
-    return status.state;
-  } catch {
-    return "unknown";
+/**
+ * Whether this page may reach the agent on the loopback address: Chrome's Local Network Access
+ * permission ("loopback-network" since Chrome 145, "local-network-access" before), "granted",
+ * "prompt" or "denied"; "unknown" in browsers without it. Pages ask before they connect: when it
+ * is "prompt", connecting makes the browser ask the user, so do it on the user's action.
+ * @returns {Promise<string>}
+ */
+export async function localNetworkPermission() {
+  for (const name of ["loopback-network", "local-network-access"]) {
+    try {
+      const status = await navigator.permissions.query({ name: /** @type {any} */ (name) });
+      return status.state;
+    } catch {
+      // this browser does not know the name: try the older one
+    }
   }
+  return "unknown";
 }
 
 /** @param {keyof typeof CLIENT_ERRORS} code */

@@ -1,5 +1,7 @@
 // Shared by the verifier's pages: the agent connection, the API, and error texts.
-import { connect, CertAgentError } from "/static/cert-agent.js";
+import { connect, CertAgentError, localNetworkPermission } from "/static/cert-agent.js";
+
+export { localNetworkPermission };
 
 /** The agent's port: ?agentPort= on first visit (development and tests), remembered for the tab. */
 export function agentPort() {

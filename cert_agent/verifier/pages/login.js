@@ -1,5 +1,13 @@
 // The login page: 企业业务 / 代理业务 certificate login through the local agent.
-import { api, connectAgent, showError, AGENT_HELP, certificateLabel, choiceButton } from "/static/pages/common.js";
+import {
+  api,
+  connectAgent,
+  showError,
+  AGENT_HELP,
+  certificateLabel,
+  choiceButton,
+  localNetworkPermission,
+} from "/static/pages/common.js";
 
 let kind = "enterprise";
 let agent = null;
@@ -162,6 +170,15 @@ async function start() {
   $("pin").addEventListener("keydown", (e) => e.key === "Enter" && login());
   $("verify").addEventListener("click", verify);
   $("certificate").addEventListener("change", describeSelected);
+  // A tax bureau page is public https: there, connecting makes the browser ask the user for the
+  // Local Network Access permission, so it waits for their click. (An http page can only be a
+  // loopback development page, which the browser never asks about.)
+  if (location.protocol === "https:" && (await localNetworkPermission()) === "prompt") {
+    $("allow-agent").classList.remove("hidden");
+    document.body.dataset.ready = "ask-permission";
+    await new Promise((resolve) => $("allow-agent-button").addEventListener("click", resolve, { once: true }));
+    $("allow-agent").classList.add("hidden");
+  }
   try {
     agent = await connectAgent();
   } catch (error) {
