@@ -31,6 +31,7 @@ def render(origins: list[str], out: Path) -> list[Path]:
     }
     for domain in browser_policy.MACOS_DOMAINS.values():
         files[out / "macos" / f"{domain}.plist"] = browser_policy.macos_policy_plist(origins)
+    files[out / "macos" / "postinstall"] = macos_postinstall()
     for path, content in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(content, bytes):
@@ -38,6 +39,28 @@ def render(origins: list[str], out: Path) -> list[Path]:
         else:
             path.write_text(content, encoding="utf-8", newline="")
     return sorted(files)
+
+
+def macos_postinstall() -> str:
+    """The pkg's postinstall script: the LaunchAgent for every user, the browsers' policy, and
+    the agent started for the user at the console. Generated and syntax-checked; not run here."""
+    label = autostart.LAUNCH_AGENT_LABEL
+    lines = [
+        "#!/bin/sh",
+        "set -e",
+        f'install -m 644 "$(dirname "$0")/{label}.plist" /Library/LaunchAgents/{label}.plist',
+        'mkdir -p "/Library/Managed Preferences"',
+    ]
+    for domain in browser_policy.MACOS_DOMAINS.values():
+        lines.append(f'install -m 644 "$(dirname "$0")/{domain}.plist" "/Library/Managed Preferences/{domain}.plist"')
+    lines += [
+        "console_user=$(stat -f %Su /dev/console)",
+        'if [ -n "$console_user" ] && [ "$console_user" != root ]; then',
+        f'  launchctl bootstrap "gui/$(id -u "$console_user")" /Library/LaunchAgents/{label}.plist || true',
+        "fi",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 PACKAGE = "cert-agent"

@@ -58,7 +58,15 @@ def installed_package(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
     installed = subprocess.run(["dpkg", "-i", str(deb)], capture_output=True, text=True, check=False)
     try:
         assert installed.returncode == 0, installed.stdout + installed.stderr
+        # Installing it again takes the upgrade path (prerm upgrade, then postinst configure).
+        upgraded = subprocess.run(["dpkg", "-i", str(deb)], capture_output=True, text=True, check=False)
+        assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
         yield deb
+        removed = subprocess.run(["dpkg", "-r", "cert-agent"], capture_output=True, text=True, check=False)
+        assert removed.returncode == 0, removed.stderr
+        assert not Path("/opt/cert-agent").exists()
+        assert Path("/etc/cert-agent/config.toml").exists()  # a plain remove keeps the configuration
+        assert browser_policy.status([ORIGIN]) == {"chromium": False, "chrome": False, "edge": False}
     finally:
         purged = subprocess.run(["dpkg", "--purge", "cert-agent"], capture_output=True, text=True, check=False)
         assert purged.returncode == 0, purged.stderr

@@ -113,6 +113,9 @@ def test_every_platforms_artifacts_render_from_one_source(tmp_path: Path) -> Non
     for key in browser_policy.WINDOWS_KEYS.values():
         assert f'[HKEY_LOCAL_MACHINE\\{key}\\LocalNetworkAccessAllowedForUrls]\r\n"1"="{ORIGIN}"' in reg
     assert plistlib.loads((tmp_path / "macos" / f"{autostart.LAUNCH_AGENT_LABEL}.plist").read_bytes())["RunAtLoad"]
+    script = tmp_path / "macos" / "postinstall"
+    assert subprocess.run(["sh", "-n", str(script)], check=False).returncode == 0  # parses as a shell script
+    assert f"/Library/LaunchAgents/{autostart.LAUNCH_AGENT_LABEL}.plist" in script.read_text(encoding="utf-8")
 
 
 def test_doctor_reports_autostart_and_the_browser_policy(tmp_path: Path) -> None:
