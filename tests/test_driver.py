@@ -393,3 +393,30 @@ def test_the_token_flag_bits_of_the_models_are_pkcs11s() -> None:
     from cert_agent.drivers.models import TOKEN_FLAGS
 
     assert {name: getattr(PyKCS11, name) for name in TOKEN_FLAGS} == TOKEN_FLAGS
+
+
+def test_tokens_that_share_a_serial_or_have_none_are_told_apart_by_slot() -> None:
+    # SoftHSM2 cannot show two tokens with one serial (a cloned token folder makes it abort), so
+    # the rule is checked on the driver's own values; tpm2-pkcs11 (every token 0000000000000000)
+    # is where it meets a real module (issue 12).
+    from cert_agent.drivers.models import Medium
+    from cert_agent.drivers.pkcs11 import _distinct
+
+    def token(slot: int, serial: str) -> Token:
+        return Token("/usr/lib/x.so", slot, f"label {slot}", serial, "vendor", "model", 0, Medium.OTHER)
+
+    tokens = _distinct([token(1, "0000000000000000"), token(2, "0000000000000000"), token(3, "A1"), token(4, "")])
+    ids = [t.token_id for t in tokens]
+    assert ids == [
+        "/usr/lib/x.so#0000000000000000#slot-1",
+        "/usr/lib/x.so#0000000000000000#slot-2",
+        "/usr/lib/x.so#A1",
+        "/usr/lib/x.so##slot-4",
+    ]
+
+
+def test_token_info_strings_lose_their_blank_and_nul_padding() -> None:
+    from cert_agent.drivers.pkcs11 import _clean
+
+    assert _clean("TPM2-PKCS11\x00\x00\x00   ") == "TPM2-PKCS11"
+    assert _clean("  税务UKey 初心科技  ") == "税务UKey 初心科技"

@@ -133,11 +133,15 @@ class Token:
     model: str
     flags: int
     medium: Medium
+    slot_tag: str = ""  # set when the serial alone does not tell this token apart (see token_id)
 
     @property
     def token_id(self) -> str:
-        """Stable across re-insertion: the module path and the token serial."""
-        return f"{self.module}#{self.serial}"
+        """The module path and the token serial: stable across re-insertion. When the module
+        shows several tokens with one serial (or none), the slot is added (``#slot-N``): stable
+        while the token is present."""
+        base = f"{self.module}#{self.serial}"
+        return f"{base}#{self.slot_tag}" if self.slot_tag else base
 
     @property
     def pin_state(self) -> PinState:

@@ -22,6 +22,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from typing import Any
 
 import PyKCS11
@@ -86,6 +87,20 @@ _BY_CKR: dict[int, type[CertAgentError]] = {
 
 # Modules that see tokens added to their store only at C_Initialize (by C_GetInfo manufacturerID).
 REINITIALIZE_TO_RESCAN = frozenset({"SoftHSM"})
+
+
+def _clean(text: str) -> str:
+    """CK_TOKEN_INFO strings are fixed-width, padded with blanks, by some modules with NULs."""
+    return str(text).replace("\x00", " ").strip()
+
+
+def _distinct(tokens: list[Token]) -> list[Token]:
+    """Tokens of one module whose serial is empty or repeated (cheap keys, tpm2-pkcs11's
+    "0000000000000000") are told apart by their slot, which holds while they are present."""
+    serials = [t.serial for t in tokens]
+    return [
+        replace(t, slot_tag=f"slot-{t.slot_id}") if not t.serial or serials.count(t.serial) > 1 else t for t in tokens
+    ]
 
 
 def ckr_name(code: int) -> str:
@@ -312,19 +327,19 @@ class Pkcs11Driver:
                 continue
             if token.flags & PyKCS11.CKF_TOKEN_INITIALIZED:  # a blank slot is no medium
                 tokens.append(token)
-        return tokens
+        return _distinct(tokens)
 
     def _token_at(self, module: str, slot_id: int) -> Token:
         with pkcs11_errors():
             info = self._libs[module].getTokenInfo(slot_id)
-        label = info.label.strip()
-        model = info.model.strip()
+        label = _clean(info.label)
+        model = _clean(info.model)
         return Token(
             module=module,
             slot_id=slot_id,
             label=label,
-            serial=info.serialNumber.strip(),
-            manufacturer=info.manufacturerID.strip(),
+            serial=_clean(info.serialNumber),
+            manufacturer=_clean(info.manufacturerID),
             model=model,
             flags=int(info.flags),
             medium=medium_of(label, model),
@@ -336,11 +351,11 @@ class Pkcs11Driver:
         try:
             current = self._token_at(token.module, token.slot_id)
             if current.serial == token.serial:
-                return current
+                return replace(current, slot_tag=token.slot_tag)
         except CertAgentError:
             pass
         for candidate in self._module_tokens(token.module):
-            if candidate.serial == token.serial:
+            if candidate.token_id == token.token_id:
                 return candidate
         raise TokenNotPresent(token.serial)
 
