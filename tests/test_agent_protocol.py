@@ -20,6 +20,7 @@ from softhsm_fixtures import Fixtures
 from tests.harness.agent import (
     ALLOWED_ORIGIN,
     NONCE,
+    Client,
     RunningAgent,
     certificate_of,
     connect,
@@ -350,3 +351,28 @@ async def test_a_module_that_does_not_load_is_reported_and_the_others_serve(fixt
     (problem,) = reply["result"]["problems"]
     assert problem["module"] == "/nonexistent/libvendor-ukey.so"
     assert problem["error"]["code"] == "MODULE_LOAD_FAILED"
+
+
+async def test_reaching_the_known_retry_limit_reports_the_token_locked_and_a_later_success_unlocks_it(
+    fresh_fixtures: Fixtures,
+) -> None:
+    # The medium's retry limit is configured (3); SoftHSM2 itself never locks, like a medium
+    # unlocked elsewhere (the vendor's tool): the next right PIN is still passed to the token.
+    async with running_agent(fresh_fixtures, pin_max_tries=3) as agent, connect(agent) as client:
+        token_id, _ = certificate_of(fresh_fixtures, "hairun-ec")
+        replies = [await client.call("verifyPin", tokenId=token_id, pin="000000") for _ in range(3)]
+        assert [r["error"].get("triesLeft") for r in replies[:2]] == [2, 1]
+        assert replies[2]["error"]["code"] == "PIN_LOCKED"
+        locked = await _pin_state_event(client, "locked")  # (SoftHSM2 also says count_low on the way)
+        assert locked["data"]["tokenId"] == token_id
+        listed = await client.call("listCertificates")
+        assert {t["tokenId"]: t["pinState"] for t in listed["result"]["tokens"]}[token_id] == "locked"
+        assert "result" in await client.call("verifyPin", tokenId=token_id, pin="112233")
+        await _pin_state_event(client, "ok")
+
+
+async def _pin_state_event(client: Client, state: str) -> dict[str, Any]:
+    while True:
+        event = await client.event("tokenChanged")
+        if event["data"]["pinState"] == state:
+            return event

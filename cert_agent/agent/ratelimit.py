@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from cert_agent.agent.errors import RateLimited
-from cert_agent.drivers.errors import PinIncorrect
+from cert_agent.drivers.errors import PinIncorrect, PinLocked
 
 
 class FailureWindow:
@@ -57,9 +57,11 @@ class FailureWindow:
 def pin_attempt(windows: Sequence[FailureWindow]) -> Iterator[None]:
     """Admit one PIN attempt through every window, or raise RateLimited before anything runs.
 
-    A wrong PIN counts as a failure in each window. So does an attempt abandoned before its
-    outcome is known (the connection closed): the PIN may still reach the token, and a page
-    must not escape the count by hanging up.
+    A wrong PIN counts as a failure in each window, and so does a PIN answered PIN_LOCKED (the
+    wrong PIN that reached the known retry limit, or one sent to a locked medium): otherwise a
+    page could go on guessing on a medium that only the agent believes locked. So does an
+    attempt abandoned before its outcome is known (the connection closed): the PIN may still
+    reach the token, and a page must not escape the count by hanging up.
     """
     wait = max(window.retry_after() for window in windows)
     if wait:
@@ -70,7 +72,7 @@ def pin_attempt(windows: Sequence[FailureWindow]) -> Iterator[None]:
     try:
         yield
         failed = False
-    except PinIncorrect:
+    except (PinIncorrect, PinLocked):
         raise
     except Exception:
         failed = False  # another error (locked, removed, timeout): the PIN was not judged wrong

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cert_agent.agent.config import AgentConfig
 from cert_agent.agent.errors import TokenTimeout, WorkerFailed
@@ -28,7 +28,7 @@ from cert_agent.agent.workerproc import WorkerProcess
 from cert_agent.common.algorithms import SignatureAlgorithm
 from cert_agent.common.errors import CertAgentError
 from cert_agent.drivers.errors import PinIncorrect, PinLocked, TokenNotFound, TokenNotPresent
-from cert_agent.drivers.models import ModuleProblem
+from cert_agent.drivers.models import CKF_USER_PIN_LOCKED, ModuleProblem, PinState
 from cert_agent.drivers.pin import Pin
 
 log = logging.getLogger("cert_agent.tokens")
@@ -62,6 +62,7 @@ class TokenService:
         self._wrong_pins: dict[str, int] = {}  # consecutive wrong PINs by token, across worker restarts
         self._pin_gates: dict[str, asyncio.Lock] = {}
         self._last_pin_use: dict[str, float] = {}
+        self._locked: set[str] = set()  # tokens a return code (or the known limit) said are locked
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -81,7 +82,7 @@ class TokenService:
     # --- what pages see -----------------------------------------------------------------------
 
     def tokens(self) -> list[TokenView]:
-        return list(self._tokens.values())
+        return [self._shown(view) for view in self._tokens.values()]
 
     def problems(self) -> tuple[ModuleProblem, ...]:
         return self._problems
@@ -90,7 +91,7 @@ class TokenService:
         token = self._tokens.get(token_id)
         if token is None:
             raise TokenNotFound(token_id)
-        return token
+        return self._shown(token)
 
     def subscribe(self) -> asyncio.Queue[TokenEvent]:
         queue: asyncio.Queue[TokenEvent] = asyncio.Queue(maxsize=100)
@@ -149,13 +150,38 @@ class TokenService:
             self._last_pin_use[token_id] = time.monotonic()
             self._wrong_pins[token_id] = self._wrong_pins.get(token_id, 0) + 1
             self.request_scan()
+            limit = self._config.pin_max_tries
+            if limit is not None and self._wrong_pins[token_id] >= limit:
+                self._set_locked(token_id, True)  # the medium's known limit is reached
+                raise PinLocked(exc.detail) from None
             raise PinIncorrect(exc.detail, tries_left=self.tries_left(token_id, exc.tries_left)) from None
         except PinLocked:
+            self._set_locked(token_id, True)  # the module said CKR_PIN_LOCKED, whatever the flags say
             self.request_scan()
             raise
         self._last_pin_use[token_id] = time.monotonic()
         self._wrong_pins.pop(token_id, None)
+        self._set_locked(token_id, False)  # unlocked elsewhere (vendor tool, lockout reset): noticed
         return result
+
+    def _set_locked(self, token_id: str, locked: bool) -> None:
+        """Remember what a return code (not a token flag) said about the PIN lock. A request
+        still goes to the token (a locked medium refuses it without counting), so an unlock done
+        elsewhere shows on the next try. A change is pushed as a tokenChanged event."""
+        if locked == (token_id in self._locked) or token_id not in self._tokens:
+            return
+        if locked:
+            self._locked.add(token_id)
+        else:
+            self._locked.discard(token_id)
+        self._emit(TokenEvent("tokenChanged", token_id, self._shown(self._tokens[token_id])))
+
+    def _shown(self, view: TokenView) -> TokenView:
+        """The token as pages see it: locked when a module's answer said so, even where the
+        token's flags do not (tpm2-pkcs11 never sets them)."""
+        if view.token_id not in self._locked or view.token.pin_state is PinState.LOCKED:
+            return view
+        return replace(view, token=replace(view.token, flags=view.token.flags | CKF_USER_PIN_LOCKED))
 
     # --- scanning -----------------------------------------------------------------------------
 
@@ -208,10 +234,10 @@ class TokenService:
             self._emit(TokenEvent("tokenRemoved", token_id, None))
         for token_id in new.keys() - old.keys():
             log.info("token inserted: %s (%s)", new[token_id].token.serial, new[token_id].token.medium.value)
-            self._emit(TokenEvent("tokenInserted", token_id, new[token_id]))
+            self._emit(TokenEvent("tokenInserted", token_id, self._shown(new[token_id])))
         for token_id in new.keys() & old.keys():
             if new[token_id].token.pin_state != old[token_id].token.pin_state:
-                self._emit(TokenEvent("tokenChanged", token_id, new[token_id]))
+                self._emit(TokenEvent("tokenChanged", token_id, self._shown(new[token_id])))
 
     def _in_use(self, token_id: str) -> bool:
         """A PIN operation is under way on the token, or ended less than IN_USE_GRACE ago (a
