@@ -65,23 +65,13 @@ def parse_request(text: str) -> Request:
 
 
 def string_param(params: dict[str, Any], name: str, *, max_length: int = 512) -> str:
-    value = params.get(name)
-    if not isinstance(value, str) or not value:
-        raise BadRequest(name, "a non-empty string is required")
-    if len(value) > max_length:
-        raise BadRequest(name, f"at most {max_length} characters")
-    return value
+    return jsontext.text_field(params, name, max_length)
 
 
 def pin_param(params: dict[str, Any], name: str) -> Pin:
     """The PIN as a wipeable Pin, from here to C_Login (the caller wipes it: ``with``); the
     error says which field, never what it held."""
-    value = params.get(name)
-    if not isinstance(value, str) or not value:
-        raise BadRequest(name, "a non-empty string is required")
-    if len(value) > MAX_PIN_LENGTH:
-        raise BadRequest(name, f"at most {MAX_PIN_LENGTH} characters")
-    return Pin(value)
+    return Pin(jsontext.text_field(params, name, MAX_PIN_LENGTH))
 
 
 def cert_id_param(params: dict[str, Any]) -> bytes:

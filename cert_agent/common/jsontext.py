@@ -1,4 +1,5 @@
-"""Strict JSON for untrusted input: the one reader the agent and the verifier use for bodies.
+"""Strict JSON for untrusted input: the one reader the agent and the verifier use for bodies,
+and the one check of a required text field in them.
 
 Python's ``json`` module accepts text that cannot travel on: ``"\\ud800"`` decodes to a lone
 surrogate, which no UTF-8 encoder (a WebSocket frame, SQLite, a log file) will take, and a
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import json
 from typing import Any
+
+from cert_agent.common.errors import BadRequest
 
 MAX_DEPTH = 32  # far deeper than any request of ours; deep nesting is refused, not recursed
 
@@ -58,3 +61,14 @@ def _check_text(text: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise JsonRejected("a string is not valid Unicode (a lone surrogate)") from None
+
+
+def text_field(fields: dict[str, Any], name: str, max_length: int) -> str:
+    """A required, non-empty string field of at most ``max_length`` characters, or BadRequest
+    naming the field (never its value). Used by the agent's protocol and the verifier's API."""
+    value = fields.get(name)
+    if not isinstance(value, str) or not value:
+        raise BadRequest(name, "a non-empty string is required")
+    if len(value) > max_length:
+        raise BadRequest(name, f"at most {max_length} characters")
+    return value

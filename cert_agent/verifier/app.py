@@ -143,12 +143,7 @@ async def json_body(request: web.Request) -> dict[str, Any]:
 
 
 def text_field(body: dict[str, Any], name: str, max_length: int = 256) -> str:
-    value = body.get(name)
-    if not isinstance(value, str) or not value:
-        raise BadRequest(name, "a non-empty string is required")
-    if len(value) > max_length:
-        raise BadRequest(name, f"at most {max_length} characters")
-    return value
+    return jsontext.text_field(body, name, max_length)
 
 
 # --- API -----------------------------------------------------------------------------------------
