@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from cert_agent.verifier.store import MIGRATIONS, Enterprise, SqliteStore
 from softhsm_fixtures import Fixtures
@@ -120,3 +121,33 @@ def test_importing_again_updates_records_in_place(tmp_path: Path) -> None:
         assert len(store.people_of(hairun)) == 2  # the roles that refer to it are still there
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("port = 99999", "port must be an integer from 1 to 65535"),
+        ('port = "8090"', "port must be an integer"),
+        ("secure_cookies = 1", "secure_cookies must be true or false"),
+        ('revocation = "maybe"', "revocation must be one of"),
+        ('crls = "one.crl"', "crls must be a list of paths"),
+        ("origin = 5", "origin must be a non-empty string"),
+        ("colour = 'blue'", "unknown key 'colour'"),
+    ],
+)
+def test_a_wrong_configuration_key_or_type_is_named(tmp_path: Path, line: str, says: str) -> None:
+    config = tmp_path / "verifier.toml"
+    config.write_text(line + "\n", encoding="utf-8")
+    result = verifier("serve", "--config", str(config), "--check-config")
+    assert result.returncode == 2 and says in result.stderr, result.stderr
+
+
+def test_check_config_validates_without_starting(fixtures: Fixtures, tmp_path: Path) -> None:
+    config = tmp_path / "verifier.toml"
+    config.write_text(
+        f'origin = "https://etax.example.com"\ntrust_anchors = ["{fixtures.root_ca}"]\ncrls = ["{fixtures.crl}"]\n',
+        encoding="utf-8",
+    )
+    result = verifier("serve", "--config", str(config), "--check-config")
+    assert result.returncode == 0 and "配置有效" in result.stdout and "1 trust anchor" in result.stdout
+    assert not (tmp_path / "verifier.db").exists()  # nothing started, nothing written

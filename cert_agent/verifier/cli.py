@@ -42,19 +42,45 @@ class VerifierConfig:
     secure_cookies: bool = False
 
 
+_TEXT_KEYS = ("origin", "host")
+_BOOL_KEYS = ("allow_fetching", "secure_cookies")
+_PATH_KEYS = ("database", "outbox")
+_PATH_LIST_KEYS = ("trust_anchors", "intermediates", "crls")
+
+
 def load_verifier_config(path: Path | None) -> VerifierConfig:
+    """Read the TOML file: every key known and of its type (errors name the key), paths
+    relative to the file."""
+    from cert_agent.verifier.validation import REVOCATION_MODES
+
     config = VerifierConfig()
     if path is None:
         return config
     raw = tomllib.loads(path.read_text(encoding="utf-8"))
     base = path.parent
     for key, value in raw.items():
-        if not hasattr(config, key):
-            raise ValueError(f"{path}: unknown key {key!r}")
-        if key in ("trust_anchors", "intermediates", "crls"):
-            value = [base / v for v in value]
-        elif key in ("database", "outbox"):
+        if key in _TEXT_KEYS:
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{path}: {key} must be a non-empty string")
+        elif key == "port":
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+                raise ValueError(f"{path}: port must be an integer from 1 to 65535")
+        elif key == "revocation":
+            if value not in REVOCATION_MODES:
+                raise ValueError(f"{path}: revocation must be one of {', '.join(REVOCATION_MODES)}")
+        elif key in _BOOL_KEYS:
+            if not isinstance(value, bool):
+                raise ValueError(f"{path}: {key} must be true or false")
+        elif key in _PATH_KEYS:
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{path}: {key} must be a path")
             value = base / value
+        elif key in _PATH_LIST_KEYS:
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise ValueError(f"{path}: {key} must be a list of paths")
+            value = [base / v for v in value]
+        else:
+            raise ValueError(f"{path}: unknown key {key!r}")
         setattr(config, key, value)
     return config
 
@@ -66,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the login service and its pages")
     serve.add_argument("--config", type=Path, help="TOML configuration")
+    serve.add_argument(
+        "--check-config", action="store_true", help="check the configuration (keys, types, certificates, CRLs) and exit"
+    )
     serve.add_argument("--origin", help="this service's origin, as browsers send it (signatures are bound to it)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
@@ -180,6 +209,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
         print(f"配置错误 (configuration error): {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.check_config:
+        print(
+            f"配置有效 (configuration is valid): origin {config.origin}, {len(settings.trust_anchors)} trust anchor(s)"
+        )
+        return EXIT_OK
     logging.getLogger("cert_agent").setLevel(logging.INFO)
     _serve(config, settings)
     return EXIT_OK
