@@ -44,6 +44,7 @@ ENDPOINTS = [
     ("POST", "/api/login/verify"),
     ("POST", "/api/login/client"),
     ("GET", "/api/session"),
+    ("GET", "/api/health"),
     ("POST", "/api/logout"),
     ("GET", "/api/history"),
     ("POST", "/api/history/1/hide"),

@@ -317,3 +317,19 @@ async def test_killed_between_every_step_of_a_login_the_state_survives(fixtures:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         events = [row[0] for row in db.execute("SELECT event FROM audit ORDER BY entry_id")]
     assert events == ["sms_sent", "login_failed", "login_enterprise"]
+
+
+# --- operations -------------------------------------------------------------------------------------
+
+
+async def test_health_says_ok_and_turns_503_when_the_crl_is_stale(verifier: Verifier) -> None:
+    async with aiohttp.ClientSession() as bare, bare.get(verifier.url + "/api/health") as response:
+        assert response.status == 200
+        health = await response.json()
+    assert health["status"] == "ok" and health["database"] == "ok"
+    assert health["crls"] and all(crl["fresh"] for crl in health["crls"])
+    verifier.clock.now += dt.timedelta(days=3650)  # long past the CRL's nextUpdate
+    async with aiohttp.ClientSession() as bare, bare.get(verifier.url + "/api/health") as response:
+        assert response.status == 503
+        stale = await response.json()
+    assert stale["status"] == "degraded" and not stale["crls"][0]["fresh"]

@@ -149,6 +149,12 @@ def text_field(body: dict[str, Any], name: str, max_length: int = 256) -> str:
 # --- API -----------------------------------------------------------------------------------------
 
 
+async def health(request: web.Request) -> web.Response:
+    """For load balancers and monitoring: 200 when logins can be served, 503 when not."""
+    healthy, details = request.app[LOGIN_KEY].health()
+    return web.json_response(details, status=200 if healthy else 503)
+
+
 async def challenge(request: web.Request) -> web.Response:
     return web.json_response(request.app[LOGIN_KEY].issue_challenge())
 
@@ -260,6 +266,7 @@ def create_app(login: LoginService, *, secure_cookies: bool = False) -> web.Appl
     app[LOGIN_KEY] = login
     app[SECURE_KEY] = secure_cookies
     app.on_cleanup.append(_close_store)
+    app.router.add_get("/api/health", health)
     app.router.add_post("/api/challenge", challenge)
     app.router.add_post("/api/login/certificate", login_certificate)
     app.router.add_post("/api/login/sms", login_sms)

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from cryptography import x509
+
 from cert_agent.verifier.errors import (
     AccountLocked,
     ChallengeInvalid,
@@ -39,6 +41,7 @@ from cert_agent.verifier.errors import (
     NotLoggedIn,
     SmsCodeIncorrect,
     SmsRateLimited,
+    StoreUnavailable,
     TaxpayerIdInvalid,
     TaxpayerUnknown,
 )
@@ -235,6 +238,31 @@ class LoginService:
         """清除记录: the entry leaves the person's history; the audit log keeps it."""
         if not self.store.hide_entry(session.person_id, entry_id):
             raise NotFound(str(entry_id))
+
+    # --- operations -------------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Is the service able to log people in: the database answers, and every configured CRL
+        is within its nextUpdate? (healthy, details without personal data)."""
+        now = self.clock()
+        try:
+            self.store.ping()
+            database = "ok"
+        except StoreUnavailable:
+            database = "unavailable"
+        crls = []
+        for der in self.validator.settings.crls:
+            crl = x509.load_der_x509_crl(der)
+            next_update = crl.next_update_utc
+            crls.append(
+                {
+                    "issuer": crl.issuer.rfc4514_string(),
+                    "nextUpdate": next_update.isoformat() if next_update else None,
+                    "fresh": next_update is None or next_update > now,
+                }
+            )
+        healthy = database == "ok" and all(c["fresh"] for c in crls)
+        return healthy, {"status": "ok" if healthy else "degraded", "database": database, "crls": crls}
 
     # --- helpers ------------------------------------------------------------------------------
 

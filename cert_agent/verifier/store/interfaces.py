@@ -68,4 +68,5 @@ class AuditLog(Protocol):
 class Store(Directory, Challenges, LoginAttempts, Sessions, AuditLog, Protocol):
     """Everything the verifier keeps, in one database."""
 
+    def ping(self) -> None: ...  # raises StoreUnavailable when the database cannot be used
     def close(self) -> None: ...

@@ -139,6 +139,11 @@ class SqliteStore:
         self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         self._migrate()
 
+    def ping(self) -> None:
+        """A trivial read: StoreUnavailable when the file cannot be read (locked, gone, broken)."""
+        with self._reading() as db:
+            db.execute("SELECT version FROM schema_version").fetchone()
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
