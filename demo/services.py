@@ -8,7 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cert_agent.verifier.importer import check_records
-from cert_agent.verifier.login import CST, LoginService, OutboxSender
+from cert_agent.verifier.login import CST, LoginService
+from cert_agent.verifier.sms import OutboxSender
 from cert_agent.verifier.store import SmsLimit, SmsLimits, SqliteStore
 from cert_agent.verifier.validation import AuthTokenValidator, ValidatorSettings
 from softhsm_fixtures import Fixtures

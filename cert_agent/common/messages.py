@@ -217,6 +217,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "验证码发送过于频繁，请稍后再试",
         "too many SMS codes were sent; try again later",
     ),
+    "SMS_UNAVAILABLE": (
+        "短信验证码暂时无法发送，请稍后再试",
+        "the SMS gateway did not take the message",
+    ),
     "CROSS_SITE_REQUEST": (
         "请求来源不是本网站，已拒绝",
         "the request does not come from this site's own pages",

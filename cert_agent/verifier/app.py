@@ -174,7 +174,7 @@ async def login_certificate(request: web.Request) -> web.Response:
 
 async def login_sms(request: web.Request) -> web.Response:
     body = await json_body(request)
-    result = request.app[LOGIN_KEY].send_code(text_field(body, "attemptId"), text_field(body, "personId"))
+    result = await request.app[LOGIN_KEY].send_code(text_field(body, "attemptId"), text_field(body, "personId"))
     return web.json_response(result)
 
 

@@ -40,9 +40,13 @@ class VerifierConfig:
     allow_fetching: bool = False
     outbox: Path = Path("sms-outbox.jsonl")
     secure_cookies: bool = False
+    sms_gateway_url: str = ""  # empty: the development outbox file; else the gateway's https URL
+    sms_gateway_token_env: str = ""  # the environment variable that holds the gateway's bearer token
+    sms_timeout: float = 5.0
+    sms_retries: int = 2
 
 
-_TEXT_KEYS = ("origin", "host")
+_TEXT_KEYS = ("origin", "host", "sms_gateway_url", "sms_gateway_token_env")
 _BOOL_KEYS = ("allow_fetching", "secure_cookies")
 _PATH_KEYS = ("database", "outbox")
 _PATH_LIST_KEYS = ("trust_anchors", "intermediates", "crls")
@@ -68,6 +72,12 @@ def load_verifier_config(path: Path | None) -> VerifierConfig:
         elif key == "revocation":
             if value not in REVOCATION_MODES:
                 raise ValueError(f"{path}: revocation must be one of {', '.join(REVOCATION_MODES)}")
+        elif key == "sms_timeout":
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ValueError(f"{path}: sms_timeout must be a positive number of seconds")
+        elif key == "sms_retries":
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10:
+                raise ValueError(f"{path}: sms_retries must be an integer from 0 to 10")
         elif key in _BOOL_KEYS:
             if not isinstance(value, bool):
                 raise ValueError(f"{path}: {key} must be true or false")
@@ -224,7 +234,8 @@ def _serve(config: VerifierConfig, settings: ValidatorSettings) -> None:
 
     from cert_agent.common.logfilters import quiet_bad_requests
     from cert_agent.verifier.app import create_app
-    from cert_agent.verifier.login import LoginService, OutboxSender
+    from cert_agent.verifier.login import LoginService
+    from cert_agent.verifier.sms import OutboxSender
     from cert_agent.verifier.store import SqliteStore
     from cert_agent.verifier.validation import AuthTokenValidator
 

@@ -156,6 +156,13 @@ class SmsRateLimited(CertAgentError):
         return f"验证码发送过于频繁，请 {self.fields['retryAfter']} 秒后再试"
 
 
+class SmsUnavailable(CertAgentError):
+    """The SMS gateway did not take the message (after its retries)."""
+
+    code = "SMS_UNAVAILABLE"
+    http_status = 503
+
+
 class CrossSiteRequest(CertAgentError):
     code = "CROSS_SITE_REQUEST"
     http_status = 403

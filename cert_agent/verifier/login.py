@@ -22,12 +22,10 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
-import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from cryptography import x509
 
@@ -45,6 +43,7 @@ from cert_agent.verifier.errors import (
     TaxpayerIdInvalid,
     TaxpayerUnknown,
 )
+from cert_agent.verifier.sms import SmsSender
 from cert_agent.verifier.store import AuditEntry, LoginAttempt, LoginKind, SentCode, Session, SmsLimits, Step, Store
 from cert_agent.verifier.validation import AuthTokenValidator
 
@@ -55,26 +54,6 @@ CHALLENGE_SECONDS = 300
 ATTEMPT_SECONDS = 600
 CODE_SECONDS = 300
 SESSION_SECONDS = 1800
-
-
-class SmsSender(Protocol):
-    def send(self, phone: str, text: str, code: str) -> None: ...
-
-
-class OutboxSender:
-    """The development sender: appends each message as a JSON line to a local outbox file,
-    which the tests and the demo read. A real deployment plugs in its SMS gateway instead."""
-
-    def __init__(self, path: Path, on_send: Callable[[dict[str, str]], None] | None = None) -> None:
-        self.path = path
-        self._on_send = on_send
-
-    def send(self, phone: str, text: str, code: str) -> None:
-        record = {"at": dt.datetime.now(dt.UTC).isoformat(), "phone": phone, "text": text, "code": code}
-        with self.path.open("a", encoding="utf-8") as outbox:
-            outbox.write(json.dumps(record, ensure_ascii=False) + "\n")
-        if self._on_send:
-            self._on_send(record)
 
 
 def mask_name(name: str) -> str:
@@ -159,7 +138,7 @@ class LoginService:
 
     # --- 3. SMS code ------------------------------------------------------------------------
 
-    def send_code(self, attempt_id: str, person_id: str) -> dict[str, Any]:
+    async def send_code(self, attempt_id: str, person_id: str) -> dict[str, Any]:
         now = self.clock()
         attempt = self._attempt(attempt_id, now)
         if person_id not in attempt.persons:
@@ -176,7 +155,7 @@ class LoginService:
         sent = SentCode(person_id, salt, _code_hash(salt, code), now + dt.timedelta(seconds=CODE_SECONDS))
         self.store.update_attempt(replace(attempt, step=Step.VERIFY_CODE, code=sent))  # never extends it
         text = f"【电子税务局】您的登录验证码为 {code}，5分钟内有效。请勿泄露给他人。"
-        self.sms.send(person.phone, text, code)
+        await self.sms.send(person.phone, text, code)
         self.store.audit(now, person_id, attempt.taxpayer_id, "sms_sent", mask_phone(person.phone))
         return {"sentTo": mask_phone(person.phone), "expiresIn": CODE_SECONDS, "resendIn": self.sms_limits.interval}
 
