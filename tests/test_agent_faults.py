@@ -113,7 +113,7 @@ async def test_token_store_pulled_out_during_authentications_gives_documented_er
     token_id, cert_id = certificate_of(fresh_fixtures, "lanhai-rsa")
     async with connect(fresh_agent) as client:
         await client.call("verifyPin", tokenId=token_id, pin=token.pin)
-        for n in range(5):  # as many as one connection may have under way
+        for n in range(5):  # five authentications queued at the token when it goes
             await _send(
                 client, f"a{n}", "authenticate", tokenId=token_id, certId=cert_id, pin=token.pin, challengeNonce=NONCE
             )

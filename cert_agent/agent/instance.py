@@ -59,12 +59,17 @@ def holder() -> dict[str, Any] | None:
     with path.open("a+", encoding="utf-8") as handle:
         if _try_lock(handle):
             return None  # nobody holds it; the lock ends as the file closes
-        handle.seek(0)
-        try:
-            value: dict[str, Any] = json.loads(handle.read() or "{}")
-        except ValueError:
-            value = {}
-        return value
+        return _record(handle)
+
+
+def _record(handle: IO[str]) -> dict[str, Any]:
+    """What the holder wrote into the lock file ({} while it has not yet written it)."""
+    handle.seek(0)
+    try:
+        value = json.loads(handle.read() or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 class InstanceLock:
@@ -79,11 +84,7 @@ class InstanceLock:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         handle = path.open("a+", encoding="utf-8")
         if not _try_lock(handle):
-            handle.seek(0)
-            try:
-                other = json.loads(handle.read() or "{}")
-            except ValueError:
-                other = {}
+            other = _record(handle)
             handle.close()
             raise AgentAlreadyRunning(
                 f"pid {other.get('pid')}, {other.get('command')}", **{k: other.get(k) for k in ("pid", "port")}

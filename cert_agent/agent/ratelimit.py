@@ -75,7 +75,7 @@ def pin_attempt(windows: Sequence[FailureWindow]) -> Iterator[None]:
     except (PinIncorrect, PinLocked):
         raise
     except Exception:
-        failed = False  # another error (locked, removed, timeout): the PIN was not judged wrong
+        failed = False  # another error (removed, timeout, bad request): the PIN was not judged wrong
         raise
     finally:
         for window in windows:

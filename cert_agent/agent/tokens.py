@@ -147,7 +147,6 @@ class TokenService:
         try:
             result = await self._call(token_id, request)
         except PinIncorrect as exc:
-            self._last_pin_use[token_id] = time.monotonic()
             self._wrong_pins[token_id] = self._wrong_pins.get(token_id, 0) + 1
             self.request_scan()
             limit = self._config.pin_max_tries
@@ -159,7 +158,8 @@ class TokenService:
             self._set_locked(token_id, True)  # the module said CKR_PIN_LOCKED, whatever the flags say
             self.request_scan()
             raise
-        self._last_pin_use[token_id] = time.monotonic()
+        finally:
+            self._last_pin_use[token_id] = time.monotonic()  # the medium was just used (see _in_use)
         self._wrong_pins.pop(token_id, None)
         self._set_locked(token_id, False)  # unlocked elsewhere (vendor tool, lockout reset): noticed
         return result
