@@ -114,7 +114,7 @@ async def main() -> None:
         signer = Signer(fixtures)
         validate_median, raw_median = await validation_ratio(fixtures, signer, 2000)
 
-        login = seeded_login_service(fixtures, root, ORIGIN, sms_limits=NO_SMS_LIMITS)
+        login = await seeded_login_service(fixtures, root, ORIGIN, sms_limits=NO_SMS_LIMITS)
         outbox = root / OUTBOX
         runner = web.AppRunner(create_app(login))
         await runner.setup()

@@ -59,7 +59,7 @@ async def run_demo(fixtures: Fixtures, directory: Path, port: int, agent_port: i
     def announce(record: dict[str, str]) -> None:
         print(f"[短信 SMS] {record['phone']}: 验证码 {record['code']}", flush=True)
 
-    login = seeded_login_service(fixtures, directory, origin, on_send=announce)
+    login = await seeded_login_service(fixtures, directory, origin, on_send=announce)
     verifier = web.AppRunner(create_app(login), access_log=None)
     await verifier.setup()
     try:

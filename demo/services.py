@@ -10,7 +10,7 @@ from pathlib import Path
 from cert_agent.verifier.importer import check_records
 from cert_agent.verifier.login import CST, LoginService
 from cert_agent.verifier.sms import OutboxSender
-from cert_agent.verifier.store import SmsLimit, SmsLimits, SqliteStore
+from cert_agent.verifier.store import SmsLimit, SmsLimits, open_store
 from cert_agent.verifier.validation import AuthTokenValidator, ValidatorSettings
 from softhsm_fixtures import Fixtures
 from softhsm_fixtures.seed import verifier_records
@@ -23,7 +23,7 @@ NO_SMS_LIMITS = SmsLimits(
 )
 
 
-def seeded_login_service(
+async def seeded_login_service(
     fixtures: Fixtures,
     directory: Path,
     origin: str,
@@ -31,14 +31,15 @@ def seeded_login_service(
     clock: Callable[[], dt.datetime] | None = None,
     on_send: Callable[[dict[str, str]], None] | None = None,
     sms_limits: SmsLimits | None = None,
+    database: str | None = None,
 ) -> LoginService:
-    """A verifier over ``directory/verifier.db`` holding these records (imported again each
+    """A verifier over ``directory/verifier.db`` (or the ``database`` URL) holding these records (imported again each
     time; the import updates in place), validating tokens for ``origin`` against the fixture
     PKI with its CRL; SMS codes go to ``directory/sms-outbox.jsonl``. For the demo, tests and
     benchmarks. The caller closes ``service.store``."""
     now = clock() if clock else dt.datetime.now(dt.UTC)
-    store = SqliteStore(directory / "verifier.db")
-    store.import_all(check_records(verifier_records(now.astimezone(CST).date())))
+    store = await open_store(database if database is not None else directory / "verifier.db")
+    await store.import_all(check_records(verifier_records(now.astimezone(CST).date())))
     settings = ValidatorSettings.from_files(origin, [fixtures.root_ca], [fixtures.issuing_ca], [fixtures.crl])
     service = LoginService(store, AuthTokenValidator(settings), OutboxSender(directory / OUTBOX, on_send))
     if clock is not None:

@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 # softhsm2: the token the tests and the demo run on; opensc: pkcs11-tool, an independent
 # PKCS#11 client for tests, and the generic smart-card module; pcscd, libpcsclite-dev, swig:
 # PC/SC for pyscard; chromium and fonts-noto-cjk: the browser the end-to-end tests drive,
-# with the Chinese glyphs its screenshots need.
-APT_PACKAGES=(softhsm2 opensc pcscd libpcsclite-dev swig gcc python3-venv python3-dev)
+# with the Chinese glyphs its screenshots need; postgresql: the verifier's shared store, which the
+# tests start in a temporary directory of their own (tests/harness/postgres.py).
+APT_PACKAGES=(softhsm2 opensc pcscd libpcsclite-dev swig gcc python3-venv python3-dev postgresql)
 if [ "${CERT_AGENT_BROWSER:-1}" = 1 ]; then APT_PACKAGES+=(chromium fonts-noto-cjk); fi
 
 missing=()

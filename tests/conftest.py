@@ -19,6 +19,7 @@ import pytest_asyncio
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
 from softhsm_fixtures import Fixtures, build_fixtures
 from tests.harness.agent import RunningAgent, running_agent
+from tests.harness.postgres import PostgresServer, postgres_bin, postgres_server
 from tests.harness.verifier import Clock, Verifier, verifier_at
 
 
@@ -101,3 +102,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if CASES:
         parts = ", ".join(f"{target} {count}" for target, count in sorted(CASES.items()))
         terminalreporter.write_line(f"fuzz cases run: {sum(CASES.values())} ({parts})")
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (Debian's package, an unprivileged user)."""
+    if postgres_bin() is None and not os.environ.get("CI"):
+        pytest.skip("PostgreSQL is not installed here (scripts/setup.sh installs it)")
+    with postgres_server(tmp_path_factory.mktemp("postgres")) as server:
+        yield server

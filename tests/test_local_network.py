@@ -58,7 +58,7 @@ async def public_site(
 ) -> AsyncIterator[Site]:
     port = free_port()
     origin = f"https://127.0.0.1:{port}"
-    login = seeded_login_service(fixtures, directory, origin)
+    login = await seeded_login_service(fixtures, directory, origin)
     runner = web.AppRunner(create_app(login, secure_cookies=True))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, ssl_context=_tls_context(directory)).start()

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from cert_agent.verifier.store import MIGRATIONS, Enterprise, SqliteStore
+from cert_agent.verifier.store import MIGRATIONS, Enterprise, open_store
 from softhsm_fixtures import Fixtures
 from softhsm_fixtures.catalog import TAXPAYERS
 from softhsm_fixtures.seed import verifier_records
@@ -28,18 +28,19 @@ def verifier(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_import_json_writes_every_record(tmp_path: Path) -> None:
+async def test_import_json_writes_every_record(tmp_path: Path) -> None:
     source = tmp_path / "seed.json"
     source.write_text(json.dumps(verifier_records(), ensure_ascii=False), encoding="utf-8")
     result = verifier("import", "--db", str(tmp_path / "v.db"), str(source))
     assert result.returncode == 0, result.stderr
-    store = SqliteStore(tmp_path / "v.db")
+    store = await open_store(tmp_path / "v.db")
     try:
         agency = TAXPAYERS["xinda"].taxpayer_id
-        assert store.enterprise(agency) is not None and store.enterprise(agency).is_agency  # type: ignore[union-attr]
-        assert len(store.agreements_of(agency)) == 3
+        enterprise = await store.enterprise(agency)
+        assert enterprise is not None and enterprise.is_agency
+        assert len(await store.agreements_of(agency)) == 3
     finally:
-        store.close()
+        await store.close()
     with sqlite3.connect(tmp_path / "v.db") as db:
         assert db.execute("SELECT version FROM schema_version").fetchone()[0] == len(MIGRATIONS)
 
@@ -105,7 +106,7 @@ def test_serve_without_a_trust_anchor_is_a_configuration_error() -> None:
     assert result.returncode == 2 and "trust anchor" in result.stderr
 
 
-def test_importing_again_updates_records_in_place(tmp_path: Path) -> None:
+async def test_importing_again_updates_records_in_place(tmp_path: Path) -> None:
     records: dict[str, Any] = verifier_records()
     source = tmp_path / "seed.json"
     source.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
@@ -114,13 +115,13 @@ def test_importing_again_updates_records_in_place(tmp_path: Path) -> None:
     source.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
     result = verifier("import", "--db", str(tmp_path / "v.db"), str(source))
     assert result.returncode == 0, result.stderr
-    store = SqliteStore(tmp_path / "v.db")
+    store = await open_store(tmp_path / "v.db")
     try:
         hairun = TAXPAYERS["hairun"].taxpayer_id
-        assert store.enterprise(hairun) == Enterprise(hairun, "青岛海润贸易集团有限公司", False)
-        assert len(store.people_of(hairun)) == 2  # the roles that refer to it are still there
+        assert await store.enterprise(hairun) == Enterprise(hairun, "青岛海润贸易集团有限公司", False)
+        assert len(await store.people_of(hairun)) == 2  # the roles that refer to it are still there
     finally:
-        store.close()
+        await store.close()
 
 
 @pytest.mark.parametrize(

@@ -1,18 +1,34 @@
 """Certificate login and agency certificate login through the verifier's HTTP API: a real aiohttp
-server, a real SQLite file, tokens signed on SoftHSM2, SMS codes read from the outbox."""
+server on each store (a real SQLite file, a real PostgreSQL server), tokens signed on SoftHSM2,
+SMS codes read from the outbox."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from yarl import URL
 
 from softhsm_fixtures import Fixtures
 from softhsm_fixtures.catalog import TAXPAYERS
+from tests.harness.postgres import PostgresServer
 from tests.harness.verifier import ORIGIN, Clock, Verifier, make_auth_token, verifier_at
+
+
+@pytest_asyncio.fixture(params=["sqlite", "postgresql"])
+async def verifier(request: pytest.FixtureRequest, fixtures: Fixtures, tmp_path: Path) -> AsyncIterator[Verifier]:
+    """Every flow on both stores: the same behaviour is the store's contract."""
+    database = None
+    if request.param == "postgresql":
+        server: PostgresServer = request.getfixturevalue("postgres")
+        database = server.new_database()
+    async with verifier_at(fixtures, tmp_path, Clock(dt.datetime.now(dt.UTC)), database=database) as running:
+        yield running
+
 
 # --- enterprise certificate login ---------------------------------------------------------------
 
@@ -167,7 +183,7 @@ async def test_a_success_resets_the_failure_count(verifier: Verifier) -> None:
     assert (await verifier.post("/api/login/verify", {"attemptId": step["attemptId"], "code": verifier.last_code()}))[
         0
     ] == 200
-    assert verifier.store.failures("p-zhang", "certificate", "2000-01-01") == 0
+    assert await verifier.store.failures("p-zhang", "certificate", "2000-01-01") == 0
     verifier.clock.now += dt.timedelta(seconds=61)  # the next login, past the SMS resend interval
     _, step = await verifier.certificate_step("hairun-ec")
     await verifier.post("/api/login/sms", {"attemptId": step["attemptId"], "personId": "p-zhang"})
@@ -212,7 +228,7 @@ async def test_hidden_history_entries_leave_the_history_but_stay_in_the_audit(ve
     assert status == 200
     _, after = await verifier.get("/api/history")
     assert first not in [e["id"] for e in after["entries"]]
-    assert first in [e.entry_id for e in verifier.store.history("p-zhang", include_hidden=True)]
+    assert first in [e.entry_id for e in await verifier.store.history("p-zhang", include_hidden=True)]
     status, missing = await verifier.post("/api/history/999999/hide")
     assert status == 404 and missing["error"]["code"] == "NOT_FOUND"
 
@@ -239,11 +255,11 @@ async def test_hidden_history_entries_leave_the_history_but_stay_in_the_audit(ve
 async def test_bad_input_gets_a_4xx_with_a_stable_code_and_writes_nothing(
     verifier: Verifier, path: str, data: bytes, status: int, code: str
 ) -> None:
-    before = verifier.store.history("p-zhang", include_hidden=True)
+    before = await verifier.store.history("p-zhang", include_hidden=True)
     async with verifier.session.post(
         verifier.url + path, data=data, headers={"Content-Type": "application/json"}
     ) as response:
         body = await response.json()
         assert (response.status, body["error"]["code"]) == (status, code)
-    assert verifier.store.history("p-zhang", include_hidden=True) == before
+    assert await verifier.store.history("p-zhang", include_hidden=True) == before
     assert (await verifier.post("/api/challenge"))[0] == 200  # and the service goes on

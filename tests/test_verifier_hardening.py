@@ -15,7 +15,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from cert_agent.verifier.store import SqliteStore
 from softhsm_fixtures import Fixtures
 from tests.harness.verifier import ORIGIN, PAGE_HEADERS, Clock, Verifier, VerifierProcess, make_auth_token, verifier_at
 
@@ -198,8 +197,6 @@ async def test_a_database_locked_by_another_process_is_503_and_the_service_recov
     fixtures: Fixtures, tmp_path: Path
 ) -> None:
     async with verifier_at(fixtures, tmp_path, Clock(dt.datetime.now(dt.UTC))) as verifier:
-        store = verifier.store
-        assert isinstance(store, SqliteStore)
         holder = subprocess.Popen(  # another process holds the write lock, as a stuck backup job would
             [
                 sys.executable,
@@ -207,7 +204,7 @@ async def test_a_database_locked_by_another_process_is_503_and_the_service_recov
                 "import sqlite3, sys, time\n"
                 "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
                 "db.execute('BEGIN EXCLUSIVE')\nprint('locked', flush=True)\ntime.sleep(60)\n",
-                str(store.path),
+                str(verifier.sqlite_file),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -256,7 +253,7 @@ async def test_a_full_disk_is_503_loses_nothing_and_the_service_recovers(fixture
         assert (await verifier.get("/api/session"))[0] == 200  # reads still work, the session is intact
         filler.unlink()
         assert (await verifier.post("/api/challenge"))[0] == 200
-        with sqlite3.connect(verifier.store.path) as db:  # type: ignore[attr-defined]
+        with sqlite3.connect(verifier.sqlite_file) as db:
             assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 

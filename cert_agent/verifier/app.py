@@ -6,9 +6,12 @@ with a 4xx and a stable error code, before anything is written.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import random
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from cert_agent.verifier.store import LoginKind, Session
 log = logging.getLogger("cert_agent.verifier")
 MAX_BODY_BYTES = 32 * 1024
 SESSION_COOKIE = "etax_session"
+PURGE_INTERVAL = 300.0  # seconds between purges of expired rows
 PAGES = Path(__file__).resolve().parent / "pages"
 WEB = Path(__file__).resolve().parent.parent / "web"
 LOGIN_KEY = web.AppKey("login", LoginService)
@@ -151,12 +155,12 @@ def text_field(body: dict[str, Any], name: str, max_length: int = 256) -> str:
 
 async def health(request: web.Request) -> web.Response:
     """For load balancers and monitoring: 200 when logins can be served, 503 when not."""
-    healthy, details = request.app[LOGIN_KEY].health()
+    healthy, details = await request.app[LOGIN_KEY].health()
     return web.json_response(details, status=200 if healthy else 503)
 
 
 async def challenge(request: web.Request) -> web.Response:
-    return web.json_response(request.app[LOGIN_KEY].issue_challenge())
+    return web.json_response(await request.app[LOGIN_KEY].issue_challenge())
 
 
 async def login_certificate(request: web.Request) -> web.Response:
@@ -181,13 +185,13 @@ async def login_sms(request: web.Request) -> web.Response:
 async def login_verify(request: web.Request) -> web.Response:
     body = await json_body(request)
     code = text_field(body, "code", 16)
-    result = request.app[LOGIN_KEY].verify_code(text_field(body, "attemptId"), code)
+    result = await request.app[LOGIN_KEY].verify_code(text_field(body, "attemptId"), code)
     return _with_session_cookie(request, result)
 
 
 async def login_client(request: web.Request) -> web.Response:
     body = await json_body(request)
-    result = request.app[LOGIN_KEY].choose_client(text_field(body, "attemptId"), text_field(body, "clientId"))
+    result = await request.app[LOGIN_KEY].choose_client(text_field(body, "attemptId"), text_field(body, "clientId"))
     return _with_session_cookie(request, result)
 
 
@@ -206,26 +210,26 @@ def _with_session_cookie(request: web.Request, result: dict[str, Any]) -> web.Re
     return response
 
 
-def current_session(request: web.Request) -> Session:
+async def current_session(request: web.Request) -> Session:
     session_id = request.cookies.get(SESSION_COOKIE, "")
     if not _SESSION_ID.match(session_id):  # not what we issue: never send junk to the store
         raise NotLoggedIn()
-    return request.app[LOGIN_KEY].session(session_id)
+    return await request.app[LOGIN_KEY].session(session_id)
 
 
 async def session_info(request: web.Request) -> web.Response:
-    return web.json_response(request.app[LOGIN_KEY].describe(current_session(request)))
+    return web.json_response(await request.app[LOGIN_KEY].describe(await current_session(request)))
 
 
 async def logout(request: web.Request) -> web.Response:
-    request.app[LOGIN_KEY].logout(current_session(request))
+    await request.app[LOGIN_KEY].logout(await current_session(request))
     response = web.json_response({"loggedOut": True})
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
 
 
 async def history(request: web.Request) -> web.Response:
-    entries = request.app[LOGIN_KEY].history(current_session(request))
+    entries = await request.app[LOGIN_KEY].history(await current_session(request))
     return web.json_response(
         {
             "entries": [
@@ -237,11 +241,11 @@ async def history(request: web.Request) -> web.Response:
 
 
 async def hide_history_entry(request: web.Request) -> web.Response:
-    session = current_session(request)
+    session = await current_session(request)
     text = request.match_info["entry_id"]
     if not _ENTRY_ID.match(text):
         raise BadRequest("entry_id", "an integer is required")
-    request.app[LOGIN_KEY].hide_history_entry(session, int(text))
+    await request.app[LOGIN_KEY].hide_history_entry(session, int(text))
     return web.json_response({"hidden": True})
 
 
@@ -255,17 +259,45 @@ def page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
     return handler
 
 
-async def _close_store(app: web.Application) -> None:
-    """The application owns its login service's store: it closes it when it stops."""
-    app[LOGIN_KEY].store.close()
+async def purge_on_schedule(login: LoginService, interval: float) -> None:
+    """Purge expired rows every ``interval`` seconds (each wait drawn from 0.5–1× of it, so
+    instances sharing a database spread their purges); a failed purge waits for the next."""
+    while True:
+        await asyncio.sleep(interval * random.uniform(0.5, 1.0))
+        try:
+            deleted = await login.purge()
+        except CertAgentError as exc:
+            log.warning("purge failed: %s", exc.describe())
+            continue
+        if any(deleted.values()):
+            log.info("purged expired rows: %s", ", ".join(f"{table} {n}" for table, n in deleted.items() if n))
 
 
-def create_app(login: LoginService, *, secure_cookies: bool = False) -> web.Application:
+def _lifetime(purge_interval: float | None) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The application owns its login service's store: it purges it on a schedule while it
+    runs and closes it when it stops."""
+
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        login = app[LOGIN_KEY]
+        purging = asyncio.create_task(purge_on_schedule(login, purge_interval)) if purge_interval else None
+        yield
+        if purging is not None:
+            purging.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purging
+        await login.store.close()
+
+    return lifetime
+
+
+def create_app(
+    login: LoginService, *, secure_cookies: bool = False, purge_interval: float | None = PURGE_INTERVAL
+) -> web.Application:
     app = web.Application(middlewares=[errors_as_json, same_origin_writes], client_max_size=MAX_BODY_BYTES)
     app.on_response_prepare.append(security_headers)
     app[LOGIN_KEY] = login
     app[SECURE_KEY] = secure_cookies
-    app.on_cleanup.append(_close_store)
+    app.cleanup_ctx.append(_lifetime(purge_interval))
     app.router.add_get("/api/health", health)
     app.router.add_post("/api/challenge", challenge)
     app.router.add_post("/api/login/certificate", login_certificate)

@@ -32,7 +32,9 @@ class VerifierConfig:
     origin: str = f"http://127.0.0.1:{DEFAULT_PORT}"
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    database: Path = Path("verifier.db")
+    database: Path | str = Path("verifier.db")  # an SQLite file, or a postgresql:// URL
+    database_pool_size: int = 10  # PostgreSQL connections per instance
+    purge_interval: float = 300.0  # seconds between purges of expired rows
     trust_anchors: list[Path] = field(default_factory=list)
     intermediates: list[Path] = field(default_factory=list)
     crls: list[Path] = field(default_factory=list)
@@ -75,6 +77,12 @@ def load_verifier_config(path: Path | None) -> VerifierConfig:
         elif key == "sms_timeout":
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ValueError(f"{path}: sms_timeout must be a positive number of seconds")
+        elif key == "database_pool_size":
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+                raise ValueError(f"{path}: database_pool_size must be an integer from 1 to 100")
+        elif key == "purge_interval":
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ValueError(f"{path}: purge_interval must be a positive number of seconds")
         elif key == "sms_retries":
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10:
                 raise ValueError(f"{path}: sms_retries must be an integer from 0 to 10")
@@ -84,7 +92,7 @@ def load_verifier_config(path: Path | None) -> VerifierConfig:
         elif key in _PATH_KEYS:
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{path}: {key} must be a path")
-            value = base / value
+            value = value if key == "database" and is_postgresql(value) else base / value
         elif key in _PATH_LIST_KEYS:
             if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
                 raise ValueError(f"{path}: {key} must be a list of paths")
@@ -93,6 +101,14 @@ def load_verifier_config(path: Path | None) -> VerifierConfig:
             raise ValueError(f"{path}: unknown key {key!r}")
         setattr(config, key, value)
     return config
+
+
+def is_postgresql(location: str | Path) -> bool:
+    return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
+
+
+def _database(text: str) -> Path | str:
+    return text if is_postgresql(text) else Path(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--origin", help="this service's origin, as browsers send it (signatures are bound to it)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--db", type=Path, help="SQLite database file")
+    serve.add_argument("--db", type=_database, help="SQLite database file, or a postgresql:// URL")
     serve.add_argument("--trust-anchor", action="append", type=Path, default=[], help="DER or PEM (repeatable)")
     serve.add_argument("--intermediate", action="append", type=Path, default=[], help="DER or PEM (repeatable)")
     serve.add_argument("--crl", action="append", type=Path, default=[], help="DER CRL file (repeatable)")
@@ -126,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--no-revocation", action="store_true", help="do not check revocation")
 
     importing = sub.add_parser("import", help="import enterprises, persons, roles and agreements")
-    importing.add_argument("--db", type=Path, required=True, help="SQLite database file")
+    importing.add_argument("--db", type=_database, required=True, help="SQLite database file, or a postgresql:// URL")
     importing.add_argument("sources", type=Path, nargs="+", help="a .json file, or enterprises.csv, persons.csv ...")
     return parser
 
@@ -176,18 +192,27 @@ def cmd_check_token(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from cert_agent.verifier.store import SqliteStore
+    from cert_agent.verifier.errors import StoreUnavailable
+    from cert_agent.verifier.store import open_store
 
     try:
         records = check_records(read_sources(args.sources))
     except ImportError_ as exc:
         print(f"导入失败 (nothing imported): {exc}", file=sys.stderr)
         return EXIT_INVALID
-    store = SqliteStore(args.db)
+
+    async def import_into_store() -> None:
+        store = await open_store(args.db)
+        try:
+            await store.import_all(records)
+        finally:
+            await store.close()
+
     try:
-        store.import_all(records)
-    finally:
-        store.close()
+        asyncio.run(import_into_store())
+    except StoreUnavailable as exc:
+        print(f"导入失败 (nothing imported): {exc.describe()}", file=sys.stderr)
+        return EXIT_INVALID
     counts = ", ".join(f"{len(v)} {k}" for k, v in records.items())
     print(f"已导入 (imported): {counts}")
     return EXIT_OK
@@ -225,18 +250,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     logging.getLogger("cert_agent").setLevel(logging.INFO)
-    _serve(config, settings)
-    return EXIT_OK
+    return _serve(config, settings)
 
 
-def _serve(config: VerifierConfig, settings: ValidatorSettings) -> None:
+def _serve(config: VerifierConfig, settings: ValidatorSettings) -> int:
     from aiohttp import web
 
     from cert_agent.common.logfilters import quiet_bad_requests
     from cert_agent.verifier.app import create_app
+    from cert_agent.verifier.errors import StoreUnavailable
     from cert_agent.verifier.login import LoginService
-    from cert_agent.verifier.sms import OutboxSender
-    from cert_agent.verifier.store import SqliteStore
+    from cert_agent.verifier.sms import HttpGatewaySender, OutboxSender, SmsSender
+    from cert_agent.verifier.store import open_store
     from cert_agent.verifier.validation import AuthTokenValidator
 
     quiet_bad_requests()
@@ -244,17 +269,35 @@ def _serve(config: VerifierConfig, settings: ValidatorSettings) -> None:
     def announce(record: dict[str, str]) -> None:
         print(f"短信 (SMS) -> {record['phone']}: 验证码 {record['code']}", flush=True)
 
-    login = LoginService(
-        SqliteStore(config.database), AuthTokenValidator(settings), OutboxSender(config.outbox, announce)
+    sender: SmsSender = (
+        HttpGatewaySender(
+            config.sms_gateway_url,
+            token_env=config.sms_gateway_token_env or None,
+            timeout=config.sms_timeout,
+            retries=config.sms_retries,
+        )
+        if config.sms_gateway_url
+        else OutboxSender(config.outbox, announce)
     )
+
+    async def application() -> web.Application:
+        store = await open_store(config.database, pool_size=config.database_pool_size)
+        login = LoginService(store, AuthTokenValidator(settings), sender)
+        return create_app(login, secure_cookies=config.secure_cookies, purge_interval=config.purge_interval)
+
     listening = f"cert-verifier listening on http://{config.host}:{config.port}/ (origin {config.origin})"
-    web.run_app(  # aiohttp's runner: signals, graceful stop, cleanup (which closes the store)
-        create_app(login, secure_cookies=config.secure_cookies),
-        host=config.host,
-        port=config.port,
-        access_log=None,
-        print=lambda _: print(listening, flush=True),
-    )
+    try:
+        web.run_app(  # aiohttp's runner: signals, graceful stop, cleanup (which closes the store)
+            application(),
+            host=config.host,
+            port=config.port,
+            access_log=None,
+            print=lambda _: print(listening, flush=True),
+        )
+    except StoreUnavailable as exc:
+        print(f"数据库不可用 (database unavailable): {exc.describe()}", file=sys.stderr)
+        return EXIT_INVALID
+    return EXIT_OK
 
 
 def run() -> None:

@@ -88,28 +88,28 @@ class LoginService:
 
     # --- 1. challenge -----------------------------------------------------------------------
 
-    def issue_challenge(self) -> dict[str, Any]:
+    async def issue_challenge(self) -> dict[str, Any]:
         nonce = base64.b64encode(secrets.token_bytes(32)).decode("ascii")
         expires = self.clock() + dt.timedelta(seconds=CHALLENGE_SECONDS)
-        self.store.add_challenge(nonce, expires)
+        await self.store.add_challenge(nonce, expires)
         return {"nonce": nonce, "expiresAt": expires.isoformat()}
 
     # --- 2. certificate ---------------------------------------------------------------------
 
     async def certificate(self, kind: LoginKind, token: Any, nonce: str) -> dict[str, Any]:
         now = self.clock()
-        if not self.store.consume_challenge(nonce, now):
+        if not await self.store.consume_challenge(nonce, now):
             raise ChallengeInvalid()
         validated = await self.validator.validate(token, nonce)
         tid = validated.taxpayer_id
         if tid is None or not tid.is_valid:
             raise TaxpayerIdInvalid(tid.value if tid else "")
-        enterprise = self.store.enterprise(tid.value)
+        enterprise = await self.store.enterprise(tid.value)
         if enterprise is None:
             raise TaxpayerUnknown(tid.value)
         if kind is LoginKind.AGENCY and not enterprise.is_agency:
             raise NotAnAgency(tid.value)
-        people = self.store.people_of(enterprise.taxpayer_id)
+        people = await self.store.people_of(enterprise.taxpayer_id)
         if not people:
             raise NoRelationship(enterprise.taxpayer_id)
         attempt = LoginAttempt(
@@ -120,7 +120,7 @@ class LoginService:
             persons=tuple(person.person_id for person, _ in people),
             expires_at=now + dt.timedelta(seconds=ATTEMPT_SECONDS),
         )
-        self.store.save_attempt(attempt)
+        await self.store.save_attempt(attempt)
         return {
             "attemptId": attempt.attempt_id,
             "kind": kind.value,
@@ -140,92 +140,97 @@ class LoginService:
 
     async def send_code(self, attempt_id: str, person_id: str) -> dict[str, Any]:
         now = self.clock()
-        attempt = self._attempt(attempt_id, now)
+        attempt = await self._attempt(attempt_id, now)
         if person_id not in attempt.persons:
             raise NoRelationship(person_id)
-        self._check_lock(person_id, now)
-        person = self.store.person(person_id)
+        await self._check_lock(person_id, now)
+        person = await self.store.person(person_id)
         if person is None:  # removed since the attempt listed them
             raise NoRelationship(person_id)
-        wait = self.store.record_sms_send(attempt_id, person_id, person.phone, now, self.sms_limits)
+        wait = await self.store.record_sms_send(attempt_id, person_id, person.phone, now, self.sms_limits)
         if wait:
             raise SmsRateLimited(wait)
         code = f"{secrets.randbelow(10**6):06d}"
         salt = secrets.token_hex(8)
         sent = SentCode(person_id, salt, _code_hash(salt, code), now + dt.timedelta(seconds=CODE_SECONDS))
-        self.store.update_attempt(replace(attempt, step=Step.VERIFY_CODE, code=sent))  # never extends it
+        await self.store.update_attempt(replace(attempt, step=Step.VERIFY_CODE, code=sent))  # never extends it
         text = f"【电子税务局】您的登录验证码为 {code}，5分钟内有效。请勿泄露给他人。"
         await self.sms.send(person.phone, text, code)
-        self.store.audit(now, person_id, attempt.taxpayer_id, "sms_sent", mask_phone(person.phone))
+        await self.store.audit(now, person_id, attempt.taxpayer_id, "sms_sent", mask_phone(person.phone))
         return {"sentTo": mask_phone(person.phone), "expiresIn": CODE_SECONDS, "resendIn": self.sms_limits.interval}
 
     # --- 4. verify the code -----------------------------------------------------------------
 
-    def verify_code(self, attempt_id: str, code: str) -> dict[str, Any]:
+    async def verify_code(self, attempt_id: str, code: str) -> dict[str, Any]:
         now = self.clock()
-        attempt = self._attempt(attempt_id, now)
+        attempt = await self._attempt(attempt_id, now)
         sent = attempt.code
         if attempt.step is not Step.VERIFY_CODE or sent is None:
             raise LoginExpired("no code was sent for this login")
-        self._check_lock(sent.person_id, now)
+        await self._check_lock(sent.person_id, now)
+        # Every guess is counted before it is checked, in one statement, so guesses sent in
+        # parallel (to one instance or several) each get their own number and never more than
+        # MAX_FAILURES are checked in a day; a right code resets the count.
+        count = await self.store.record_failure(sent.person_id, METHOD, cst_day(now))
+        if count > MAX_FAILURES:
+            raise _locked_until_midnight(now)
         fresh = sent.expires_at > now
         if not (fresh and hmac.compare_digest(sent.digest, _code_hash(sent.salt, code))):
-            count = self.store.record_failure(sent.person_id, METHOD, cst_day(now))
-            self.store.audit(now, sent.person_id, attempt.taxpayer_id, "login_failed", "SMS_CODE_INCORRECT")
+            await self.store.audit(now, sent.person_id, attempt.taxpayer_id, "login_failed", "SMS_CODE_INCORRECT")
             if count >= MAX_FAILURES:
-                self._check_lock(sent.person_id, now)
+                raise _locked_until_midnight(now)
             raise SmsCodeIncorrect(tries_left=MAX_FAILURES - count)
-        self.store.reset_failures(sent.person_id, METHOD)
+        await self.store.reset_failures(sent.person_id, METHOD)
         if attempt.kind is LoginKind.ENTERPRISE:
-            return self._open_session(attempt, sent.person_id, attempt.taxpayer_id, None, now)
-        clients = self._clients(attempt.taxpayer_id, now)
+            return await self._open_session(attempt, sent.person_id, attempt.taxpayer_id, None, now)
+        clients = await self._clients(attempt.taxpayer_id, now)
         if not clients:
-            self.store.drop_attempt(attempt_id)
+            await self.store.drop_attempt(attempt_id)
             raise NoRelationship(attempt.taxpayer_id)
         chosen = tuple(c["taxpayerId"] for c in clients)
-        self.store.update_attempt(replace(attempt, step=Step.CHOOSE_CLIENT, clients=chosen))
+        await self.store.update_attempt(replace(attempt, step=Step.CHOOSE_CLIENT, clients=chosen))
         return {"clients": clients}
 
     # --- 5. the client enterprise (代理业务) --------------------------------------------------
 
-    def choose_client(self, attempt_id: str, client_id: str) -> dict[str, Any]:
+    async def choose_client(self, attempt_id: str, client_id: str) -> dict[str, Any]:
         now = self.clock()
-        attempt = self._attempt(attempt_id, now)
+        attempt = await self._attempt(attempt_id, now)
         if attempt.step is not Step.CHOOSE_CLIENT or attempt.code is None:
             raise LoginExpired("no client choice is pending")
-        if client_id not in {c["taxpayerId"] for c in self._clients(attempt.taxpayer_id, now)}:
+        if client_id not in {c["taxpayerId"] for c in await self._clients(attempt.taxpayer_id, now)}:
             raise NoRelationship(client_id)
-        return self._open_session(attempt, attempt.code.person_id, client_id, attempt.taxpayer_id, now)
+        return await self._open_session(attempt, attempt.code.person_id, client_id, attempt.taxpayer_id, now)
 
     # --- the account centre: sessions and history ----------------------------------------
 
-    def session(self, session_id: str) -> Session:
+    async def session(self, session_id: str) -> Session:
         """The live session with this id, or NotLoggedIn."""
-        session = self.store.session(session_id, self.clock()) if session_id else None
+        session = await self.store.session(session_id, self.clock()) if session_id else None
         if session is None:
             raise NotLoggedIn()
         return session
 
-    def logout(self, session: Session) -> None:
-        self.store.end_session(session.session_id)
-        self.store.audit(self.clock(), session.person_id, session.taxpayer_id, "logout", "")
+    async def logout(self, session: Session) -> None:
+        await self.store.end_session(session.session_id)
+        await self.store.audit(self.clock(), session.person_id, session.taxpayer_id, "logout", "")
 
-    def history(self, session: Session) -> list[AuditEntry]:
-        return self.store.history(session.person_id)
+    async def history(self, session: Session) -> list[AuditEntry]:
+        return await self.store.history(session.person_id)
 
-    def hide_history_entry(self, session: Session, entry_id: int) -> None:
+    async def hide_history_entry(self, session: Session, entry_id: int) -> None:
         """清除记录: the entry leaves the person's history; the audit log keeps it."""
-        if not self.store.hide_entry(session.person_id, entry_id):
+        if not await self.store.hide_entry(session.person_id, entry_id):
             raise NotFound(str(entry_id))
 
     # --- operations -------------------------------------------------------------------------
 
-    def health(self) -> tuple[bool, dict[str, Any]]:
+    async def health(self) -> tuple[bool, dict[str, Any]]:
         """Is the service able to log people in: the database answers, and every configured CRL
         is within its nextUpdate? (healthy, details without personal data)."""
         now = self.clock()
         try:
-            self.store.ping()
+            await self.store.ping()
             database = "ok"
         except StoreUnavailable:
             database = "unavailable"
@@ -243,29 +248,36 @@ class LoginService:
         healthy = database == "ok" and all(c["fresh"] for c in crls)
         return healthy, {"status": "ok" if healthy else "degraded", "database": database, "crls": crls}
 
+    async def purge(self) -> dict[str, int]:
+        """Delete expired challenges, login attempts and sessions, SMS sends older than the
+        longest send limit, and past days' failure counts (the audit log is kept)."""
+        now = self.clock()
+        limits = self.sms_limits
+        window = max(limits.interval, limits.per_attempt.seconds, limits.per_person.seconds, limits.per_phone.seconds)
+        return await self.store.purge(now, now - dt.timedelta(seconds=window), cst_day(now))
+
     # --- helpers ------------------------------------------------------------------------------
 
-    def _check_lock(self, person_id: str, now: dt.datetime) -> None:
-        if self.store.failures(person_id, METHOD, cst_day(now)) >= MAX_FAILURES:
-            until = next_cst_midnight(now)
-            raise AccountLocked(until.isoformat(), until.strftime("%Y-%m-%d %H:%M"))
+    async def _check_lock(self, person_id: str, now: dt.datetime) -> None:
+        if await self.store.failures(person_id, METHOD, cst_day(now)) >= MAX_FAILURES:
+            raise _locked_until_midnight(now)
 
-    def _attempt(self, attempt_id: str, now: dt.datetime) -> LoginAttempt:
-        attempt = self.store.attempt(attempt_id, now)
+    async def _attempt(self, attempt_id: str, now: dt.datetime) -> LoginAttempt:
+        attempt = await self.store.attempt(attempt_id, now)
         if attempt is None:
             raise LoginExpired()
         return attempt
 
-    def _clients(self, agency_id: str, now: dt.datetime) -> list[dict[str, str]]:
+    async def _clients(self, agency_id: str, now: dt.datetime) -> list[dict[str, str]]:
         today = now.astimezone(CST).date()
         clients = []
-        for agreement in self.store.agreements_of(agency_id):
-            client = self.store.enterprise(agreement.client_id)
+        for agreement in await self.store.agreements_of(agency_id):
+            client = await self.store.enterprise(agreement.client_id)
             if client and agreement.active_on(today):
                 clients.append({"taxpayerId": client.taxpayer_id, "name": client.name})
         return clients
 
-    def _open_session(
+    async def _open_session(
         self,
         attempt: LoginAttempt,
         person_id: str,
@@ -276,22 +288,28 @@ class LoginService:
         session = Session(
             secrets.token_urlsafe(32), person_id, taxpayer_id, agency_id, now + dt.timedelta(seconds=SESSION_SECONDS)
         )
-        self.store.create_session(session, now)
-        self.store.drop_attempt(attempt.attempt_id)
+        if not await self.store.drop_attempt(attempt.attempt_id):  # finished by a parallel request
+            raise LoginExpired()
+        await self.store.create_session(session, now)
         event = "login_agency" if agency_id else "login_enterprise"
-        self.store.audit(now, person_id, taxpayer_id, event, agency_id or "")
-        return {"sessionId": session.session_id, **self.describe(session)}
+        await self.store.audit(now, person_id, taxpayer_id, event, agency_id or "")
+        return {"sessionId": session.session_id, **(await self.describe(session))}
 
-    def describe(self, session: Session) -> dict[str, Any]:
-        person = self.store.person(session.person_id)
-        enterprise = self.store.enterprise(session.taxpayer_id)
-        agency = self.store.enterprise(session.agency_id) if session.agency_id else None
+    async def describe(self, session: Session) -> dict[str, Any]:
+        person = await self.store.person(session.person_id)
+        enterprise = await self.store.enterprise(session.taxpayer_id)
+        agency = await self.store.enterprise(session.agency_id) if session.agency_id else None
         return {
             "person": {"personId": session.person_id, "name": person.name if person else ""},
             "enterprise": {"taxpayerId": session.taxpayer_id, "name": enterprise.name if enterprise else ""},
             "agency": {"taxpayerId": agency.taxpayer_id, "name": agency.name} if agency else None,
             "expiresAt": session.expires_at.isoformat(),
         }
+
+
+def _locked_until_midnight(now: dt.datetime) -> AccountLocked:
+    until = next_cst_midnight(now)
+    return AccountLocked(until.isoformat(), until.strftime("%Y-%m-%d %H:%M"))
 
 
 def _code_hash(salt: str, code: str) -> str:

@@ -40,7 +40,7 @@ class Site:
 async def site(fixtures: Fixtures, directory: Path, *, sms_limits: SmsLimits | None = None) -> AsyncIterator[Site]:
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
-    login = seeded_login_service(fixtures, directory, origin, sms_limits=sms_limits)
+    login = await seeded_login_service(fixtures, directory, origin, sms_limits=sms_limits)
     runner = web.AppRunner(create_app(login))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -77,6 +77,7 @@ class Verifier:
     clock: Clock
     fixtures: Fixtures
     session: aiohttp.ClientSession
+    sqlite_file: Path  # the database file, when the store is on SQLite
 
     async def post(self, path: str, body: Any = None, **kwargs: Any) -> tuple[int, dict[str, Any]]:
         async with self.session.post(self.url + path, json={} if body is None else body, **kwargs) as response:
@@ -98,34 +99,60 @@ class Verifier:
 
 
 @asynccontextmanager
-async def verifier_at(fixtures: Fixtures, directory: Path, clock: Clock) -> AsyncIterator[Verifier]:
-    login = seeded_login_service(fixtures, directory, ORIGIN, clock=clock)
+async def verifier_at(
+    fixtures: Fixtures, directory: Path, clock: Clock, *, database: str | None = None
+) -> AsyncIterator[Verifier]:
+    """A verifier on SQLite in ``directory``, or on the PostgreSQL ``database`` URL."""
+    login = await seeded_login_service(fixtures, directory, ORIGIN, clock=clock, database=database)
     runner = web.AppRunner(create_app(login))
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), headers=PAGE_HEADERS) as session:
-            yield Verifier(f"http://127.0.0.1:{port}", login.store, directory / OUTBOX, clock, fixtures, session)
+            yield Verifier(
+                f"http://127.0.0.1:{port}",
+                login.store,
+                directory / OUTBOX,
+                clock,
+                fixtures,
+                session,
+                directory / "verifier.db",
+            )
     finally:
         await runner.cleanup()
 
 
 class VerifierProcess:
-    def __init__(self, fixtures: Fixtures, directory: Path) -> None:
+    """``cert-verifier serve`` as a real process, on SQLite in ``directory`` or on a shared
+    PostgreSQL ``database``; several can share one ``origin`` as instances behind a load
+    balancer do."""
+
+    def __init__(
+        self,
+        fixtures: Fixtures,
+        directory: Path,
+        *,
+        database: str | None = None,
+        origin: str | None = None,
+        settings: str = "",
+    ) -> None:
         self.port = free_port()
-        self.origin = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.origin = origin or self.url
         self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
         self.config = directory / "verifier.toml"
         self.config.write_text(
-            f'origin = "{self.origin}"\nport = {self.port}\ndatabase = "v.db"\noutbox = "outbox.jsonl"\n'
-            f'trust_anchors = ["{fixtures.root_ca}"]\nintermediates = ["{fixtures.issuing_ca}"]\n'
-            f'crls = ["{fixtures.crl}"]\n',
+            f'origin = "{self.origin}"\nport = {self.port}\ndatabase = "{database or "v.db"}"\n'
+            f'outbox = "outbox.jsonl"\ntrust_anchors = ["{fixtures.root_ca}"]\n'
+            f'intermediates = ["{fixtures.issuing_ca}"]\ncrls = ["{fixtures.crl}"]\n{settings}',
             encoding="utf-8",
         )
         seed = directory / "seed.json"
         seed.write_text(json.dumps(verifier_records(), ensure_ascii=False), encoding="utf-8")
-        command = [sys.executable, "-m", "cert_agent.verifier", "import", "--db", str(directory / "v.db"), str(seed)]
+        target = database or str(directory / "v.db")
+        command = [sys.executable, "-m", "cert_agent.verifier", "import", "--db", target, str(seed)]
         subprocess.run(command, check=True, capture_output=True)
         self.process: subprocess.Popen[str] | None = None
 
@@ -137,6 +164,13 @@ class VerifierProcess:
             text=True,
         )
         assert self.process.stdout is not None and "listening" in self.process.stdout.readline()
+
+    def stop(self) -> str:
+        """SIGTERM, as a service manager stops it; what it wrote to stderr."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        _, stderr = self.process.communicate(timeout=20)
+        return stderr
 
     def kill(self) -> str:
         assert self.process is not None

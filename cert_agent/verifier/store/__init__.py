@@ -1,6 +1,12 @@
 """What the verifier keeps: records (``records``), one interface per concern (``interfaces``),
-and their implementation on SQLite (``sqlite``)."""
+the schema for both databases (``schema``), and the store in SQL (``sql``) over SQLite
+(``sqlite``) or PostgreSQL (``postgres``). ``open_store`` picks one by its location."""
 
+from __future__ import annotations
+
+from pathlib import Path
+
+from cert_agent.verifier.store.database import Database
 from cert_agent.verifier.store.interfaces import AuditLog, Challenges, Directory, LoginAttempts, Sessions, Store
 from cert_agent.verifier.store.records import (
     AGREEMENT_STATUSES,
@@ -17,7 +23,34 @@ from cert_agent.verifier.store.records import (
     SmsLimits,
     Step,
 )
-from cert_agent.verifier.store.sqlite import MIGRATIONS, SqliteStore
+from cert_agent.verifier.store.schema import MIGRATIONS
+from cert_agent.verifier.store.sql import SqlStore
+from cert_agent.verifier.store.sqlite import SqliteDatabase
+
+POSTGRESQL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgresql(location: str | Path) -> bool:
+    return isinstance(location, str) and location.startswith(POSTGRESQL_SCHEMES)
+
+
+async def open_store(location: str | Path, *, pool_size: int = 10) -> SqlStore:
+    """The store at ``location`` — a ``postgresql://`` URL or an SQLite file path — with its
+    schema brought up to date."""
+    if is_postgresql(location):
+        from cert_agent.verifier.store.postgres import PostgresDatabase
+
+        database: Database = await PostgresDatabase.open(str(location), pool_size=pool_size)
+    else:
+        database = await SqliteDatabase.open(location)
+    store = SqlStore(database)
+    try:
+        await store.migrate()
+    except BaseException:
+        await store.close()
+        raise
+    return store
+
 
 __all__ = [
     "AGREEMENT_STATUSES",
@@ -38,7 +71,9 @@ __all__ = [
     "Sessions",
     "SmsLimit",
     "SmsLimits",
-    "SqliteStore",
+    "SqlStore",
     "Step",
     "Store",
+    "is_postgresql",
+    "open_store",
 ]

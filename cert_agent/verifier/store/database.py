@@ -1,0 +1,43 @@
+"""What ``SqlStore`` needs of a database: a connection for a read, a transaction for a write.
+
+Two implementations: ``sqlite.SqliteDatabase`` (one file, the embedded default) and
+``postgres.PostgresDatabase`` (a pool, for several verifier instances). SQL is written once,
+with ``?`` placeholders; each implementation adapts it and its parameters to its driver.
+Failures of the database itself (unreachable, locked too long, disk full) are raised as
+``StoreUnavailable`` (HTTP 503); integrity errors are left as the driver raised them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from cert_agent.verifier.store.schema import Dialect
+
+Row = Mapping[str, Any]
+
+
+class Connection(Protocol):
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; the number of rows it changed."""
+        ...
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+    async def lock(self, name: str) -> None:
+        """Hold a lock named ``name`` until this transaction ends: what lets several verifier
+        instances check and write a limit without both passing it."""
+        ...
+
+
+class Database(Protocol):
+    dialect: Dialect
+
+    def reading(self) -> AbstractAsyncContextManager[Connection]: ...
+    def transaction(self) -> AbstractAsyncContextManager[Connection]:
+        """All of it or none of it."""
+        ...
+
+    async def close(self) -> None: ...

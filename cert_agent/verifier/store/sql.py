@@ -1,0 +1,324 @@
+"""``Store`` in SQL, written once for SQLite and PostgreSQL (``database`` adapts it).
+
+Nothing here ever holds a PIN; SMS codes are kept as salted hashes (inside a login attempt's
+state). Every check that must hold across requests, and across verifier instances on one
+PostgreSQL, is one statement or one transaction: a challenge is deleted as it is consumed, a
+failure count is incremented and read in one statement, an SMS send is checked against its
+limits and recorded under one lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+from cert_agent.verifier.store.database import Database
+from cert_agent.verifier.store.records import (
+    ROLES,
+    Agreement,
+    AuditEntry,
+    Enterprise,
+    LoginAttempt,
+    Person,
+    Session,
+    SmsLimits,
+)
+from cert_agent.verifier.store.schema import MIGRATIONS, render
+
+
+def _moment(value: dt.datetime | str) -> dt.datetime:
+    """A stored time: PostgreSQL returns a datetime, SQLite the ISO text it was given."""
+    return value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value)
+
+
+def _day(value: dt.date | str) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
+
+
+class SqlStore:
+    """Every interface of ``interfaces`` over one ``Database``. Open it with ``open_store``."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def migrate(self) -> int:
+        """Apply the migrations this database lacks, in one transaction (several instances
+        starting at once wait for each other); the schema version now."""
+        async with self.database.transaction() as db:
+            await db.lock("migrate")
+            await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = await db.fetchone("SELECT version FROM schema_version")
+            version = int(row["version"]) if row else 0
+            if row is None:
+                await db.execute("INSERT INTO schema_version VALUES (0)")
+            for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in render(migration, self.database.dialect):
+                    await db.execute(statement)
+                await db.execute("UPDATE schema_version SET version = ?", (number,))
+        return len(MIGRATIONS)
+
+    async def ping(self) -> None:
+        """A trivial read: StoreUnavailable when the database cannot be used."""
+        async with self.database.reading() as db:
+            await db.fetchone("SELECT version FROM schema_version")
+
+    async def close(self) -> None:
+        await self.database.close()
+
+    # --- the domain -----------------------------------------------------------------------------
+
+    async def import_all(self, records: dict[str, list[Any]]) -> None:
+        """Enterprises, persons, roles and agreements in one transaction: all or nothing. A
+        record that exists already is updated in place (rows that refer to it stay)."""
+        async with self.database.transaction() as db:
+            for e in records.get("enterprises", []):
+                await db.execute(
+                    "INSERT INTO enterprises VALUES (?, ?, ?) ON CONFLICT(taxpayer_id) DO UPDATE SET "
+                    "name = excluded.name, is_agency = excluded.is_agency",
+                    (e.taxpayer_id, e.name, bool(e.is_agency)),
+                )
+            for p in records.get("persons", []):
+                await db.execute(
+                    "INSERT INTO persons VALUES (?, ?, ?, ?) ON CONFLICT(person_id) DO UPDATE SET "
+                    "name = excluded.name, id_number = excluded.id_number, phone = excluded.phone",
+                    (p.person_id, p.name, p.id_number, p.phone),
+                )
+            for taxpayer_id, person_id, role in records.get("roles", []):
+                await db.execute(
+                    "INSERT INTO roles VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (taxpayer_id, person_id, role)
+                )
+            for a in records.get("agreements", []):
+                await db.execute(
+                    "INSERT INTO agreements VALUES (?, ?, ?, ?, ?) ON CONFLICT(agency_id, client_id) DO UPDATE SET "
+                    "valid_from = excluded.valid_from, valid_to = excluded.valid_to, status = excluded.status",
+                    (a.agency_id, a.client_id, a.valid_from, a.valid_to, a.status),
+                )
+
+    async def enterprise(self, taxpayer_id: str) -> Enterprise | None:
+        async with self.database.reading() as db:
+            row = await db.fetchone("SELECT * FROM enterprises WHERE taxpayer_id = ?", (taxpayer_id,))
+        return Enterprise(row["taxpayer_id"], row["name"], bool(row["is_agency"])) if row else None
+
+    async def person(self, person_id: str) -> Person | None:
+        async with self.database.reading() as db:
+            row = await db.fetchone("SELECT * FROM persons WHERE person_id = ?", (person_id,))
+        return Person(row["person_id"], row["name"], row["id_number"], row["phone"]) if row else None
+
+    async def people_of(self, taxpayer_id: str) -> list[tuple[Person, list[str]]]:
+        async with self.database.reading() as db:
+            rows = await db.fetchall(
+                "SELECT p.*, r.role FROM roles r JOIN persons p USING (person_id) WHERE r.taxpayer_id = ? "
+                "ORDER BY p.person_id",
+                (taxpayer_id,),
+            )
+        people: dict[str, tuple[Person, list[str]]] = {}
+        for row in rows:
+            entry = people.setdefault(
+                row["person_id"], (Person(row["person_id"], row["name"], row["id_number"], row["phone"]), [])
+            )
+            entry[1].append(row["role"])
+        for _, roles in people.values():
+            roles.sort(key=ROLES.index)
+        return list(people.values())
+
+    async def agreements_of(self, agency_id: str) -> list[Agreement]:
+        async with self.database.reading() as db:
+            rows = await db.fetchall("SELECT * FROM agreements WHERE agency_id = ? ORDER BY client_id", (agency_id,))
+        return [
+            Agreement(r["agency_id"], r["client_id"], _day(r["valid_from"]), _day(r["valid_to"]), r["status"])
+            for r in rows
+        ]
+
+    # --- challenges ---------------------------------------------------------------------------
+
+    async def add_challenge(self, nonce: str, expires_at: dt.datetime) -> None:
+        async with self.database.transaction() as db:
+            await db.execute("INSERT INTO challenges VALUES (?, ?)", (nonce, expires_at))
+
+    async def consume_challenge(self, nonce: str, now: dt.datetime) -> bool:
+        """True exactly once for an issued, unexpired nonce: the row goes in the same statement,
+        so two instances cannot both consume it."""
+        async with self.database.transaction() as db:
+            row = await db.fetchone("DELETE FROM challenges WHERE nonce = ? RETURNING expires_at", (nonce,))
+        return row is not None and _moment(row["expires_at"]) > now
+
+    # --- failure counters -----------------------------------------------------------------------
+
+    async def failures(self, account: str, method: str, day: str) -> int:
+        async with self.database.reading() as db:
+            row = await db.fetchone(
+                "SELECT count, day FROM failures WHERE account = ? AND method = ?", (account, method)
+            )
+        return int(row["count"]) if row and row["day"] == day else 0
+
+    async def record_failure(self, account: str, method: str, day: str) -> int:
+        """Count one more consecutive failure on ``day`` (a new day starts from one) and return
+        the count, in one statement: parallel failures each see their own number."""
+        async with self.database.transaction() as db:
+            row = await db.fetchone(
+                "INSERT INTO failures VALUES (?, ?, ?, 1) ON CONFLICT(account, method) DO UPDATE SET "
+                "count = CASE WHEN failures.day = excluded.day THEN failures.count + 1 ELSE 1 END, "
+                "day = excluded.day RETURNING count",
+                (account, method, day),
+            )
+        assert row is not None  # an upsert with RETURNING always returns its row
+        return int(row["count"])
+
+    async def reset_failures(self, account: str, method: str) -> None:
+        async with self.database.transaction() as db:
+            await db.execute("DELETE FROM failures WHERE account = ? AND method = ?", (account, method))
+
+    # --- login attempts and sessions ----------------------------------------------------------
+
+    async def save_attempt(self, attempt: LoginAttempt) -> None:
+        async with self.database.transaction() as db:
+            await db.execute(
+                "INSERT INTO login_attempts VALUES (?, ?, ?)",
+                (attempt.attempt_id, attempt.state_json(), attempt.expires_at),
+            )
+
+    async def update_attempt(self, attempt: LoginAttempt) -> None:
+        """The next step of a login attempt; its expiry stays where it was set."""
+        async with self.database.transaction() as db:
+            await db.execute(
+                "UPDATE login_attempts SET state = ? WHERE attempt_id = ?", (attempt.state_json(), attempt.attempt_id)
+            )
+
+    async def record_sms_send(
+        self, attempt_id: str, person_id: str, phone: str, now: dt.datetime, limits: SmsLimits
+    ) -> int:
+        """Record one SMS send if every limit allows it and return 0; otherwise record nothing
+        and return the seconds until one would. Checked and recorded under one lock, so
+        parallel requests (on any instance) cannot pass a limit together."""
+        async with self.database.transaction() as db:
+            await db.lock("sms_sends")
+
+            async def sends(column: str, value: str, seconds: int) -> list[dt.datetime]:
+                rows = await db.fetchall(
+                    f"SELECT at FROM sms_sends WHERE {column} = ? AND at > ? ORDER BY at",
+                    (value, now - dt.timedelta(seconds=seconds)),
+                )
+                return [_moment(row["at"]) for row in rows]
+
+            waits = []
+            last = await sends("attempt_id", attempt_id, limits.interval) + await sends(
+                "person_id", person_id, limits.interval
+            )
+            if last:
+                waits.append(max(last) + dt.timedelta(seconds=limits.interval) - now)
+            for column, value, limit in (
+                ("attempt_id", attempt_id, limits.per_attempt),
+                ("person_id", person_id, limits.per_person),
+                ("phone", phone, limits.per_phone),
+            ):
+                recent = await sends(column, value, limit.seconds)
+                if len(recent) >= limit.count:
+                    waits.append(recent[len(recent) - limit.count] + dt.timedelta(seconds=limit.seconds) - now)
+            if waits:
+                return max(1, math.ceil(max(waits).total_seconds()))
+            await db.execute(
+                "INSERT INTO sms_sends (at, attempt_id, person_id, phone) VALUES (?, ?, ?, ?)",
+                (now, attempt_id, person_id, phone),
+            )
+        return 0
+
+    async def attempt(self, attempt_id: str, now: dt.datetime) -> LoginAttempt | None:
+        async with self.database.reading() as db:
+            row = await db.fetchone("SELECT * FROM login_attempts WHERE attempt_id = ?", (attempt_id,))
+        if row is None or _moment(row["expires_at"]) <= now:
+            return None
+        return LoginAttempt.from_state(row["attempt_id"], row["state"], _moment(row["expires_at"]))
+
+    async def drop_attempt(self, attempt_id: str) -> bool:
+        """Delete a login attempt; True if this call deleted it (so one of two parallel
+        requests finishing the same attempt wins)."""
+        async with self.database.transaction() as db:
+            return await db.execute("DELETE FROM login_attempts WHERE attempt_id = ?", (attempt_id,)) == 1
+
+    async def create_session(self, session: Session, now: dt.datetime) -> None:
+        async with self.database.transaction() as db:
+            await db.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    session.session_id,
+                    session.person_id,
+                    session.taxpayer_id,
+                    session.agency_id,
+                    now,
+                    session.expires_at,
+                ),
+            )
+
+    async def session(self, session_id: str, now: dt.datetime) -> Session | None:
+        async with self.database.reading() as db:
+            row = await db.fetchone("SELECT * FROM sessions WHERE session_id = ?", (session_id,))
+        if row is None or _moment(row["expires_at"]) <= now:
+            return None
+        return Session(
+            row["session_id"], row["person_id"], row["taxpayer_id"], row["agency_id"], _moment(row["expires_at"])
+        )
+
+    async def end_session(self, session_id: str) -> None:
+        async with self.database.transaction() as db:
+            await db.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))
+
+    # --- audit ----------------------------------------------------------------------------------
+
+    async def audit(
+        self, at: dt.datetime, person_id: str | None, taxpayer_id: str | None, event: str, detail: str
+    ) -> None:
+        async with self.database.transaction() as db:
+            await db.execute(
+                "INSERT INTO audit (at, person_id, taxpayer_id, event, detail) VALUES (?, ?, ?, ?, ?)",
+                (at, person_id, taxpayer_id, event, detail),
+            )
+
+    async def history(self, person_id: str, include_hidden: bool = False) -> list[AuditEntry]:
+        query = "SELECT * FROM audit WHERE person_id = ?" + ("" if include_hidden else " AND hidden = ?")
+        params: tuple[Any, ...] = (person_id,) if include_hidden else (person_id, False)
+        async with self.database.reading() as db:
+            rows = await db.fetchall(query + " ORDER BY entry_id", params)
+        return [
+            AuditEntry(
+                r["entry_id"],
+                _moment(r["at"]),
+                r["person_id"],
+                r["taxpayer_id"],
+                r["event"],
+                r["detail"],
+                bool(r["hidden"]),
+            )
+            for r in rows
+        ]
+
+    async def hide_entry(self, person_id: str, entry_id: int) -> bool:
+        """清除记录: the entry leaves the user's history; the audit trail keeps it."""
+        async with self.database.transaction() as db:
+            changed = await db.execute(
+                "UPDATE audit SET hidden = ? WHERE entry_id = ? AND person_id = ?", (True, entry_id, person_id)
+            )
+        return changed == 1
+
+    # --- bounded growth -------------------------------------------------------------------------
+
+    async def purge(self, now: dt.datetime, keep_sends_since: dt.datetime, today: str) -> dict[str, int]:
+        """Delete what can no longer be used: expired challenges, login attempts and sessions,
+        SMS sends older than the longest send limit, failure counts of past days. The audit
+        log is kept. Safe to run on several instances at once. The rows deleted, per table."""
+        deleted: dict[str, int] = {}
+        async with self.database.transaction() as db:
+            for table in ("challenges", "login_attempts", "sessions"):
+                deleted[table] = await db.execute(f"DELETE FROM {table} WHERE expires_at <= ?", (now,))
+            deleted["sms_sends"] = await db.execute("DELETE FROM sms_sends WHERE at < ?", (keep_sends_since,))
+            deleted["failures"] = await db.execute("DELETE FROM failures WHERE day < ?", (today,))
+        return deleted
+
+    async def row_counts(self) -> dict[str, int]:
+        """Rows per table that the purge bounds (for operations and the growth test)."""
+        counts: dict[str, int] = {}
+        async with self.database.reading() as db:
+            for table in ("challenges", "login_attempts", "sessions", "sms_sends", "failures", "audit"):
+                row = await db.fetchone(f"SELECT COUNT(*) AS n FROM {table}")
+                counts[table] = int(row["n"]) if row else 0
+        return counts

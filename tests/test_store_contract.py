@@ -1,0 +1,153 @@
+"""The store's contract, run on both databases: SQLite (a file) and PostgreSQL (a real server
+from Debian's packages). Every check that must hold under parallel requests is tried with
+parallel requests; on PostgreSQL they go over separate pooled connections, as several
+instances' would."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from cert_agent.verifier.errors import StoreUnavailable
+from cert_agent.verifier.importer import check_records
+from cert_agent.verifier.store import MIGRATIONS, LoginAttempt, LoginKind, Session, SmsLimits, SqlStore, open_store
+from softhsm_fixtures.catalog import TAXPAYERS
+from softhsm_fixtures.seed import verifier_records
+from tests.harness.postgres import PostgresServer
+
+HAIRUN = TAXPAYERS["hairun"].taxpayer_id
+NOW = dt.datetime(2026, 3, 14, 1, 0, tzinfo=dt.UTC)
+DAY = "2026-03-14"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    if request.param == "sqlite":
+        return tmp_path / "store.db"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.new_database()
+
+
+@pytest_asyncio.fixture
+async def store(location: str | Path) -> AsyncIterator[SqlStore]:
+    opened = await open_store(location)
+    await opened.import_all(check_records(verifier_records(NOW.date())))
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def attempt(attempt_id: str, expires_at: dt.datetime = NOW + dt.timedelta(minutes=10)) -> LoginAttempt:
+    return LoginAttempt(attempt_id, LoginKind.ENTERPRISE, HAIRUN, "00" * 32, ("p-zhang",), expires_at)
+
+
+async def test_opening_a_store_applies_every_migration_once_even_when_instances_start_together(
+    location: str | Path,
+) -> None:
+    stores = await asyncio.gather(*(open_store(location) for _ in range(3)))
+    try:
+        for opened in stores:
+            assert await opened.migrate() == len(MIGRATIONS)  # again: nothing left to apply
+            async with opened.database.reading() as db:
+                row = await db.fetchone("SELECT version FROM schema_version")
+            assert row is not None and row["version"] == len(MIGRATIONS)
+    finally:
+        for opened in stores:
+            await opened.close()
+
+
+async def test_a_challenge_is_consumed_exactly_once_even_when_raced(store: SqlStore) -> None:
+    await store.add_challenge("n-1", NOW + dt.timedelta(minutes=5))
+    results = await asyncio.gather(*(store.consume_challenge("n-1", NOW) for _ in range(20)))
+    assert results.count(True) == 1
+    await store.add_challenge("n-old", NOW - dt.timedelta(seconds=1))
+    assert not await store.consume_challenge("n-old", NOW)
+    assert not await store.consume_challenge("never-issued", NOW)
+
+
+async def test_parallel_failures_each_get_their_own_count_and_a_new_day_starts_over(store: SqlStore) -> None:
+    counts = await asyncio.gather(*(store.record_failure("p-zhang", "certificate", DAY) for _ in range(12)))
+    assert sorted(counts) == list(range(1, 13))
+    assert await store.failures("p-zhang", "certificate", DAY) == 12
+    assert await store.failures("p-zhang", "certificate", "2026-03-15") == 0
+    assert await store.record_failure("p-zhang", "certificate", "2026-03-15") == 1
+    await store.reset_failures("p-zhang", "certificate")
+    assert await store.failures("p-zhang", "certificate", "2026-03-15") == 0
+
+
+async def test_parallel_sms_sends_pass_the_limits_once(store: SqlStore) -> None:
+    waits = await asyncio.gather(
+        *(store.record_sms_send("a-1", "p-zhang", "13800000001", NOW, SmsLimits()) for _ in range(30))
+    )
+    assert waits.count(0) == 1 and all(55 <= w <= 60 for w in waits if w)
+
+
+async def test_attempts_move_through_their_steps_and_are_finished_once(store: SqlStore) -> None:
+    await store.save_attempt(attempt("a-1"))
+    loaded = await store.attempt("a-1", NOW)
+    assert loaded == attempt("a-1")
+    assert await store.attempt("a-1", NOW + dt.timedelta(minutes=11)) is None  # expired
+    assert (await asyncio.gather(*(store.drop_attempt("a-1") for _ in range(5)))).count(True) == 1
+    assert await store.attempt("a-1", NOW) is None
+
+
+async def test_sessions_are_found_until_they_expire_or_end(store: SqlStore) -> None:
+    session = Session("s-1", "p-zhang", HAIRUN, None, NOW + dt.timedelta(minutes=30))
+    await store.create_session(session, NOW)
+    assert await store.session("s-1", NOW) == session
+    assert await store.session("s-1", NOW + dt.timedelta(minutes=31)) is None
+    await store.end_session("s-1")
+    assert await store.session("s-1", NOW) is None
+
+
+async def test_the_audit_log_keeps_order_and_hidden_entries(store: SqlStore) -> None:
+    for minute, event in enumerate(["sms_sent", "login_enterprise", "logout"]):
+        await store.audit(NOW + dt.timedelta(minutes=minute), "p-zhang", HAIRUN, event, "")
+    entries = await store.history("p-zhang")
+    assert [e.event for e in entries] == ["sms_sent", "login_enterprise", "logout"]
+    assert [e.at for e in entries] == [NOW + dt.timedelta(minutes=m) for m in range(3)]
+    assert await store.hide_entry("p-zhang", entries[0].entry_id)
+    assert not await store.hide_entry("p-li", entries[1].entry_id)  # someone else's entry
+    assert [e.event for e in await store.history("p-zhang")] == ["login_enterprise", "logout"]
+    assert len(await store.history("p-zhang", include_hidden=True)) == 3
+
+
+async def test_the_directory_reads_back_what_was_imported(store: SqlStore) -> None:
+    agency = await store.enterprise(TAXPAYERS["xinda"].taxpayer_id)
+    records = verifier_records(NOW.date())
+    assert agency is not None and agency.is_agency
+    agreements = await store.agreements_of(agency.taxpayer_id)
+    assert len(agreements) == len([a for a in records["agreements"] if a["agencyId"] == agency.taxpayer_id])
+    assert all(isinstance(a.valid_from, dt.date) for a in agreements)
+    await store.import_all(check_records(records))  # again: updated in place, nothing doubled
+    assert len(await store.agreements_of(agency.taxpayer_id)) == len(agreements)
+
+
+async def test_a_purge_deletes_what_expired_and_keeps_the_audit(store: SqlStore) -> None:
+    await store.add_challenge("n-old", NOW - dt.timedelta(seconds=1))
+    await store.add_challenge("n-live", NOW + dt.timedelta(minutes=5))
+    await store.save_attempt(attempt("a-old", NOW - dt.timedelta(seconds=1)))
+    await store.save_attempt(attempt("a-live"))
+    await store.create_session(Session("s-old", "p-zhang", "x", None, NOW - dt.timedelta(seconds=1)), NOW)
+    await store.record_sms_send("a-old", "p-zhang", "138", NOW - dt.timedelta(days=2), SmsLimits())
+    await store.record_failure("p-zhang", "certificate", "2026-03-13")
+    await store.audit(NOW, "p-zhang", "x", "logout", "")
+    deleted = await store.purge(NOW, NOW - dt.timedelta(days=1), DAY)
+    assert deleted == {"challenges": 1, "login_attempts": 1, "sessions": 1, "sms_sends": 1, "failures": 1}
+    counts = await store.row_counts()
+    assert counts == {"challenges": 1, "login_attempts": 1, "sessions": 0, "sms_sends": 0, "failures": 0, "audit": 1}
+
+
+async def test_an_unreachable_database_is_store_unavailable(tmp_path: Path) -> None:
+    from tests.harness.agent import free_port
+
+    with pytest.raises(StoreUnavailable):
+        await open_store(f"postgresql://postgres@127.0.0.1:{free_port()}/nothing")
+    with pytest.raises(StoreUnavailable):
+        await open_store(tmp_path / "no-such-directory" / "store.db")
