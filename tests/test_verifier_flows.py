@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 from yarl import URL
 
+from cert_agent.verifier.store import SmsLimit, SmsLimits
 from softhsm_fixtures import Fixtures
 from softhsm_fixtures.catalog import TAXPAYERS
 from tests.harness.postgres import PostgresServer
@@ -263,3 +264,35 @@ async def test_bad_input_gets_a_4xx_with_a_stable_code_and_writes_nothing(
         assert (response.status, body["error"]["code"]) == (status, code)
     assert await verifier.store.history("p-zhang", include_hidden=True) == before
     assert (await verifier.post("/api/challenge"))[0] == 200  # and the service goes on
+
+
+# --- bounded growth -------------------------------------------------------------------------------
+
+
+async def test_the_tables_stop_growing_under_a_steady_login_load(verifier: Verifier) -> None:
+    """A login every 10 minutes of (simulated) time for 8 hours, every third abandoned after
+    the certificate step, an unused challenge each time, the purge running hourly as the service
+    schedules it: challenges, attempts, sessions, SMS sends and failure counts stay bounded; only
+    the audit log grows. (The per-phone limit is set to an hour here, so that an hour of sends
+    is all the purge must keep.)"""
+    verifier.login.sms_limits = SmsLimits(per_phone=SmsLimit(10, 3600))
+    store = verifier.login.store
+    counts: list[dict[str, int]] = []
+    for tick in range(48):
+        verifier.clock.now += dt.timedelta(minutes=10)
+        verifier.session.cookie_jar.clear()
+        _, step = await verifier.certificate_step("hairun-ec")
+        await verifier.post("/api/challenge")  # a challenge that is never used
+        if tick % 3:
+            person = ["p-zhang", "p-wang"][tick % 2]
+            assert (await verifier.post("/api/login/sms", {"attemptId": step["attemptId"], "personId": person}))[
+                0
+            ] == 200
+            code = {"attemptId": step["attemptId"], "code": verifier.last_code()}
+            assert (await verifier.post("/api/login/verify", code))[0] == 200
+        if tick % 6 == 5:
+            await verifier.login.purge()
+            counts.append(await store.row_counts())
+    for table in ("challenges", "login_attempts", "sessions", "sms_sends", "failures"):
+        assert max(c[table] for c in counts[1:]) == max(c[table] for c in counts[:2]), (table, counts)
+    assert counts[-1]["audit"] > 3 * counts[1]["audit"]  # the audit log is kept

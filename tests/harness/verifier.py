@@ -20,6 +20,7 @@ from aiohttp import web
 
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
 from cert_agent.verifier.app import create_app
+from cert_agent.verifier.login import LoginService
 from cert_agent.verifier.store import Store
 from demo.services import OUTBOX, seeded_login_service
 from softhsm_fixtures import Fixtures
@@ -78,6 +79,7 @@ class Verifier:
     fixtures: Fixtures
     session: aiohttp.ClientSession
     sqlite_file: Path  # the database file, when the store is on SQLite
+    login: LoginService
 
     async def post(self, path: str, body: Any = None, **kwargs: Any) -> tuple[int, dict[str, Any]]:
         async with self.session.post(self.url + path, json={} if body is None else body, **kwargs) as response:
@@ -118,6 +120,7 @@ async def verifier_at(
                 fixtures,
                 session,
                 directory / "verifier.db",
+                login,
             )
     finally:
         await runner.cleanup()
