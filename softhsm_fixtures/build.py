@@ -7,6 +7,7 @@ Layout of a fixture directory::
     pki/issuing-ca.pem            the CA that issues taxpayer certificates
     pki/issuing-ca.crl            its CRL (DER), naming the revoked fixture certificate
     pki/untrusted-ca.pem          a CA nobody trusts, issuer of the "untrusted" certificate
+    pki/ocsp-responder.pem, -key.pem  a responder the issuing CA authorises to sign OCSP answers
     pki/certs/NAME.pem            every end-entity certificate, by fixture name
     manifest.json                 tokens (label, serial, PIN) and certificates, for programs
 
@@ -34,6 +35,7 @@ from softhsm_fixtures.pki import (
     issue_end_entity,
     make_crl,
     make_intermediate,
+    make_ocsp_responder,
     make_root,
 )
 from softhsm_fixtures.softhsm import (
@@ -95,6 +97,14 @@ class Fixtures:
         return self.root / "pki" / "untrusted-ca.pem"
 
     @property
+    def ocsp_responder(self) -> Path:
+        return self.root / "pki" / "ocsp-responder.pem"
+
+    @property
+    def ocsp_responder_key(self) -> Path:
+        return self.root / "pki" / "ocsp-responder-key.pem"
+
+    @property
     def crl(self) -> Path:
         return self.root / "pki" / "issuing-ca.crl"
 
@@ -145,6 +155,13 @@ def build_fixtures(
     (pki_dir / "root-ca.pem").write_bytes(root.pem())
     (pki_dir / "issuing-ca.pem").write_bytes(issuing.pem())
     (pki_dir / "untrusted-ca.pem").write_bytes(untrusted.pem())
+    responder, responder_key = make_ocsp_responder(issuing, now)
+    (pki_dir / "ocsp-responder.pem").write_bytes(responder.public_bytes(serialization.Encoding.PEM))
+    (pki_dir / "ocsp-responder-key.pem").write_bytes(
+        responder_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     crl = make_crl(issuing, now)
     (pki_dir / "issuing-ca.crl").write_bytes(crl.public_bytes(serialization.Encoding.DER))
 

@@ -193,3 +193,33 @@ def make_crl(ca: CertificateAuthority, now: dt.datetime) -> x509.CertificateRevo
             x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build()
         )
     return builder.sign(ca.key, hashes.SHA256())
+
+
+def make_ocsp_responder(
+    ca: CertificateAuthority, now: dt.datetime
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A responder certificate the CA authorises to sign OCSP answers about its certificates
+    (extendedKeyUsage id-kp-OCSPSigning, RFC 6960 4.2.2.2), and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "国家税务总局（测试）"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "国家税务总局测试OCSP响应器"),
+        ]
+    )
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(ca.name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - ONE_DAY)
+        .not_valid_after(now + 365 * ONE_DAY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
+        .add_extension(x509.OCSPNoCheck(), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
+        .sign(ca.key, hashes.SHA256())
+    )
+    return certificate, key

@@ -112,7 +112,7 @@ async def test_a_session_made_on_one_instance_is_valid_on_the_other_and_ends_the
     status, body = await browser.get(a, "/api/session")
     assert (status, body["error"]["code"]) == (401, "NOT_LOGGED_IN")
 
-    status, history = await browser.get(b, "/api/history")  # logged out: log in again to read it
+    status, _ = await browser.get(b, "/api/history")  # logged out: log in again to read it
     assert status == 401
     step, _ = await certificate_step(fixtures, browser, b, a)
     # a second code for the same person waits out the resend interval; another person has none

@@ -165,6 +165,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "暂时无法核验证书状态，请稍后再试",
         "the revocation status could not be established",
     ),
+    "CERT_STATUS_UNKNOWN": (
+        "证书状态未知，请联系主管税务机关",
+        "the OCSP responder does not know the certificate",
+    ),
+    "OCSP_RESPONSE_INVALID": (
+        "暂时无法核验证书状态，请稍后再试",
+        "the OCSP answer could not be trusted",
+    ),
     "UNSUPPORTED_ALGORITHM": (
         "登录凭证无效，请重新登录",
         "the signature algorithm is not allowed",

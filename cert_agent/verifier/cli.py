@@ -19,6 +19,7 @@ from cert_agent.common.running import require_extra
 from cert_agent.verifier.importer import ImportError_, check_records, read_sources
 
 if TYPE_CHECKING:  # validation pulls in pyhanko and cryptography; only the commands that use it load it
+    from cert_agent.verifier.ocsp import OcspSettings
     from cert_agent.verifier.validation import ValidatorSettings
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -40,6 +41,13 @@ class VerifierConfig:
     crls: list[Path] = field(default_factory=list)
     revocation: str = "fail-closed"
     allow_fetching: bool = False
+    ocsp: bool = False  # ask an OCSP responder about taxpayer certificates (instead of CRLs)
+    ocsp_url: str = ""  # the responder; empty: the one named in each certificate
+    ocsp_responder_certificate: Path | None = None  # a designated responder, trusted as configured
+    ocsp_timeout: float = 5.0
+    ocsp_allowed_skew: float = 900.0  # seconds
+    ocsp_max_age: float = 120.0  # seconds
+    ocsp_nonce: bool = True
     outbox: Path = Path("sms-outbox.jsonl")
     secure_cookies: bool = False
     sms_gateway_url: str = ""  # empty: the development outbox file; else the gateway's https URL
@@ -48,9 +56,10 @@ class VerifierConfig:
     sms_retries: int = 2
 
 
-_TEXT_KEYS = ("origin", "host", "sms_gateway_url", "sms_gateway_token_env")
-_BOOL_KEYS = ("allow_fetching", "secure_cookies")
-_PATH_KEYS = ("database", "outbox")
+_TEXT_KEYS = ("origin", "host", "sms_gateway_url", "sms_gateway_token_env", "ocsp_url")
+_BOOL_KEYS = ("allow_fetching", "secure_cookies", "ocsp", "ocsp_nonce")
+_PATH_KEYS = ("database", "outbox", "ocsp_responder_certificate")
+_SECONDS_KEYS = ("sms_timeout", "purge_interval", "ocsp_timeout", "ocsp_allowed_skew", "ocsp_max_age")
 _PATH_LIST_KEYS = ("trust_anchors", "intermediates", "crls")
 
 
@@ -74,15 +83,12 @@ def load_verifier_config(path: Path | None) -> VerifierConfig:
         elif key == "revocation":
             if value not in REVOCATION_MODES:
                 raise ValueError(f"{path}: revocation must be one of {', '.join(REVOCATION_MODES)}")
-        elif key == "sms_timeout":
+        elif key in _SECONDS_KEYS:
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ValueError(f"{path}: sms_timeout must be a positive number of seconds")
+                raise ValueError(f"{path}: {key} must be a positive number of seconds")
         elif key == "database_pool_size":
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
                 raise ValueError(f"{path}: database_pool_size must be an integer from 1 to 100")
-        elif key == "purge_interval":
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ValueError(f"{path}: purge_interval must be a positive number of seconds")
         elif key == "sms_retries":
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10:
                 raise ValueError(f"{path}: sms_retries must be an integer from 0 to 10")
@@ -109,6 +115,30 @@ def is_postgresql(location: str | Path) -> bool:
 
 def _database(text: str) -> Path | str:
     return text if is_postgresql(text) else Path(text)
+
+
+def ocsp_settings(config: VerifierConfig) -> OcspSettings | None:
+    """The OCSP settings of ``config`` (None when OCSP is off); reads the designated
+    responder's certificate."""
+    if not config.ocsp:
+        return None
+    from cryptography import x509
+
+    from cert_agent.verifier.ocsp import OcspSettings
+    from cert_agent.verifier.validation import load_certificates
+
+    responder = None
+    if config.ocsp_responder_certificate is not None:
+        der = load_certificates(config.ocsp_responder_certificate.read_bytes())[0]
+        responder = x509.load_der_x509_certificate(der)
+    return OcspSettings(
+        url=config.ocsp_url,
+        responder=responder,
+        timeout=config.ocsp_timeout,
+        allowed_skew=config.ocsp_allowed_skew,
+        max_age=config.ocsp_max_age,
+        nonce=config.ocsp_nonce,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -240,6 +270,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             config.crls,
             config.revocation,
             config.allow_fetching,
+            ocsp_settings(config),
         )
     except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
         print(f"配置错误 (configuration error): {exc}", file=sys.stderr)

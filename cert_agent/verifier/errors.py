@@ -64,6 +64,21 @@ class RevocationUnavailable(AuthTokenInvalid):
     reason = "revocation-unavailable"
 
 
+class CertStatusUnknown(AuthTokenInvalid):
+    """The OCSP responder does not know the certificate: never taken as good."""
+
+    code = "CERT_STATUS_UNKNOWN"
+    reason = "cert-status-unknown"
+
+
+class OcspResponseInvalid(AuthTokenInvalid):
+    """An OCSP answer that cannot be believed (wrong signer, stale, another certificate, a
+    nonce that is not ours): refused whatever the revocation setting."""
+
+    code = "OCSP_RESPONSE_INVALID"
+    reason = "ocsp-response-invalid"
+
+
 class UnsupportedAlgorithm(AuthTokenInvalid):
     code = "UNSUPPORTED_ALGORITHM"
     reason = "unsupported-algorithm"

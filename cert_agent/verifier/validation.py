@@ -13,8 +13,9 @@ the same reason they would give:
 4. purpose: keyUsage digitalSignature; clientAuth when there is an extendedKeyUsage;
 5. policies: none of the disallowed certificate policies;
 6. validity: the certificate, then the trust anchor that issued it, at the validation time;
-7. chain and revocation: a path to a trust anchor (pyhanko-certvalidator), with the CRL or
-   OCSP status as the revocation setting says (the only check that waits on I/O);
+7. chain and revocation: a path to a trust anchor (pyhanko-certvalidator), with the CRL
+   status, or the answer of an OCSP responder (``ocsp``), as the revocation setting says (the
+   only check that waits on I/O);
 8. algorithm: one of ES/PS/RS 256/384/512;
 9. signature: over the Web eID signed data (``common.webeid.signed_data``) with the
    certificate's key.
@@ -29,6 +30,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -44,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
+from pyhanko_certvalidator.authority import AuthorityWithCert
 from pyhanko_certvalidator.errors import (
     CRLValidationError,
     ExpiredError,
@@ -55,6 +58,7 @@ from pyhanko_certvalidator.errors import (
     RevokedError,
     ValidationError,
 )
+from pyhanko_certvalidator.path import ValidationPath
 
 from cert_agent.common.algorithms import SignatureAlgorithm
 from cert_agent.common.taxpayer_id import TaxpayerId, taxpayer_id_in_name
@@ -74,6 +78,9 @@ from cert_agent.verifier.errors import (
     SignatureInvalid,
 )
 from cert_agent.verifier.errors import UnsupportedAlgorithm as UnsupportedAlgorithmError
+from cert_agent.verifier.ocsp import OcspSettings, check_ocsp
+
+log = logging.getLogger("cert_agent.verifier.validation")
 
 MAX_TOKEN_BYTES = 16 * 1024
 FACTS_CACHE_SIZE = 4096  # parsed certificates kept, oldest dropped first
@@ -102,6 +109,7 @@ class ValidatorSettings:
     allow_fetching: bool = False  # fetch CRLs / ask OCSP responders named in certificates
     disallowed_policies: frozenset[str] = frozenset()
     path_cache_seconds: float = 300.0  # how long a validated path (and its revocation status) is reused
+    ocsp: OcspSettings | None = None  # ask an OCSP responder about the taxpayer certificate instead of CRLs
 
     def __post_init__(self) -> None:
         if self.revocation not in REVOCATION_MODES:
@@ -116,6 +124,7 @@ class ValidatorSettings:
         crls: Iterable[Path] = (),
         revocation: str = "fail-closed",
         allow_fetching: bool = False,
+        ocsp: OcspSettings | None = None,
     ) -> ValidatorSettings:
         """Settings from certificate files (DER or PEM) and DER CRL files."""
         return cls(
@@ -125,6 +134,7 @@ class ValidatorSettings:
             revocation=revocation,
             crls=tuple(path.read_bytes() for path in crls),
             allow_fetching=allow_fetching,
+            ocsp=ocsp,
         )
 
 
@@ -343,19 +353,23 @@ class AuthTokenValidator:
             raise error
 
     async def _validate_path(self, certificate: CertificateFacts, at: dt.datetime) -> None:
+        """The path by pyhanko-certvalidator, revocation by its CRLs; or, with OCSP configured,
+        the path alone and then the responder's answer about the taxpayer certificate (the
+        trust anchor should then be the issuing CA, as the Web eID validators recommend)."""
+        ocsp_settings = self.settings.ocsp if self.settings.revocation != "off" else None
         context = ValidationContext(
             trust_roots=self._anchors,
             other_certs=self._intermediates,
             moment=at,
-            revocation_mode=REVOCATION_MODES[self.settings.revocation],
-            crls=list(self.settings.crls),
-            allow_fetching=self.settings.allow_fetching and self.settings.revocation != "off",
+            revocation_mode="none" if ocsp_settings else REVOCATION_MODES[self.settings.revocation],
+            crls=[] if ocsp_settings else list(self.settings.crls),
+            allow_fetching=self.settings.allow_fetching and self.settings.revocation != "off" and not ocsp_settings,
         )
         validator = CertificateValidator(
             certificate.cert, intermediate_certs=self._intermediates, validation_context=context
         )
         try:
-            await validator.async_validate_path()
+            path = await validator.async_validate_path()
         except RevokedError:
             raise CertRevoked() from None
         except (InsufficientRevinfoError, CRLValidationError, OCSPValidationError) as exc:
@@ -368,6 +382,25 @@ class AuthTokenValidator:
             raise CertUntrusted("no path to a trust anchor") from None
         except (ValidationError, PathError) as exc:
             raise CertUntrusted(type(exc).__name__) from None
+        if ocsp_settings is not None:
+            await self._check_ocsp(certificate, path, ocsp_settings, at)
+
+    async def _check_ocsp(
+        self, certificate: CertificateFacts, path: ValidationPath, settings: OcspSettings, at: dt.datetime
+    ) -> None:
+        issuer = path.find_issuing_authority(path.leaf)
+        issuer_der = issuer.certificate.dump() if isinstance(issuer, AuthorityWithCert) else None
+        try:
+            if issuer_der is None:
+                raise RevocationUnavailable("the issuer's certificate is needed to ask OCSP")
+            leaf = x509.load_der_x509_certificate(certificate.der)
+            await check_ocsp(leaf, x509.load_der_x509_certificate(issuer_der), settings, at)
+        except ValueError:
+            raise RevocationUnavailable("the certificate cannot be read for OCSP") from None
+        except RevocationUnavailable as exc:
+            if self.settings.revocation != "fail-open":
+                raise
+            log.warning("fail-open: login allowed without a revocation answer (%s)", exc.describe())
 
 
 def _base64(text: str, field: str) -> bytes:

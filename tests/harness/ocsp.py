@@ -1,0 +1,106 @@
+"""A real OCSP responder for the tests: `openssl ocsp` serving the fixture PKI's issuing CA
+from an OpenSSL CA index written from the fixture certificates and the CRL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from softhsm_fixtures import Fixtures
+from tests.harness.agent import free_port
+
+
+def _openssl_time(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%y%m%d%H%M%SZ")
+
+
+def write_index(fixtures: Fixtures, path: Path, omit: frozenset[str] = frozenset()) -> None:
+    """One line per fixture certificate (V valid, R revoked with its date), as `openssl ca`
+    keeps them; certificates named in ``omit`` are unknown to the responder."""
+    crl = x509.load_der_x509_crl(fixtures.crl.read_bytes())
+    lines = []
+    for pem in sorted((fixtures.root / "pki" / "certs").glob("*.pem")):
+        if pem.stem in omit:
+            continue
+        cert = x509.load_pem_x509_certificate(pem.read_bytes())
+        serial = f"{cert.serial_number:X}"
+        serial = serial if len(serial) % 2 == 0 else "0" + serial
+        expiry = _openssl_time(cert.not_valid_after_utc)
+        revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+        if revoked is not None:
+            lines.append(
+                f"R\t{expiry}\t{_openssl_time(revoked.revocation_date_utc)}\t{serial}\tunknown\t/CN={pem.stem}"
+            )
+        else:
+            lines.append(f"V\t{expiry}\t\t{serial}\tunknown\t/CN={pem.stem}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def make_rogue_responder(directory: Path) -> tuple[Path, Path]:
+    """A self-signed responder certificate and key that no CA authorised."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "冒充的OCSP响应器")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "rogue-responder.pem", directory / "rogue-responder-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+class OcspResponder:
+    """`openssl ocsp -index ... -port ...` signing with ``signer``/``key`` (default: the
+    responder certificate the issuing CA authorised)."""
+
+    def __init__(
+        self,
+        fixtures: Fixtures,
+        directory: Path,
+        *,
+        signer: Path | None = None,
+        key: Path | None = None,
+        omit: frozenset[str] = frozenset(),
+    ) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.index = directory / "index.txt"
+        write_index(fixtures, self.index, omit)
+        self.command = [
+            "openssl", "ocsp", "-index", str(self.index), "-port", str(self.port),
+            "-rsigner", str(signer or fixtures.ocsp_responder), "-rkey", str(key or fixtures.ocsp_responder_key),
+            "-CA", str(fixtures.issuing_ca), "-nmin", "5", "-ignore_err",
+        ]  # fmt: skip
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        """Start it and wait for its "ACCEPT" line (it serves one connection at a time, so a
+        probing connection would hold it up)."""
+        process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.process = process
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line.startswith("ACCEPT"):
+            raise RuntimeError(f"openssl ocsp did not start: {line!r}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
