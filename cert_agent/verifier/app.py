@@ -28,6 +28,7 @@ from cert_agent.verifier.errors import (
     UnsupportedMediaType,
 )
 from cert_agent.verifier.login import LoginService
+from cert_agent.verifier.logs import request_ids
 from cert_agent.verifier.store import LoginKind, Session
 
 log = logging.getLogger("cert_agent.verifier")
@@ -293,7 +294,7 @@ def _lifetime(purge_interval: float | None) -> Callable[[web.Application], Async
 def create_app(
     login: LoginService, *, secure_cookies: bool = False, purge_interval: float | None = PURGE_INTERVAL
 ) -> web.Application:
-    app = web.Application(middlewares=[errors_as_json, same_origin_writes], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[request_ids, errors_as_json, same_origin_writes], client_max_size=MAX_BODY_BYTES)
     app.on_response_prepare.append(security_headers)
     app[LOGIN_KEY] = login
     app[SECURE_KEY] = secure_cookies

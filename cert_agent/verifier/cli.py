@@ -48,6 +48,7 @@ class VerifierConfig:
     ocsp_allowed_skew: float = 900.0  # seconds
     ocsp_max_age: float = 120.0  # seconds
     ocsp_nonce: bool = True
+    log_format: str = "text"  # text | json (JSON lines, for a log pipeline)
     outbox: Path = Path("sms-outbox.jsonl")
     secure_cookies: bool = False
     sms_gateway_url: str = ""  # empty: the development outbox file; else the gateway's https URL
@@ -80,6 +81,9 @@ def load_verifier_config(path: Path | None) -> VerifierConfig:
         elif key == "port":
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
                 raise ValueError(f"{path}: port must be an integer from 1 to 65535")
+        elif key == "log_format":
+            if value not in ("text", "json"):
+                raise ValueError(f"{path}: log_format must be text or json")
         elif key == "revocation":
             if value not in REVOCATION_MODES:
                 raise ValueError(f"{path}: revocation must be one of {', '.join(REVOCATION_MODES)}")
@@ -280,7 +284,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"配置有效 (configuration is valid): origin {config.origin}, {len(settings.trust_anchors)} trust anchor(s)"
         )
         return EXIT_OK
-    logging.getLogger("cert_agent").setLevel(logging.INFO)
+    from cert_agent.verifier.logs import configure
+
+    configure(config.log_format)
     return _serve(config, settings)
 
 
