@@ -54,7 +54,7 @@ async def test_opening_a_store_applies_every_migration_once_even_when_instances_
     try:
         for opened in stores:
             assert await opened.migrate() == len(MIGRATIONS)  # again: nothing left to apply
-            async with opened.database.reading() as db:
+            async with opened.database.connection() as db:
                 row = await db.fetchone("SELECT version FROM schema_version")
             assert row is not None and row["version"] == len(MIGRATIONS)
     finally:

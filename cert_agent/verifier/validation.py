@@ -185,6 +185,7 @@ class CertificateFacts:
     policies: frozenset[str]
     not_before: dt.datetime
     not_after: dt.datetime
+    issuer: bytes  # the issuer's normalised name, to find its trust anchor without comparing names
     public_key: Any  # a pyca/cryptography public key; None if it cannot be loaded (fails at the signature)
     subject: str
     subject_cn: str | None
@@ -213,6 +214,7 @@ class CertificateFacts:
             else frozenset(),
             not_before=validity["not_before"].native,
             not_after=validity["not_after"].native,
+            issuer=cert.issuer.hashable.encode(),
             public_key=_public_key(cert),
             subject=cert.subject.human_friendly,
             subject_cn=cn if isinstance(cn, str) else None,
@@ -241,12 +243,24 @@ def check_policies(certificate: CertificateFacts, disallowed_policies: frozenset
         raise CertDisallowedPolicy(min(disallowed))
 
 
-def check_validity(certificate: CertificateFacts, anchors: Iterable[asn1_x509.Certificate], at: dt.datetime) -> None:
+def check_validity(
+    certificate: CertificateFacts, anchor_validity: dict[bytes, tuple[dt.datetime, dt.datetime]], at: dt.datetime
+) -> None:
+    """The certificate, then the trust anchor that issued it (found by its normalised name,
+    ``anchor_validities``), are valid at ``at``."""
     _within(certificate.not_before, certificate.not_after, at, "certificate")
+    issuer = anchor_validity.get(certificate.issuer)
+    if issuer is not None:
+        _within(*issuer, at, "trust anchor")
+
+
+def anchor_validities(anchors: Iterable[asn1_x509.Certificate]) -> dict[bytes, tuple[dt.datetime, dt.datetime]]:
+    """Each trust anchor's validity by its normalised subject name (compared as bytes, once)."""
+    validities = {}
     for anchor in anchors:
-        if anchor.subject == certificate.cert.issuer:
-            validity = anchor["tbs_certificate"]["validity"]
-            _within(validity["not_before"].native, validity["not_after"].native, at, "trust anchor")
+        validity = anchor["tbs_certificate"]["validity"]
+        validities[anchor.subject.hashable.encode()] = (validity["not_before"].native, validity["not_after"].native)
+    return validities
 
 
 def check_algorithm(token: ParsedAuthToken) -> SignatureAlgorithm:
@@ -291,6 +305,7 @@ class AuthTokenValidator:
         self.settings = settings
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._anchors = [asn1_x509.Certificate.load(der) for der in settings.trust_anchors]
+        self._anchor_validity = anchor_validities(self._anchors)
         self._intermediates = [asn1_x509.Certificate.load(der) for der in settings.intermediates]
         self._path_cache: dict[bytes, tuple[float, AuthTokenInvalid | None]] = {}
         self._facts: dict[bytes, CertificateFacts] = {}
@@ -304,7 +319,7 @@ class AuthTokenValidator:
         certificate = self.check_certificate(parsed)
         check_purpose(certificate)
         check_policies(certificate, self.settings.disallowed_policies)
-        check_validity(certificate, self._anchors, moment)
+        check_validity(certificate, self._anchor_validity, moment)
         await self.check_chain(certificate, moment, cache=at is None)
         algorithm = check_algorithm(parsed)
         check_signature(parsed, certificate, algorithm, self.settings.origin, nonce)

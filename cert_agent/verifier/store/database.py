@@ -1,4 +1,5 @@
-"""What ``SqlStore`` needs of a database: a connection for a read, a transaction for a write.
+"""What ``SqlStore`` needs of a database: a connection for single statements (reads, and writes
+of one statement), a transaction for writes of several.
 
 Two implementations: ``sqlite.SqliteDatabase`` (one file, the embedded default) and
 ``postgres.PostgresDatabase`` (a pool, for several verifier instances). SQL is written once,
@@ -35,9 +36,12 @@ class Connection(Protocol):
 class Database(Protocol):
     dialect: Dialect
 
-    def reading(self) -> AbstractAsyncContextManager[Connection]: ...
+    def connection(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection in autocommit: each statement is a transaction of its own."""
+        ...
+
     def transaction(self) -> AbstractAsyncContextManager[Connection]:
-        """All of it or none of it."""
+        """Several statements: all of them or none."""
         ...
 
     async def close(self) -> None: ...

@@ -89,7 +89,7 @@ class PostgresDatabase:
         return cls(pool)
 
     @asynccontextmanager
-    async def reading(self) -> AsyncIterator[_PostgresConnection]:
+    async def connection(self) -> AsyncIterator[_PostgresConnection]:
         with _store_errors():
             async with self._pool.connection() as conn:
                 yield _PostgresConnection(conn)

@@ -1,5 +1,9 @@
 """``Store`` in SQL, written once for SQLite and PostgreSQL (``database`` adapts it).
 
+A write of one statement runs on ``connection()`` (each statement is its own transaction, so it
+is atomic, and costs one round trip); several statements that must hold together run in
+``transaction()``.
+
 Nothing here ever holds a PIN; SMS codes are kept as salted hashes (inside a login attempt's
 state). Every check that must hold across requests, and across verifier instances on one
 PostgreSQL, is one statement or one transaction: a challenge is deleted as it is consumed, a
@@ -60,7 +64,7 @@ class SqlStore:
 
     async def ping(self) -> None:
         """A trivial read: StoreUnavailable when the database cannot be used."""
-        async with self.database.reading() as db:
+        async with self.database.connection() as db:
             await db.fetchone("SELECT version FROM schema_version")
 
     async def close(self) -> None:
@@ -96,17 +100,17 @@ class SqlStore:
                 )
 
     async def enterprise(self, taxpayer_id: str) -> Enterprise | None:
-        async with self.database.reading() as db:
+        async with self.database.connection() as db:
             row = await db.fetchone("SELECT * FROM enterprises WHERE taxpayer_id = ?", (taxpayer_id,))
         return Enterprise(row["taxpayer_id"], row["name"], bool(row["is_agency"])) if row else None
 
     async def person(self, person_id: str) -> Person | None:
-        async with self.database.reading() as db:
+        async with self.database.connection() as db:
             row = await db.fetchone("SELECT * FROM persons WHERE person_id = ?", (person_id,))
         return Person(row["person_id"], row["name"], row["id_number"], row["phone"]) if row else None
 
     async def people_of(self, taxpayer_id: str) -> list[tuple[Person, list[str]]]:
-        async with self.database.reading() as db:
+        async with self.database.connection() as db:
             rows = await db.fetchall(
                 "SELECT p.*, r.role FROM roles r JOIN persons p USING (person_id) WHERE r.taxpayer_id = ? "
                 "ORDER BY p.person_id",
@@ -123,7 +127,7 @@ class SqlStore:
         return list(people.values())
 
     async def agreements_of(self, agency_id: str) -> list[Agreement]:
-        async with self.database.reading() as db:
+        async with self.database.connection() as db:
             rows = await db.fetchall("SELECT * FROM agreements WHERE agency_id = ? ORDER BY client_id", (agency_id,))
         return [
             Agreement(r["agency_id"], r["client_id"], _day(r["valid_from"]), _day(r["valid_to"]), r["status"])
@@ -133,20 +137,20 @@ class SqlStore:
     # --- challenges ---------------------------------------------------------------------------
 
     async def add_challenge(self, nonce: str, expires_at: dt.datetime) -> None:
-        async with self.database.transaction() as db:
+        async with self.database.connection() as db:
             await db.execute("INSERT INTO challenges VALUES (?, ?)", (nonce, expires_at))
 
     async def consume_challenge(self, nonce: str, now: dt.datetime) -> bool:
         """True exactly once for an issued, unexpired nonce: the row goes in the same statement,
         so two instances cannot both consume it."""
-        async with self.database.transaction() as db:
+        async with self.database.connection() as db:
             row = await db.fetchone("DELETE FROM challenges WHERE nonce = ? RETURNING expires_at", (nonce,))
         return row is not None and _moment(row["expires_at"]) > now
 
     # --- failure counters -----------------------------------------------------------------------
 
     async def failures(self, account: str, method: str, day: str) -> int:
-        async with self.database.reading() as db:
+        async with self.database.connection() as db:
             row = await db.fetchone(
                 "SELECT count, day FROM failures WHERE account = ? AND method = ?", (account, method)
             )
@@ -155,7 +159,7 @@ class SqlStore:
     async def record_failure(self, account: str, method: str, day: str) -> int:
         """Count one more consecutive failure on ``day`` (a new day starts from one) and return
         the count, in one statement: parallel failures each see their own number."""
-        async with self.database.transaction() as db:
+        async with self.database.connection() as db:
             row = await db.fetchone(
                 "INSERT INTO failures VALUES (?, ?, ?, 1) ON CONFLICT(account, method) DO UPDATE SET "
                 "count = CASE WHEN failures.day = excluded.day THEN failures.count + 1 ELSE 1 END, "
@@ -166,13 +170,13 @@ class SqlStore:
         return int(row["count"])
 
     async def reset_failures(self, account: str, method: str) -> None:
-        async with self.database.transaction() as db:
+        async with self.database.connection() as db:
             await db.execute("DELETE FROM failures WHERE account = ? AND method = ?", (account, method))
 
     # --- login attempts and sessions ----------------------------------------------------------
 
     async def save_attempt(self, attempt: LoginAttempt) -> None:
-        async with self.database.transaction() as db:
+        async with self.database.connection() as db:
             await db.execute(
                 "INSERT INTO login_attempts VALUES (?, ?, ?)",
                 (attempt.attempt_id, attempt.state_json(), attempt.expires_at),
@@ -180,7 +184,7 @@ class SqlStore:
 
     async def update_attempt(self, attempt: LoginAttempt) -> None:
         """The next step of a login attempt; its expiry stays where it was set."""
-        async with self.database.transaction() as db:
+        async with self.database.connection() as db:
             await db.execute(
                 "UPDATE login_attempts SET state = ? WHERE attempt_id = ?", (attempt.state_json(), attempt.attempt_id)
             )
@@ -224,7 +228,7 @@ class SqlStore:
         return 0
 
     async def attempt(self, attempt_id: str, now: dt.datetime) -> LoginAttempt | None:
-        async with self.database.reading() as db:
+        async with self.database.connection() as db:
             row = await db.fetchone("SELECT * FROM login_attempts WHERE attempt_id = ?", (attempt_id,))
         if row is None or _moment(row["expires_at"]) <= now:
             return None
@@ -233,11 +237,11 @@ class SqlStore:
     async def drop_attempt(self, attempt_id: str) -> bool:
         """Delete a login attempt; True if this call deleted it (so one of two parallel
         requests finishing the same attempt wins)."""
-        async with self.database.transaction() as db:
+        async with self.database.connection() as db:
             return await db.execute("DELETE FROM login_attempts WHERE attempt_id = ?", (attempt_id,)) == 1
 
     async def create_session(self, session: Session, now: dt.datetime) -> None:
-        async with self.database.transaction() as db:
+        async with self.database.connection() as db:
             await db.execute(
                 "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?)",
                 (
@@ -251,7 +255,7 @@ class SqlStore:
             )
 
     async def session(self, session_id: str, now: dt.datetime) -> Session | None:
-        async with self.database.reading() as db:
+        async with self.database.connection() as db:
             row = await db.fetchone("SELECT * FROM sessions WHERE session_id = ?", (session_id,))
         if row is None or _moment(row["expires_at"]) <= now:
             return None
@@ -260,7 +264,7 @@ class SqlStore:
         )
 
     async def end_session(self, session_id: str) -> None:
-        async with self.database.transaction() as db:
+        async with self.database.connection() as db:
             await db.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))
 
     # --- audit ----------------------------------------------------------------------------------
@@ -268,7 +272,7 @@ class SqlStore:
     async def audit(
         self, at: dt.datetime, person_id: str | None, taxpayer_id: str | None, event: str, detail: str
     ) -> None:
-        async with self.database.transaction() as db:
+        async with self.database.connection() as db:
             await db.execute(
                 "INSERT INTO audit (at, person_id, taxpayer_id, event, detail) VALUES (?, ?, ?, ?, ?)",
                 (at, person_id, taxpayer_id, event, detail),
@@ -277,7 +281,7 @@ class SqlStore:
     async def history(self, person_id: str, include_hidden: bool = False) -> list[AuditEntry]:
         query = "SELECT * FROM audit WHERE person_id = ?" + ("" if include_hidden else " AND hidden = ?")
         params: tuple[Any, ...] = (person_id,) if include_hidden else (person_id, False)
-        async with self.database.reading() as db:
+        async with self.database.connection() as db:
             rows = await db.fetchall(query + " ORDER BY entry_id", params)
         return [
             AuditEntry(
@@ -294,7 +298,7 @@ class SqlStore:
 
     async def hide_entry(self, person_id: str, entry_id: int) -> bool:
         """清除记录: the entry leaves the user's history; the audit trail keeps it."""
-        async with self.database.transaction() as db:
+        async with self.database.connection() as db:
             changed = await db.execute(
                 "UPDATE audit SET hidden = ? WHERE entry_id = ? AND person_id = ?", (True, entry_id, person_id)
             )
@@ -317,7 +321,7 @@ class SqlStore:
     async def row_counts(self) -> dict[str, int]:
         """Rows per table that the purge bounds (for operations and the growth test)."""
         counts: dict[str, int] = {}
-        async with self.database.reading() as db:
+        async with self.database.connection() as db:
             for table in ("challenges", "login_attempts", "sessions", "sms_sends", "failures", "audit"):
                 row = await db.fetchone(f"SELECT COUNT(*) AS n FROM {table}")
                 counts[table] = int(row["n"]) if row else 0

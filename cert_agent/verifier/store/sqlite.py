@@ -42,21 +42,23 @@ def _store_errors() -> Iterator[None]:
 
 
 class _SqliteConnection:
+    """Each call is one hop to the connection's thread and back (statements are prepared and
+    cached by sqlite3; cursors are left to the garbage collector rather than closed with a
+    second hop)."""
+
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        async with self._db.execute(sql, [_value(p) for p in params]) as cursor:
-            return cursor.rowcount
+        cursor = await self._db.execute(sql, [_value(p) for p in params])
+        return cursor.rowcount
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        async with self._db.execute(sql, [_value(p) for p in params]) as cursor:
-            row = await cursor.fetchone()
-        return dict(row) if row is not None else None
+        rows = await self._db.execute_fetchall(sql, [_value(p) for p in params])
+        return dict(next(iter(rows))) if rows else None
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        async with self._db.execute(sql, [_value(p) for p in params]) as cursor:
-            return [dict(row) for row in await cursor.fetchall()]
+        return [dict(row) for row in await self._db.execute_fetchall(sql, [_value(p) for p in params])]
 
     async def lock(self, name: str) -> None:
         """Nothing to do: a transaction here holds the whole file (BEGIN IMMEDIATE)."""
@@ -78,11 +80,12 @@ class SqliteDatabase:
             db.row_factory = sqlite3.Row
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA synchronous=NORMAL")
             await db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         return cls(db, Path(path))
 
     @asynccontextmanager
-    async def reading(self) -> AsyncIterator[_SqliteConnection]:
+    async def connection(self) -> AsyncIterator[_SqliteConnection]:
         async with self._lock:
             with _store_errors():
                 yield self._connection
