@@ -75,13 +75,23 @@ class SqliteDatabase:
 
     @classmethod
     async def open(cls, path: Path | str, *, busy_timeout_ms: int = 5000) -> SqliteDatabase:
-        with _store_errors():
-            db = await aiosqlite.connect(str(path), isolation_level=None)
-            db.row_factory = sqlite3.Row
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA foreign_keys=ON")
-            await db.execute("PRAGMA synchronous=NORMAL")
-            await db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        if not Path(path).parent.is_dir():  # said here: aiosqlite's failed connect leaves its thread behind
+            raise StoreUnavailable(f"no such directory: {Path(path).parent}")
+        db = aiosqlite.connect(str(path), isolation_level=None)
+        try:
+            with _store_errors():
+                await db
+                db.row_factory = sqlite3.Row
+                await db.execute("PRAGMA journal_mode=WAL")
+                await db.execute("PRAGMA foreign_keys=ON")
+                # WAL's usual setting: a commit survives the process being killed; a power cut may
+                # lose the last commits but never the database's consistency
+                await db.execute("PRAGMA synchronous=NORMAL")
+                await db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        except BaseException:
+            with suppress(Exception):
+                await db.close()  # stop its thread, which would otherwise outlive the event loop
+            raise
         return cls(db, Path(path))
 
     @asynccontextmanager
