@@ -20,6 +20,7 @@ from cert_agent.verifier.importer import ImportError_, check_records, read_sourc
 
 if TYPE_CHECKING:  # validation pulls in pyhanko and cryptography; only the commands that use it load it
     from cert_agent.verifier.ocsp import OcspSettings
+    from cert_agent.verifier.store import SmsLimits
     from cert_agent.verifier.validation import ValidatorSettings
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -55,11 +56,17 @@ class VerifierConfig:
     sms_gateway_token_env: str = ""  # the environment variable that holds the gateway's bearer token
     sms_timeout: float = 5.0
     sms_retries: int = 2
+    # how often a code may be sent (SmsLimits' defaults); a deployment may tighten or loosen them
+    sms_resend_interval: int = 60  # seconds before a code may be sent again
+    sms_per_attempt: int = 3  # codes per login attempt (10 minutes)
+    sms_per_person_per_hour: int = 5
+    sms_per_phone_per_day: int = 10
 
 
 _TEXT_KEYS = ("origin", "host", "sms_gateway_url", "sms_gateway_token_env", "ocsp_url")
 _BOOL_KEYS = ("allow_fetching", "secure_cookies", "ocsp", "ocsp_nonce")
 _PATH_KEYS = ("database", "outbox", "ocsp_responder_certificate")
+_COUNT_KEYS = ("sms_resend_interval", "sms_per_attempt", "sms_per_person_per_hour", "sms_per_phone_per_day")
 _SECONDS_KEYS = ("sms_timeout", "purge_interval", "ocsp_timeout", "ocsp_allowed_skew", "ocsp_max_age")
 _PATH_LIST_KEYS = ("trust_anchors", "intermediates", "crls")
 
@@ -93,6 +100,9 @@ def load_verifier_config(path: Path | None) -> VerifierConfig:
         elif key == "database_pool_size":
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
                 raise ValueError(f"{path}: database_pool_size must be an integer from 1 to 100")
+        elif key in _COUNT_KEYS:
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10**9:
+                raise ValueError(f"{path}: {key} must be a whole number from 0")
         elif key == "sms_retries":
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10:
                 raise ValueError(f"{path}: sms_retries must be an integer from 0 to 10")
@@ -119,6 +129,17 @@ def is_postgresql(location: str | Path) -> bool:
 
 def _database(text: str) -> Path | str:
     return text if is_postgresql(text) else Path(text)
+
+
+def sms_limits(config: VerifierConfig) -> SmsLimits:
+    from cert_agent.verifier.store import SmsLimit, SmsLimits
+
+    return SmsLimits(
+        interval=config.sms_resend_interval,
+        per_attempt=SmsLimit(config.sms_per_attempt, 600),
+        per_person=SmsLimit(config.sms_per_person_per_hour, 3600),
+        per_phone=SmsLimit(config.sms_per_phone_per_day, 86400),
+    )
 
 
 def ocsp_settings(config: VerifierConfig) -> OcspSettings | None:
@@ -319,7 +340,7 @@ def _serve(config: VerifierConfig, settings: ValidatorSettings) -> int:
 
     async def application() -> web.Application:
         store = await open_store(config.database, pool_size=config.database_pool_size)
-        login = LoginService(store, AuthTokenValidator(settings), sender)
+        login = LoginService(store, AuthTokenValidator(settings), sender, sms_limits=sms_limits(config))
         return create_app(login, secure_cookies=config.secure_cookies, purge_interval=config.purge_interval)
 
     listening = f"cert-verifier listening on http://{config.host}:{config.port}/ (origin {config.origin})"

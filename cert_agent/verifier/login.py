@@ -167,10 +167,10 @@ class LoginService:
         sent = attempt.code
         if attempt.step is not Step.VERIFY_CODE or sent is None:
             raise LoginExpired("no code was sent for this login")
-        await self._check_lock(sent.person_id, now)
         # Every guess is counted before it is checked, in one statement, so guesses sent in
         # parallel (to one instance or several) each get their own number and never more than
-        # MAX_FAILURES are checked in a day; a right code resets the count.
+        # MAX_FAILURES are checked in a day; a right code resets the count. A person already
+        # locked today gets a count past MAX_FAILURES here, and the lock as the answer.
         count = await self.store.record_failure(sent.person_id, METHOD, cst_day(now))
         if count > MAX_FAILURES:
             raise _locked_until_midnight(now)

@@ -160,10 +160,11 @@ class VerifierProcess:
         self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
+        self.log = (self.directory / "stderr.log").open("w", encoding="utf-8")  # a file: never a full pipe
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cert_agent.verifier", "serve", "--config", str(self.config)],
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self.log,
             text=True,
         )
         assert self.process.stdout is not None and "listening" in self.process.stdout.readline()
@@ -172,14 +173,18 @@ class VerifierProcess:
         """SIGTERM, as a service manager stops it; what it wrote to stderr."""
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
-        _, stderr = self.process.communicate(timeout=20)
-        return stderr
+        return self._ended()
+
+    def _ended(self) -> str:
+        assert self.process is not None
+        self.process.communicate(timeout=20)
+        self.log.close()
+        return (self.directory / "stderr.log").read_text(encoding="utf-8")
 
     def kill(self) -> str:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
-        _, stderr = self.process.communicate(timeout=20)
-        return stderr
+        return self._ended()
 
     def last_code(self) -> str:
         lines = (self.directory / "outbox.jsonl").read_text(encoding="utf-8").splitlines()

@@ -195,30 +195,33 @@ class SqlStore:
         """Record one SMS send if every limit allows it and return 0; otherwise record nothing
         and return the seconds until one would. Checked and recorded under one lock, so
         parallel requests (on any instance) cannot pass a limit together."""
+        keys = [("attempt_id", attempt_id), ("person_id", person_id), ("phone", phone)]
+        counted = [limits.per_attempt, limits.per_person, limits.per_phone]
         async with self.database.transaction() as db:
-            await db.lock("sms_sends")
+            for key in ("sms:attempt:" + attempt_id, "sms:person:" + person_id, "sms:phone:" + phone):
+                await db.lock(key)  # in this order always, so two sends never wait for each other in a circle
 
-            async def sends(column: str, value: str, seconds: int) -> list[dt.datetime]:
-                rows = await db.fetchall(
-                    f"SELECT at FROM sms_sends WHERE {column} = ? AND at > ? ORDER BY at",
-                    (value, now - dt.timedelta(seconds=seconds)),
-                )
-                return [_moment(row["at"]) for row in rows]
-
-            waits = []
-            last = await sends("attempt_id", attempt_id, limits.interval) + await sends(
-                "person_id", person_id, limits.interval
+            # The n-th latest send per key within each window, in one statement: a window
+            # holding n sends already is full until its n-th latest send leaves it.
+            windows = [(column, value, limits.interval, 1) for column, value in keys[:2] if limits.interval > 0]
+            windows += [
+                (column, value, limit.seconds, limit.count)
+                for (column, value), limit in zip(keys, counted, strict=True)
+            ]
+            nth_latest = ", ".join(
+                f"(SELECT at FROM sms_sends WHERE {column} = ? AND at > ? ORDER BY at DESC LIMIT 1 OFFSET ?) AS w{i}"
+                for i, (column, _, _, _) in enumerate(windows)
             )
-            if last:
-                waits.append(max(last) + dt.timedelta(seconds=limits.interval) - now)
-            for column, value, limit in (
-                ("attempt_id", attempt_id, limits.per_attempt),
-                ("person_id", person_id, limits.per_person),
-                ("phone", phone, limits.per_phone),
-            ):
-                recent = await sends(column, value, limit.seconds)
-                if len(recent) >= limit.count:
-                    waits.append(recent[len(recent) - limit.count] + dt.timedelta(seconds=limit.seconds) - now)
+            params = [
+                p for _, value, seconds, n in windows for p in (value, now - dt.timedelta(seconds=seconds), n - 1)
+            ]
+            row = await db.fetchone(f"SELECT {nth_latest}", params)
+            assert row is not None  # a SELECT without FROM returns one row
+            waits = [
+                _moment(row[f"w{i}"]) + dt.timedelta(seconds=seconds) - now
+                for i, (_, _, seconds, _) in enumerate(windows)
+                if row[f"w{i}"] is not None
+            ]
             if waits:
                 return max(1, math.ceil(max(waits).total_seconds()))
             await db.execute(
