@@ -8,8 +8,11 @@ cd "$(dirname "$0")/.."
 # PKCS#11 client for tests, and the generic smart-card module; pcscd, libpcsclite-dev, swig:
 # PC/SC for pyscard; chromium and fonts-noto-cjk: the browser the end-to-end tests drive,
 # with the Chinese glyphs its screenshots need; postgresql: the verifier's shared store, which the
-# tests start in a temporary directory of their own (tests/harness/postgres.py).
-APT_PACKAGES=(softhsm2 opensc pcscd libpcsclite-dev swig gcc python3-venv python3-dev postgresql)
+# tests start in a temporary directory of their own (tests/harness/postgres.py); swtpm ... dbus:
+# tpm2-pkcs11 over a software TPM, the second PKCS#11 implementation the agent is tested on
+# (tests/harness/tpm.py).
+APT_PACKAGES=(softhsm2 opensc pcscd libpcsclite-dev swig gcc python3-venv python3-dev postgresql
+  swtpm swtpm-tools tpm2-tools tpm2-abrmd libtss2-tcti-tabrmd0 libtpm2-pkcs11-1 libtpm2-pkcs11-tools dbus)
 if [ "${CERT_AGENT_BROWSER:-1}" = 1 ]; then APT_PACKAGES+=(chromium fonts-noto-cjk); fi
 
 missing=()
