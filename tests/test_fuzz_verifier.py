@@ -13,7 +13,6 @@ import asyncio
 import base64
 import datetime as dt
 import json
-import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -70,8 +69,7 @@ def served_verifier(tmp_path_factory: pytest.TempPathFactory, shared_fixtures: F
     server.start()
     assert server.process is not None
     yield ServedVerifier(server.origin, server.origin, server.port, server.process)
-    server.process.send_signal(signal.SIGTERM)
-    _, log = server.process.communicate(timeout=30)
+    log = server.stop()
     assert server.process.returncode == 0, log[-3000:]
     assert "Traceback" not in log and "failed unexpectedly" not in log, log[-3000:]
     outbox = directory / "outbox.jsonl"
