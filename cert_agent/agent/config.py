@@ -4,7 +4,7 @@
 port = 27138
 allowed_origins = ["https://etax.qingdao.example"]
 modules = ["/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"]
-pin_max_tries = 10          # the media's retry limit, when known: enables "tries left"
+pin_max_tries = 10          # the retry limit of media the catalog (media.json) gives none for
 poll_interval = 1.0         # seconds between token scans
 max_message_bytes = 65536   # larger WebSocket frames close the connection (1009)
 pin_failures_per_connection = 5   # wrong PINs per window before RATE_LIMITED

@@ -27,6 +27,7 @@ from cert_agent.agent.worker_protocol import (
 from cert_agent.agent.workerproc import WorkerProcess
 from cert_agent.common.algorithms import SignatureAlgorithm
 from cert_agent.common.errors import CertAgentError
+from cert_agent.drivers.catalog import default_catalog
 from cert_agent.drivers.errors import PinIncorrect, PinLocked, TokenNotFound, TokenNotPresent
 from cert_agent.drivers.models import CKF_USER_PIN_LOCKED, ModuleProblem, PinState
 from cert_agent.drivers.pin import Pin
@@ -130,12 +131,24 @@ class TokenService:
             raise WorkerFailed(f"{token_id}: no signature in the reply")
         return signature
 
+    def retry_limit(self, token_id: str) -> int | None:
+        """How many wrong PINs in a row lock this medium: the media catalog's word for it, else
+        the configured ``pin_max_tries`` (None: unknown)."""
+        view = self._tokens.get(token_id)
+        if view is not None:
+            token = view.token
+            entry = default_catalog().for_token(token.module, token.manufacturer, token.model)
+            if entry is not None and entry.pin_max_tries is not None:
+                return entry.pin_max_tries
+        return self._config.pin_max_tries
+
     def tries_left(self, token_id: str, reported: int | None) -> int | None:
         """Tries left before the medium locks: the token's own word (its flags) or the
         configured limit less the wrong PINs this daemon saw in a row, whichever is lower."""
         known = [] if reported is None else [reported]
-        if self._config.pin_max_tries is not None:
-            left = self._config.pin_max_tries - self._wrong_pins.get(token_id, 0)
+        limit = self.retry_limit(token_id)
+        if limit is not None:
+            left = limit - self._wrong_pins.get(token_id, 0)
             if left >= 1:
                 known.append(left)
         return min(known) if known else None
@@ -149,7 +162,7 @@ class TokenService:
         except PinIncorrect as exc:
             self._wrong_pins[token_id] = self._wrong_pins.get(token_id, 0) + 1
             self.request_scan()
-            limit = self._config.pin_max_tries
+            limit = self.retry_limit(token_id)
             if limit is not None and self._wrong_pins[token_id] >= limit:
                 self._set_locked(token_id, True)  # the medium's known limit is reached
                 raise PinLocked(exc.detail) from None

@@ -30,6 +30,7 @@ from PyKCS11 import PyKCS11Error
 
 from cert_agent.common.algorithms import SignatureAlgorithm
 from cert_agent.common.errors import CertAgentError
+from cert_agent.drivers.catalog import default_catalog
 from cert_agent.drivers.certificate import parse_certificate
 from cert_agent.drivers.errors import (
     CertificateNotFound,
@@ -334,15 +335,18 @@ class Pkcs11Driver:
             info = self._libs[module].getTokenInfo(slot_id)
         label = _clean(info.label)
         model = _clean(info.model)
+        manufacturer = _clean(info.manufacturerID)
+        entry = default_catalog().for_token(module, manufacturer, model)
         return Token(
             module=module,
             slot_id=slot_id,
             label=label,
             serial=_clean(info.serialNumber),
-            manufacturer=_clean(info.manufacturerID),
+            manufacturer=manufacturer,
             model=model,
             flags=int(info.flags),
-            medium=medium_of(label, model),
+            # the catalog's word, else what the label says (for media the catalog does not name)
+            medium=entry.medium if entry and entry.medium else medium_of(label, model),
         )
 
     def _refresh(self, token: Token) -> Token:

@@ -1,0 +1,108 @@
+"""The media catalog: data checked against its schema, and what the agent takes from it (the
+modules it loads, a token's medium, the retry limit that makes "tries left" and "locked")."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cert_agent.drivers.catalog import CATALOG_ENV, CatalogError, default_catalog, load_catalog
+from cert_agent.drivers.models import Medium
+from cert_agent.drivers.modules import default_modules
+from softhsm_fixtures import Fixtures
+from tests.harness.agent import certificate_of, connect, running_agent
+
+TEST_ATR = bytes.fromhex("3B8F8001804F0CA000000306030001000000006A")
+
+
+def test_the_shipped_catalog_keeps_its_schema_and_cites_a_source_for_every_entry() -> None:
+    catalog = load_catalog(Path("cert_agent/drivers/media.json"))
+    assert catalog.entries
+    for entry in catalog.entries:
+        assert entry.source and (entry.test or entry.source.startswith("https://")), entry.id
+    assert {e.id for e in catalog.entries if e.test} >= {"softhsm2", "tpm2-pkcs11", "test-virtual-ukey"}
+
+
+def test_an_atr_matches_under_its_mask() -> None:
+    catalog = load_catalog(Path("cert_agent/drivers/media.json"))
+    varied = bytearray(TEST_ATR)
+    varied[14:16] = b"\x12\x34"  # the masked bytes (a card serial) may be anything
+    entry = catalog.for_atr(bytes(varied))
+    assert entry is not None and entry.id == "test-virtual-ukey" and entry.medium is Medium.TAX_UKEY
+    varied[0] = 0x3F
+    assert catalog.for_atr(bytes(varied)) is None
+    assert catalog.for_atr(TEST_ATR[:-1]) is None
+
+
+GOOD: dict[str, Any] = {
+    "id": "x", "name": "x", "medium": None, "test": True, "manufacturer": None, "model": None, "atrs": [],
+    "modules": {}, "pinMaxTries": None, "reinitForNewTokens": False, "loadByDefault": False, "source": "tests",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"medium": "floppy"}, "medium"),
+        ({"pinMaxTries": 0}, "pinMaxTries"),
+        ({"pinMaxTries": True}, "pinMaxTries"),
+        ({"atrs": [{"value": "3B00", "mask": "FF"}]}, "atrs[0]"),
+        ({"atrs": [{"value": "zz", "mask": "FF"}]}, "atrs[0]"),
+        ({"modules": {"amiga": ["x.so"]}}, "modules"),
+        ({"colour": "red"}, "unknown"),
+        ({"source": ""}, "source"),
+        ({"test": "yes"}, "test"),
+    ],
+)
+def test_a_catalog_that_breaks_the_schema_is_refused_naming_the_entry_and_field(
+    tmp_path: Path, change: dict[str, Any], named: str
+) -> None:
+    path = tmp_path / "media.json"
+    path.write_text(json.dumps({"version": 1, "entries": [GOOD | {"id": "vendor-a"} | change]}), encoding="utf-8")
+    with pytest.raises(CatalogError, match=re.escape(named)) as refusal:
+        load_catalog(path)
+    assert "vendor-a" in str(refusal.value)
+
+
+@pytest.fixture
+def operator_catalog(fresh_fixtures: Fixtures, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An operator's own entry for the fixtures' SoftHSM2 tokens: 税控盘, locked after 3 tries."""
+    path = tmp_path / "vendor-media.json"
+    entry = GOOD | {
+        "id": "operator-disk",
+        "medium": "tax_control_disk",
+        "manufacturer": "SoftHSM project",
+        "modules": {"linux": [fresh_fixtures.module]},
+        "pinMaxTries": 3,
+    }
+    path.write_text(json.dumps({"version": 1, "entries": [entry]}), encoding="utf-8")
+    monkeypatch.setenv(CATALOG_ENV, str(path))
+    default_catalog.cache_clear()
+    yield path
+    monkeypatch.delenv(CATALOG_ENV)
+    default_catalog.cache_clear()
+
+
+async def test_a_tokens_medium_and_retry_limit_come_from_the_catalog(
+    fresh_fixtures: Fixtures, operator_catalog: Path
+) -> None:
+    async with running_agent(fresh_fixtures, pin_max_tries=None) as agent, connect(agent) as client:
+        tokens = (await client.call("listCertificates"))["result"]["tokens"]
+        assert {t["medium"] for t in tokens} == {"税控盘"}  # the catalog's word over the labels'
+        token_id, _ = certificate_of(fresh_fixtures, "hairun-ec")
+        replies = [await client.call("verifyPin", tokenId=token_id, pin="000000") for _ in range(3)]
+    assert [r["error"].get("triesLeft") for r in replies[:2]] == [2, 1]
+    assert replies[2]["error"]["code"] == "PIN_LOCKED"
+
+
+def test_the_modules_loaded_by_default_are_the_catalogs_present_on_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CERT_AGENT_MODULES", raising=False)
+    modules = default_modules()
+    assert all(Path(m).exists() for m in modules)
+    assert "/usr/lib/softhsm/libsofthsm2.so" in modules  # installed here by scripts/setup.sh
+    assert not any("tpm2" in m for m in modules)  # needs a resource manager: only when configured
