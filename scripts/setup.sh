@@ -10,9 +10,11 @@ cd "$(dirname "$0")/.."
 # with the Chinese glyphs its screenshots need; postgresql: the verifier's shared store, which the
 # tests start in a temporary directory of their own (tests/harness/postgres.py); swtpm ... dbus:
 # tpm2-pkcs11 over a software TPM, the second PKCS#11 implementation the agent is tested on
-# (tests/harness/tpm.py).
+# (tests/harness/tpm.py); vsmartcard-vpcd: a virtual reader in pcscd, for the PC/SC hot-plug tests
+# (tests/harness/vcard.py).
 APT_PACKAGES=(softhsm2 opensc pcscd libpcsclite-dev swig gcc python3-venv python3-dev postgresql
-  swtpm swtpm-tools tpm2-tools tpm2-abrmd libtss2-tcti-tabrmd0 libtpm2-pkcs11-1 libtpm2-pkcs11-tools dbus)
+  swtpm swtpm-tools tpm2-tools tpm2-abrmd libtss2-tcti-tabrmd0 libtpm2-pkcs11-1 libtpm2-pkcs11-tools dbus
+  vsmartcard-vpcd)
 if [ "${CERT_AGENT_BROWSER:-1}" = 1 ]; then APT_PACKAGES+=(chromium fonts-noto-cjk); fi
 
 missing=()

@@ -211,6 +211,7 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
         print("✗ 未找到 PKCS#11 模块 (no PKCS#11 module found; use --module)", file=out)
         healthy = False
     driver = _driver(args, modules)
+    token_readers: list[str] = []
     try:
         failed = {p.module: p for p in driver.problems}
         for module in modules:
@@ -219,6 +220,7 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
                 healthy = False
                 continue
             tokens = [t for t in driver.tokens() if t.module == module]
+            token_readers += [t.reader for t in tokens if t.reader]
             print(f"✓ 模块 {module}: {len(tokens)} 个证书介质", file=out)
             for token in tokens:
                 print(
@@ -228,6 +230,8 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
         driver.close()
     pcsc_ok, pcsc_text = pcscd_status()
     print(("✓ " if pcsc_ok else "✗ ") + pcsc_text, file=out)
+    if pcsc_ok and not _report_cards(token_readers, out):
+        healthy = False
     print(agent_status(), file=out)
     from cert_agent.agent import autostart, browser_policy
 
@@ -330,6 +334,33 @@ def agent_status() -> str:
     if running.get("command") != "serve":
         return f"• 证书助手正在修改证书密码 (change-pin running, pid {running.get('pid')})"
     return f"✓ 证书助手运行中，端口 {running.get('port')} (cert-agent serve running, pid {running.get('pid')})"
+
+
+def _report_cards(token_readers: list[str], out: TextIO) -> bool:
+    """Each card in a reader, and whether a loaded module shows it; False if one has no driver."""
+    from cert_agent.agent.pcsc import current_cards
+    from cert_agent.drivers.catalog import current_system, default_catalog
+
+    all_driven = True
+    for reader, atr in sorted(current_cards().items()):
+        if atr is None:
+            continue
+        if any(reader in r or r in reader for r in token_readers):
+            print(f"✓ 读卡器 {reader}: 证书介质 (ATR {atr.hex().upper()})", file=out)
+            continue
+        all_driven = False
+        entry = default_catalog().for_atr(atr)
+        advice = (
+            f"请安装“{entry.name}”({', '.join(entry.module_files(current_system())) or '见厂商说明'})"
+            if entry
+            else "请安装介质厂商提供的驱动程序"
+        )
+        print(
+            f"✗ 读卡器 {reader}: 已检测到证书介质 (ATR {atr.hex().upper()})，但未安装其驱动程序；{advice}"
+            " (a medium is in the reader but no driver for it is installed)",
+            file=out,
+        )
+    return all_driven
 
 
 def pcscd_status() -> tuple[bool, str]:

@@ -6,6 +6,7 @@ allowed_origins = ["https://etax.qingdao.example"]
 modules = ["/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"]
 pin_max_tries = 10          # the retry limit of media the catalog (media.json) gives none for
 poll_interval = 1.0         # seconds between token scans
+watch_readers = true        # PC/SC hot-plug: a card inserted or removed is an event at once
 max_message_bytes = 65536   # larger WebSocket frames close the connection (1009)
 pin_failures_per_connection = 5   # wrong PINs per window before RATE_LIMITED
 pin_failures_per_origin = 10
@@ -53,6 +54,7 @@ class AgentConfig:
     handshake_timeout: float = 5.0
     max_pending_connections: int = 64
     max_connections_per_origin: int = 32
+    watch_readers: bool = True  # follow PC/SC readers and cards through pcscd (events at once)
 
     def origin_policy(self) -> OriginPolicy:
         return OriginPolicy.from_config(list(self.allowed_origins), self.port)
@@ -117,6 +119,9 @@ def _from_mapping(raw: dict[str, Any], where: str) -> AgentConfig:
         elif key == "port":
             if not isinstance(value, int) or not 1 <= value <= 65535:
                 raise ConfigError(f"{where}: port must be an integer from 1 to 65535")
+        elif key == "watch_readers":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}: watch_readers must be true or false")
         elif key == "pin_max_tries":
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{where}: pin_max_tries must be a positive integer")

@@ -44,3 +44,9 @@ class OriginRefused(CertAgentError):
     """The WebSocket handshake was refused (HTTP 403): origin or Host not allowed."""
 
     code = "ORIGIN_REFUSED"
+
+
+class MediumDriverMissing(CertAgentError):
+    """A card is in a reader, but no loaded PKCS#11 module shows a token for it."""
+
+    code = "MEDIUM_DRIVER_MISSING"

@@ -30,7 +30,7 @@ from cert_agent.agent.errors import ListenFailed, OriginRefused, UnknownMethod, 
 from cert_agent.agent.listener import ConnectionGuard
 from cert_agent.agent.origins import OriginPolicy
 from cert_agent.agent.ratelimit import FailureWindow, WindowsByKey, pin_attempt
-from cert_agent.agent.tokens import TokenEvent, TokenService
+from cert_agent.agent.tokens import CardEvent, TokenEvent, TokenService
 from cert_agent.agent.worker_protocol import TokenView
 from cert_agent.common.errors import BadJson, CertAgentError
 from cert_agent.common.logfilters import quiet_bad_requests
@@ -177,7 +177,12 @@ def _problems_json(service: TokenService) -> list[dict[str, Any]]:
     return [problem.to_dict() for problem in service.problems()]
 
 
-def _event_json(event: TokenEvent) -> dict[str, Any]:
+def _event_json(event: TokenEvent | CardEvent) -> dict[str, Any]:
+    if isinstance(event, CardEvent):
+        if event.problem is not None:
+            return {"event": event.name, "data": event.problem.to_dict()}
+        card = {"reader": event.reader, "atr": event.atr.hex().upper() if event.atr else None}
+        return {"event": event.name, "data": card}
     data = _token_json(event.view) if event.view is not None else {"tokenId": event.token_id}
     return {"event": event.name, "data": data}
 
@@ -248,7 +253,7 @@ async def _serve(conn: Connection, service: TokenService, text: str) -> None:
         await conn.send({"id": request_id, "error": CertAgentError().to_dict()})
 
 
-async def _forward_events(conn: Connection, events: asyncio.Queue[TokenEvent]) -> None:
+async def _forward_events(conn: Connection, events: asyncio.Queue[TokenEvent | CardEvent]) -> None:
     while True:
         await conn.send(_event_json(await events.get()))
 

@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass, replace
 
 from cert_agent.agent.config import AgentConfig
-from cert_agent.agent.errors import TokenTimeout, WorkerFailed
+from cert_agent.agent.errors import MediumDriverMissing, TokenTimeout, WorkerFailed
+from cert_agent.agent.pcsc import Cards, ReaderWatcher
 from cert_agent.agent.worker_protocol import (
     ChangePin,
     Scan,
@@ -27,15 +28,26 @@ from cert_agent.agent.worker_protocol import (
 from cert_agent.agent.workerproc import WorkerProcess
 from cert_agent.common.algorithms import SignatureAlgorithm
 from cert_agent.common.errors import CertAgentError
-from cert_agent.drivers.catalog import default_catalog
+from cert_agent.drivers.catalog import current_system, default_catalog
 from cert_agent.drivers.errors import PinIncorrect, PinLocked, TokenNotFound, TokenNotPresent
-from cert_agent.drivers.models import CKF_USER_PIN_LOCKED, ModuleProblem, PinState
+from cert_agent.drivers.models import CKF_USER_PIN_LOCKED, MediumProblem, ModuleProblem, PinState
 from cert_agent.drivers.pin import Pin
 
 log = logging.getLogger("cert_agent.tokens")
 DISCOVERY = "discovery"
 REMOVAL_SCANS = 2  # consecutive scans that must miss a token before it counts as removed
 IN_USE_GRACE = 2.0  # seconds after a PIN operation during which a scan's miss does not count
+
+
+@dataclass(frozen=True)
+class CardEvent:
+    """A card went into a reader (``cardInserted``, with its ATR), came out (``cardRemoved``),
+    or is in a reader with no driver for it (``mediumWithoutDriver``, with the problem)."""
+
+    name: str
+    reader: str
+    atr: bytes | None
+    problem: MediumProblem | None = None
 
 
 @dataclass(frozen=True)
@@ -54,7 +66,7 @@ class TokenService:
         self._workers: dict[str, WorkerProcess] = {}
         self._tokens: dict[str, TokenView] = {}
         self._problems: tuple[ModuleProblem, ...] = ()
-        self._subscribers: set[asyncio.Queue[TokenEvent]] = set()
+        self._subscribers: set[asyncio.Queue[TokenEvent | CardEvent]] = set()
         self._poller: asyncio.Task[None] | None = None
         self._scan_lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -64,15 +76,24 @@ class TokenService:
         self._pin_gates: dict[str, asyncio.Lock] = {}
         self._last_pin_use: dict[str, float] = {}
         self._locked: set[str] = set()  # tokens a return code (or the known limit) said are locked
+        self._cards: Cards = {}  # reader -> ATR of its card (None: empty), as pcscd last said
+        self._cards_version = 0  # counts card changes, so a scan begun before one is not judged by it
+        self._medium_problems: tuple[MediumProblem, ...] = ()
+        self._watcher: ReaderWatcher | None = None
 
     # --- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         await self.refresh()
         self._poller = asyncio.create_task(self._poll(), name="token-poller")
+        if self._config.watch_readers:
+            self._watcher = ReaderWatcher(self.on_cards, asyncio.get_running_loop())
+            self._watcher.start()
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._watcher is not None:
+            await asyncio.to_thread(self._watcher.stop)
         if self._poller:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -85,8 +106,11 @@ class TokenService:
     def tokens(self) -> list[TokenView]:
         return [self._shown(view) for view in self._tokens.values()]
 
-    def problems(self) -> tuple[ModuleProblem, ...]:
-        return self._problems
+    def problems(self) -> tuple[ModuleProblem | MediumProblem, ...]:
+        return self._problems + self._medium_problems
+
+    def cards(self) -> Cards:
+        return dict(self._cards)
 
     def token(self, token_id: str) -> TokenView:
         token = self._tokens.get(token_id)
@@ -94,12 +118,12 @@ class TokenService:
             raise TokenNotFound(token_id)
         return self._shown(token)
 
-    def subscribe(self) -> asyncio.Queue[TokenEvent]:
-        queue: asyncio.Queue[TokenEvent] = asyncio.Queue(maxsize=100)
+    def subscribe(self) -> asyncio.Queue[TokenEvent | CardEvent]:
+        queue: asyncio.Queue[TokenEvent | CardEvent] = asyncio.Queue(maxsize=100)
         self._subscribers.add(queue)
         return queue
 
-    def unsubscribe(self, queue: asyncio.Queue[TokenEvent]) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[TokenEvent | CardEvent]) -> None:
         self._subscribers.discard(queue)
 
     def worker_pids(self) -> dict[str, list[int]]:
@@ -204,10 +228,62 @@ class TokenService:
     async def refresh(self) -> None:
         """Scan now (or wait for the scan under way) and publish what changed."""
         async with self._scan_lock:
+            cards_version = self._cards_version
             result = await self._call(DISCOVERY, Scan())
             if not isinstance(result, ScanResult):
                 raise WorkerFailed("discovery: no scan in the reply")
             self._publish(result)
+            if cards_version == self._cards_version:  # the scan saw the cards as they are now
+                self._judge_cards()
+
+    # --- readers and cards (PC/SC) -------------------------------------------------------------
+
+    def on_cards(self, cards: Cards) -> None:
+        """pcscd's word on readers and cards (from the watcher): an event for every card that
+        came or went, and a scan at once, so a new medium's token is found without waiting for
+        the poll."""
+        old, self._cards = self._cards, cards
+        changed = False
+        for reader in sorted(old.keys() | cards.keys()):
+            before, now = old.get(reader), cards.get(reader)
+            if before == now:
+                continue
+            changed = True
+            if before is not None:
+                self._emit(CardEvent("cardRemoved", reader, before))
+            if now is not None:
+                self._emit(CardEvent("cardInserted", reader, now))
+        if changed:
+            self._cards_version += 1
+            present = {(r, a) for r, a in cards.items() if a is not None}
+            self._medium_problems = tuple(p for p in self._medium_problems if (p.reader, p.atr) in present)
+            self.request_scan()
+
+    def _judge_cards(self) -> None:
+        """A card that no loaded module shows a token for (by the slot's reader name) is a
+        medium without its driver; the catalog names the driver when it knows the ATR."""
+        problems = []
+        readers = [view.token.reader for view in self._tokens.values() if view.token.reader]
+        for reader, atr in sorted(self._cards.items()):
+            if atr is None or any(reader in r or r in reader for r in readers):
+                continue
+            entry = default_catalog().for_atr(atr)
+            problems.append(
+                MediumProblem(
+                    reader,
+                    atr,
+                    MediumDriverMissing(reader),
+                    driver=entry.name if entry else None,
+                    driver_modules=entry.module_files(current_system()) if entry else (),
+                    medium=entry.medium if entry else None,
+                )
+            )
+        known = {(p.reader, p.atr) for p in self._medium_problems}
+        for problem in problems:
+            if (problem.reader, problem.atr) not in known:
+                log.warning("a medium in %s has no driver (ATR %s)", problem.reader, problem.atr.hex())
+                self._emit(CardEvent("mediumWithoutDriver", problem.reader, problem.atr, problem))
+        self._medium_problems = tuple(problems)
 
     async def _poll(self) -> None:
         while not self._stopping:  # checked as well as cancelled: a wake-up racing a cancel
@@ -260,7 +336,7 @@ class TokenService:
             return True
         return time.monotonic() - self._last_pin_use.get(token_id, -IN_USE_GRACE) < IN_USE_GRACE
 
-    def _emit(self, event: TokenEvent) -> None:
+    def _emit(self, event: TokenEvent | CardEvent) -> None:
         for queue in list(self._subscribers):
             try:
                 queue.put_nowait(event)

@@ -9,6 +9,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "证书助手内部错误",
         "internal error",
     ),
+    "MEDIUM_DRIVER_MISSING": (
+        "已检测到证书介质，但未安装其驱动程序，请安装介质厂商提供的驱动程序",
+        "a certificate medium is in a reader, but no driver (PKCS#11 module) for it is installed",
+    ),
     "MODULE_LOAD_FAILED": (
         "无法加载证书介质驱动（PKCS#11 模块），请确认驱动已安装",
         "the PKCS#11 module could not be loaded",

@@ -134,6 +134,7 @@ class Token:
     flags: int
     medium: Medium
     slot_tag: str = ""  # set when the serial alone does not tell this token apart (see token_id)
+    reader: str = ""  # CK_SLOT_INFO.slotDescription: for smart-card modules, the reader's name
 
     @property
     def token_id(self) -> str:
@@ -163,6 +164,7 @@ class Token:
             "medium": self.medium.value,
             "pinState": self.pin_state.value,
             "flags": self.flag_names,
+            "reader": self.reader,
         }
 
 
@@ -203,3 +205,25 @@ class ModuleProblem:
 
     def to_dict(self) -> dict[str, Any]:
         return {"module": self.module, "error": self.error.to_dict()}
+
+
+@dataclass(frozen=True)
+class MediumProblem:
+    """A card in a reader that no loaded module shows a token for: its driver is missing.
+    ``driver`` and ``medium`` are the media catalog's, when it knows the ATR."""
+
+    reader: str
+    atr: bytes
+    error: CertAgentError
+    driver: str | None = None
+    driver_modules: tuple[str, ...] = ()
+    medium: Medium | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reader": self.reader,
+            "atr": self.atr.hex().upper(),
+            "medium": self.medium.value if self.medium else None,
+            "driver": {"name": self.driver, "modules": list(self.driver_modules)} if self.driver else None,
+            "error": self.error.to_dict(),
+        }

@@ -333,6 +333,7 @@ class Pkcs11Driver:
     def _token_at(self, module: str, slot_id: int) -> Token:
         with pkcs11_errors():
             info = self._libs[module].getTokenInfo(slot_id)
+            slot = self._libs[module].getSlotInfo(slot_id)
         label = _clean(info.label)
         model = _clean(info.model)
         manufacturer = _clean(info.manufacturerID)
@@ -347,6 +348,7 @@ class Pkcs11Driver:
             flags=int(info.flags),
             # the catalog's word, else what the label says (for media the catalog does not name)
             medium=entry.medium if entry and entry.medium else medium_of(label, model),
+            reader=_clean(slot.slotDescription),
         )
 
     def _refresh(self, token: Token) -> Token:

@@ -21,7 +21,8 @@ function show(step) {
 }
 
 async function refreshCertificates() {
-  const { tokens } = await agent.listCertificates();
+  const { tokens, problems } = await agent.listCertificates();
+  showMediaProblems(problems ?? []);
   const select = $("certificate");
   const previous = select.value;
   select.innerHTML = "";
@@ -46,9 +47,27 @@ async function refreshCertificates() {
   describeSelected();
 }
 
+/** A card in a reader with no driver for it: say so, and which driver when the agent knows. */
+function showMediaProblems(problems) {
+  const missing = problems.filter((p) => p.error?.code === "MEDIUM_DRIVER_MISSING");
+  const box = $("media-problem");
+  box.classList.toggle("hidden", !missing.length);
+  box.textContent = missing
+    .map((p) =>
+      p.driver
+        ? `已检测到证书介质（${p.reader}），但未安装其驱动程序：请安装“${p.driver.name}”。`
+        : `已检测到证书介质（${p.reader}），但未安装其驱动程序，请安装介质厂商提供的驱动程序。`,
+    )
+    .join(" ");
+}
+
 function describeSelected() {
   const option = $("certificate").selectedOptions[0];
   const hint = $("certificate-hint");
+  const locked = option?.dataset.pinState === "locked";
+  $("pin").classList.toggle("hidden", locked); // a locked PIN is not asked for
+  document.querySelector('label[for="pin"]')?.classList.toggle("hidden", locked);
+  $("login").disabled = locked;
   if (!option || !option.value) {
     hint.textContent = "";
     return;
@@ -194,6 +213,9 @@ async function start() {
   agent.on("tokenInserted", refreshCertificates);
   agent.on("tokenRemoved", refreshCertificates);
   agent.on("tokenChanged", refreshCertificates);
+  agent.on("cardInserted", refreshCertificates);
+  agent.on("cardRemoved", refreshCertificates);
+  agent.on("mediumWithoutDriver", refreshCertificates);
   await refreshCertificates();
   document.body.dataset.ready = "yes";
 }

@@ -82,12 +82,13 @@ class SqliteDatabase:
             with _store_errors():
                 await db
                 db.row_factory = sqlite3.Row
+                # first, so that a file another process is setting up is waited for, not refused
+                await db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
                 await db.execute("PRAGMA journal_mode=WAL")
                 await db.execute("PRAGMA foreign_keys=ON")
                 # WAL's usual setting: a commit survives the process being killed; a power cut may
                 # lose the last commits but never the database's consistency
                 await db.execute("PRAGMA synchronous=NORMAL")
-                await db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         except BaseException:
             with suppress(Exception):
                 await db.close()  # stop its thread, which would otherwise outlive the event loop
