@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from playwright.async_api import expect
 
 from softhsm_fixtures import Fixtures
-from tests.harness.agent import free_port
+from tests.harness.agent import certificate_of, free_port
 from tests.harness.pages import choose_certificate, pass_sms, sign_in, site
 
 
@@ -54,3 +55,15 @@ async def test_sms_resend_waits_with_a_countdown_and_the_page_obeys_its_csp(fixt
         await expect(resend).to_contain_text("秒）")
         await s.shot("login-sms-countdown")
         assert not [line for line in console if "Content Security Policy" in line]
+
+
+async def test_a_locked_certificate_says_so_and_asks_for_no_pin(fixtures: Fixtures, tmp_path: Path) -> None:
+    token_id, cert_id = certificate_of(fixtures, "locked-ec")
+    async with site(fixtures, tmp_path) as s:
+        await s.page.select_option(
+            "#certificate", value=json.dumps({"tokenId": token_id, "certId": cert_id}, separators=(",", ":"))
+        )
+        await expect(s.page.locator("#certificate-hint")).to_contain_text("证书密码已锁定")
+        await expect(s.page.locator("#pin")).to_be_hidden()
+        await expect(s.page.locator("#login")).to_be_disabled()
+        await s.shot("login-locked-certificate")

@@ -68,7 +68,7 @@ def test_a_pin_crosses_the_worker_pipe_only_inside_a_typed_request() -> None:
 
     request = wire.VerifyPin("module#serial", Pin("Qd2026tax"))
     received = wire.loads(wire.dumps(request))
-    assert isinstance(received, wire.VerifyPin) and received.pin.reveal() == b"Qd2026tax"
+    assert isinstance(received, wire.VerifyPin) and received.pin is not None and received.pin.reveal() == b"Qd2026tax"
     assert "Qd2026tax" not in repr(received)
     with pytest.raises(TypeError):
         pickle.dumps(request)  # anywhere but the pipe, a Pin still refuses to be pickled

@@ -177,13 +177,17 @@ def cmd_change_pin(args: argparse.Namespace, out: TextIO) -> int:
     # The running agent may be writing to the same medium: one writer at a time (the lock is
     # taken before any PIN is read, so a refusal costs the user no typing).
     with InstanceLock("change-pin"):
-        old_text, new_text = _read_pins(args.pin_stdin)
         driver = _driver(args)
         try:
-            with Pin(old_text) as old, Pin(new_text) as new:
-                del old_text, new_text
-                token = driver.find_token(label=args.token)
-                driver.change_pin(token, old, new)
+            token = driver.find_token(label=args.token)
+            if token.pin_pad:  # the reader's keypad asks for both PINs; none is typed here
+                print("请在读卡器的密码键盘上输入原证书密码，再输入新证书密码 (use the reader's PIN pad)", file=out)
+                driver.change_pin(token, None, None)
+            else:
+                old_text, new_text = _read_pins(args.pin_stdin)
+                with Pin(old_text) as old, Pin(new_text) as new:
+                    del old_text, new_text
+                    driver.change_pin(token, old, new)
         finally:
             driver.close()
     print(f"证书密码已修改（{args.token}）", file=out)

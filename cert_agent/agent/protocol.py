@@ -8,6 +8,7 @@ A request is a JSON object ``{"id": ..., "method": ..., "params": {...}}``; the 
 from __future__ import annotations
 
 import re
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,14 @@ def pin_param(params: dict[str, Any], name: str) -> Pin:
     """The PIN as a wipeable Pin, from here to C_Login (the caller wipes it: ``with``); the
     error says which field, never what it held."""
     return Pin(jsontext.text_field(params, name, MAX_PIN_LENGTH))
+
+
+def pin_or_pad(params: dict[str, Any], name: str, pin_pad: bool) -> AbstractContextManager[Pin | None]:
+    """``pin_param``; but for a token with a PIN pad a PIN may be left out (absent or null):
+    then None, and the reader asks for it."""
+    if pin_pad and params.get(name) is None:
+        return nullcontext(None)
+    return pin_param(params, name)
 
 
 def cert_id_param(params: dict[str, Any]) -> bytes:

@@ -114,13 +114,13 @@ async def authenticate(conn: Connection, service: TokenService, params: dict[str
     cert_id = protocol.cert_id_param(params)
     nonce = protocol.nonce_param(params)
     requested = protocol.algorithm_param(params)
-    with protocol.pin_param(params, "pin") as pin:
+    with protocol.pin_or_pad(params, "pin", service.has_pin_pad(token_id)) as pin:
         cert, info = _certificate(service, token_id, cert_id)
         algorithm = choose_algorithm(requested, info.key_type, info.key_size)
         data = signed_data(conn.origin, nonce, algorithm)
         # Whether the PIN is the media's well-known initial one: the page asks the user to
-        # change it, without knowing (or keeping) the value itself.
-        initial = pin.equals(INITIAL_PIN)
+        # change it, without knowing (or keeping) the value itself. (Unknown on a PIN pad.)
+        initial = pin is not None and pin.equals(INITIAL_PIN)
         async with service.pin_gate(token_id):
             with conn.pin_attempt(token_id):
                 signature = await service.sign(token_id, cert_id, pin, data, algorithm)
@@ -130,8 +130,8 @@ async def authenticate(conn: Connection, service: TokenService, params: dict[str
 
 async def verify_pin(conn: Connection, service: TokenService, params: dict[str, Any]) -> dict[str, Any]:
     token_id = protocol.string_param(params, "tokenId")
-    service.token(token_id)  # an unknown token is TOKEN_NOT_FOUND, not an attempt
-    with protocol.pin_param(params, "pin") as pin:
+    pin_pad = service.token(token_id).token.pin_pad  # an unknown token is TOKEN_NOT_FOUND, not an attempt
+    with protocol.pin_or_pad(params, "pin", pin_pad) as pin:
         async with service.pin_gate(token_id):
             with conn.pin_attempt(token_id):
                 await service.verify_pin(token_id, pin)
@@ -140,8 +140,8 @@ async def verify_pin(conn: Connection, service: TokenService, params: dict[str, 
 
 async def change_pin(conn: Connection, service: TokenService, params: dict[str, Any]) -> dict[str, Any]:
     token_id = protocol.string_param(params, "tokenId")
-    service.token(token_id)
-    with protocol.pin_param(params, "oldPin") as old, protocol.pin_param(params, "newPin") as new:
+    pin_pad = service.token(token_id).token.pin_pad
+    with protocol.pin_or_pad(params, "oldPin", pin_pad) as old, protocol.pin_or_pad(params, "newPin", pin_pad) as new:
         async with service.pin_gate(token_id):
             with conn.pin_attempt(token_id):
                 await service.change_pin(token_id, old, new)

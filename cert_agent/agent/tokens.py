@@ -118,6 +118,11 @@ class TokenService:
             raise TokenNotFound(token_id)
         return self._shown(token)
 
+    def has_pin_pad(self, token_id: str) -> bool:
+        """The token takes its PIN on the reader's keypad (False for a token not known)."""
+        view = self._tokens.get(token_id)
+        return view is not None and view.token.pin_pad
+
     def subscribe(self) -> asyncio.Queue[TokenEvent | CardEvent]:
         queue: asyncio.Queue[TokenEvent | CardEvent] = asyncio.Queue(maxsize=100)
         self._subscribers.add(queue)
@@ -141,15 +146,17 @@ class TokenService:
             gate = self._pin_gates[token_id] = asyncio.Lock()
         return gate
 
-    async def verify_pin(self, token_id: str, pin: Pin) -> None:
+    async def verify_pin(self, token_id: str, pin: Pin | None) -> None:
         await self._with_pin(VerifyPin(token_id, pin))
         self.request_scan()  # a PIN to be changed or a count-low flag may have cleared
 
-    async def change_pin(self, token_id: str, old: Pin, new: Pin) -> None:
+    async def change_pin(self, token_id: str, old: Pin | None, new: Pin | None) -> None:
         await self._with_pin(ChangePin(token_id, old, new))
         self.request_scan()
 
-    async def sign(self, token_id: str, cert_id: bytes, pin: Pin, data: bytes, algorithm: SignatureAlgorithm) -> bytes:
+    async def sign(
+        self, token_id: str, cert_id: bytes, pin: Pin | None, data: bytes, algorithm: SignatureAlgorithm
+    ) -> bytes:
         signature = await self._with_pin(Sign(token_id, cert_id, pin, data, algorithm))
         if not isinstance(signature, bytes):
             raise WorkerFailed(f"{token_id}: no signature in the reply")

@@ -18,6 +18,7 @@ from cert_agent.agent.worker_protocol import ChangePin, Reply, Scan, ScanResult,
 from cert_agent.common.errors import CertAgentError
 from cert_agent.drivers.errors import TokenNotPresent
 from cert_agent.drivers.models import Token, TokenCertificate
+from cert_agent.drivers.pin import wiped
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
 
 log = logging.getLogger("cert_agent.worker")
@@ -39,15 +40,15 @@ class Worker:
             case Scan():
                 return self.scan()
             case VerifyPin(token_id, pin):
-                with pin:
+                with wiped(pin):
                     self.driver.verify_pin(self._token(token_id), pin)
                 return None
             case ChangePin(token_id, old, new):
-                with old, new:
+                with wiped(old), wiped(new):
                     self.driver.change_pin(self._token(token_id), old, new)
                 return None
             case Sign(token_id, cert_id, pin, data, algorithm):
-                with pin:
+                with wiped(pin):
                     return self.driver.sign(self._token(token_id), cert_id, pin, data, algorithm)
 
     def scan(self) -> ScanResult:

@@ -30,21 +30,21 @@ class Scan:
 @dataclass(frozen=True)
 class VerifyPin:
     token_id: str
-    pin: Pin
+    pin: Pin | None  # None: the reader's PIN pad collects it
 
 
 @dataclass(frozen=True)
 class ChangePin:
     token_id: str
-    old: Pin
-    new: Pin
+    old: Pin | None
+    new: Pin | None
 
 
 @dataclass(frozen=True)
 class Sign:
     token_id: str
     cert_id: bytes
-    pin: Pin
+    pin: Pin | None  # None: the reader's PIN pad collects it
     data: bytes
     algorithm: SignatureAlgorithm
 

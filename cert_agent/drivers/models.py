@@ -149,6 +149,12 @@ class Token:
         return pin_state_of(self.flags)
 
     @property
+    def pin_pad(self) -> bool:
+        """The PIN is typed on the reader's own keypad (CKF_PROTECTED_AUTHENTICATION_PATH): the
+        agent logs in with no PIN and the reader collects it."""
+        return bool(self.flags & CKF_PROTECTED_AUTHENTICATION_PATH)
+
+    @property
     def flag_names(self) -> list[str]:
         return [name for name, bit in TOKEN_FLAGS.items() if self.flags & bit]
 
@@ -163,6 +169,7 @@ class Token:
             "model": self.model,
             "medium": self.medium.value,
             "pinState": self.pin_state.value,
+            "pinPad": self.pin_pad,
             "flags": self.flag_names,
             "reader": self.reader,
         }

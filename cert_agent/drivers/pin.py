@@ -8,6 +8,7 @@ makes its own), but no copy is kept by this project after the call that needed i
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
 
 from cert_agent.drivers.errors import PinPolicyViolation, PinRequired
@@ -60,6 +61,16 @@ class Pin:
 
     def __reduce__(self) -> str | tuple[object, ...]:  # never pickled into a log, a queue or a file by accident
         raise TypeError("a Pin cannot be pickled")
+
+
+def wiped(pin: Pin | None) -> AbstractContextManager[Pin | None]:
+    """``with wiped(pin):`` wipes the PIN when the block ends; nothing to wipe for a PIN pad."""
+    return pin if pin is not None else nullcontext(None)
+
+
+def revealed(pin: Pin | None) -> bytes | None:
+    """The PIN bytes for C_Login / C_SetPIN, or None: no PIN, the reader's PIN pad asks for it."""
+    return pin.reveal() if pin is not None else None
 
 
 def check_new_pin(old: Pin, new: Pin) -> None:

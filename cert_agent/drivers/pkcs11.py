@@ -43,6 +43,7 @@ from cert_agent.drivers.errors import (
     PinIncorrect,
     PinLenRange,
     PinLocked,
+    PinRequired,
     Pkcs11Failure,
     PrivateKeyNotFound,
     TokenAmbiguous,
@@ -59,7 +60,7 @@ from cert_agent.drivers.models import (
     medium_of,
     pin_state_of,
 )
-from cert_agent.drivers.pin import Pin, check_new_pin
+from cert_agent.drivers.pin import Pin, check_new_pin, revealed
 
 log = logging.getLogger("cert_agent.pkcs11")
 
@@ -231,15 +232,25 @@ class Pkcs11Driver:
 
     # --- PIN --------------------------------------------------------------------------------
 
-    def verify_pin(self, token: Token, pin: Pin) -> None:
+    def verify_pin(self, token: Token, pin: Pin | None) -> None:
         """C_Login then C_Logout: raises PinIncorrect (with tries left where known) or
-        PinLocked, returns None when the PIN is right."""
+        PinLocked, returns None when the PIN is right. ``pin`` None: the reader's PIN pad
+        collects it."""
         with self._session(token) as (session, current), self._logged_in(session, current, pin):
             log.info("PIN verified on token %s", current.serial)
 
-    def change_pin(self, token: Token, old: Pin, new: Pin) -> None:
+    def change_pin(self, token: Token, old: Pin | None, new: Pin | None) -> None:
         """C_SetPIN in a read-write user session, after the policy check (which raises
-        PinPolicyViolation before the token is touched)."""
+        PinPolicyViolation before the token is touched). With ``old`` and ``new`` None the
+        reader's PIN pad asks for both (C_SetPIN with no PINs, not logged in: the user types
+        each once); the reader enforces its own policy then."""
+        if old is None or new is None:
+            if old is not None or new is not None:
+                raise PinRequired()  # half on the pad, half typed: no reader does that
+            with self._session(token, rw=True) as (session, current), self._pin_errors(current):
+                session.setPin(None, None)
+            log.info("PIN changed on the PIN pad of token %s", current.serial)
+            return
         check_new_pin(old, new)
         with self._session(token, rw=True) as (session, current):
             with self._logged_in(session, current, old, allow_expired=True), pkcs11_errors():
@@ -264,7 +275,7 @@ class Pkcs11Driver:
         self,
         token: Token,
         cert_id: bytes,
-        pin: Pin,
+        pin: Pin | None,
         data: bytes,
         algorithm: SignatureAlgorithm,
     ) -> bytes:
@@ -400,12 +411,13 @@ class Pkcs11Driver:
                     session.closeSession()
 
     @contextmanager
-    def _logged_in(self, session: Any, token: Token, pin: Pin, allow_expired: bool = False) -> Iterator[None]:
-        """C_Login as the user, C_Logout at the end. Counts failures for the tries estimate."""
+    def _logged_in(self, session: Any, token: Token, pin: Pin | None, allow_expired: bool = False) -> Iterator[None]:
+        """C_Login as the user (with no PIN: the reader's PIN pad collects it), C_Logout at the
+        end. Counts failures for the tries estimate."""
         if token.pin_state is PinState.LOCKED:
             raise PinLocked(token.serial)  # no point presenting a PIN to a locked token
         try:
-            session.login(pin.reveal())
+            session.login(revealed(pin))
         except PyKCS11Error as exc:
             code = int(exc.value)
             if code == PyKCS11.CKR_USER_ALREADY_LOGGED_IN:
@@ -413,7 +425,7 @@ class Pkcs11Driver:
                 # PIN is really checked.
                 with pkcs11_errors():
                     session.logout()
-                    session.login(pin.reveal())
+                    session.login(revealed(pin))
             elif code == PyKCS11.CKR_PIN_INCORRECT:
                 raise self._wrong_pin(token) from None
             elif code == PyKCS11.CKR_PIN_EXPIRED and allow_expired:
@@ -428,6 +440,17 @@ class Pkcs11Driver:
                 session.logout()
             except PyKCS11Error as exc:
                 log.info("logout on token %s: %s", token.serial, ckr_name(int(exc.value)))
+
+    @contextmanager
+    def _pin_errors(self, token: Token) -> Iterator[None]:
+        """A PIN checked by the token outside C_Login (C_SetPIN on a PIN pad): a wrong one counts
+        as in ``_logged_in``."""
+        try:
+            yield
+        except PyKCS11Error as exc:
+            if int(exc.value) == PyKCS11.CKR_PIN_INCORRECT:
+                raise self._wrong_pin(token) from None
+            raise translate(exc) from None
 
     def _wrong_pin(self, token: Token) -> CertAgentError:
         self._failures[token.token_id] = self._failures.get(token.token_id, 0) + 1

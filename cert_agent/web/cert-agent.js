@@ -173,7 +173,8 @@ export class AgentConnection {
 
   /**
    * Verify the PIN, sign the challenge for this page's origin, log out.
-   * @param {{tokenId: string, certId: string, pin: string, challengeNonce: string, algorithm?: string}} params
+   * @param {{tokenId: string, certId: string, pin?: string, challengeNonce: string, algorithm?: string}} params
+   *   `pin` is left out for a token with `pinPad: true`: the reader's keypad asks for it.
    * @returns {Promise<{authToken: AuthToken}>}
    */
   authenticate(params) {
@@ -181,7 +182,7 @@ export class AgentConnection {
   }
 
   /**
-   * @param {{tokenId: string, pin: string}} params
+   * @param {{tokenId: string, pin?: string}} params  (no `pin` for a `pinPad` token)
    * @returns {Promise<{verified: true}>}
    */
   verifyPin(params) {

@@ -33,6 +33,7 @@ async function refreshCertificates() {
       option.value = JSON.stringify({ tokenId: token.tokenId, certId: cert.certId });
       option.textContent = certificateLabel(token, cert);
       option.dataset.pinState = token.pinState;
+      option.dataset.pinPad = token.pinPad ? "1" : "";
       option.dataset.notAfter = cert.info.notAfter;
       select.append(option);
     }
@@ -65,8 +66,10 @@ function describeSelected() {
   const option = $("certificate").selectedOptions[0];
   const hint = $("certificate-hint");
   const locked = option?.dataset.pinState === "locked";
-  $("pin").classList.toggle("hidden", locked); // a locked PIN is not asked for
-  document.querySelector('label[for="pin"]')?.classList.toggle("hidden", locked);
+  const pinPad = Boolean(option?.dataset.pinPad);
+  // a locked PIN is not asked for; a reader with a keypad asks for it itself
+  $("pin").classList.toggle("hidden", locked || pinPad);
+  document.querySelector('label[for="pin"]')?.classList.toggle("hidden", locked || pinPad);
   $("login").disabled = locked;
   if (!option || !option.value) {
     hint.textContent = "";
@@ -74,20 +77,25 @@ function describeSelected() {
   }
   const states = { locked: "证书密码已锁定", final_try: "仅剩最后一次尝试机会", count_low: "近期有错误的密码尝试" };
   const until = new Date(option.dataset.notAfter).toLocaleDateString("zh-CN");
-  hint.textContent = `有效期至 ${until}` + (states[option.dataset.pinState] ? `；${states[option.dataset.pinState]}` : "");
+  hint.textContent =
+    `有效期至 ${until}` +
+    (states[option.dataset.pinState] ? `；${states[option.dataset.pinState]}` : "") +
+    (pinPad && !locked ? "；点击登录后，请在读卡器的密码键盘上输入证书密码" : "");
 }
 
 async function login() {
   showError("error", null);
   const selected = $("certificate").value;
+  const pinPad = Boolean($("certificate").selectedOptions[0]?.dataset.pinPad);
   const pin = $("pin").value;
   if (!selected) return showError("error", { message: "请先插入证书介质并选择证书。" });
-  if (!pin) return showError("error", { message: "请输入证书密码。" });
+  if (!pin && !pinPad) return showError("error", { message: "请输入证书密码。" });
   $("login").disabled = true;
   try {
     const { nonce } = await api("/api/challenge", {});
     const { tokenId, certId } = JSON.parse(selected);
-    const { authToken, initialPin } = await agent.authenticate({ tokenId, certId, pin, challengeNonce: nonce });
+    const request = pinPad ? { tokenId, certId, challengeNonce: nonce } : { tokenId, certId, pin, challengeNonce: nonce };
+    const { authToken, initialPin } = await agent.authenticate(request);
     const mustChange = initialPin || $("certificate").selectedOptions[0]?.dataset.pinState === "to_be_changed";
     $("initial-pin").classList.toggle("hidden", !mustChange);
     if (mustChange) sessionStorage.setItem("initialPin", "1");
