@@ -330,6 +330,7 @@ class TokenService:
             self._emit(TokenEvent("tokenRemoved", token_id, None))
         for token_id in new.keys() - old.keys():
             log.info("token inserted: %s (%s)", new[token_id].token.serial, new[token_id].token.medium.value)
+            self._worker(token_id)  # started now (a fork), so the first PIN the user types waits for none
             self._emit(TokenEvent("tokenInserted", token_id, self._shown(new[token_id])))
         for token_id in new.keys() & old.keys():
             if new[token_id].token.pin_state != old[token_id].token.pin_state:

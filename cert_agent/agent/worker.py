@@ -34,6 +34,17 @@ class Worker:
         self.driver = Pkcs11Driver(modules)
         self._known: dict[str, Token] = {}
         self._certificates: dict[str, tuple[TokenCertificate, ...]] = {}
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Look at the tokens and their mechanisms once, before any request: the first PIN a
+        user types then costs what every later one does."""
+        try:
+            for token in self.driver.tokens():
+                self._known[token.token_id] = token
+                self.driver.mechanisms(token)
+        except CertAgentError as exc:  # a token going away now is noticed by the request
+            log.info("warm-up: %s", exc.describe())
 
     def handle(self, request: wire.WorkerRequest) -> ScanResult | bytes | None:
         match request:

@@ -1,9 +1,15 @@
 """The daemon's side of a token worker process: start it, call it, stop it.
 
-A worker is a child process (started with "spawn", so it shares nothing with the daemon but
-what it is sent) that runs ``worker.serve`` and answers one request at a time over a pipe.
-This module imports nothing of PKCS#11, so the daemon's own process stays small; the worker
-imports the driver when it starts.
+A worker is a child process that runs ``worker.serve`` and answers one request at a time over a
+pipe. This module imports nothing of PKCS#11, so the daemon's own process stays small.
+
+Where the OS can fork (Linux, macOS), workers are forked from multiprocessing's fork server, a
+process started once that has already imported the worker, the driver and PyKCS11: a new
+worker costs a fork, not an interpreter start (no cold start when a token appears), and the
+imported code's pages stay shared between all workers (memory grows little per token). The
+fork server holds no PKCS#11 module: each worker loads its own after the fork, with the
+daemon's environment of the moment (SOFTHSM2_CONF, TPM2_PKCS11_*, ...), which is sent along.
+Elsewhere (Windows) workers are started with "spawn".
 """
 
 from __future__ import annotations
@@ -11,14 +17,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import multiprocessing.context
+import os
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 
 from cert_agent.agent import worker_protocol as wire
 from cert_agent.agent.errors import WorkerFailed
 from cert_agent.agent.worker_protocol import Reply, ScanResult, WorkerRequest
 
+PRELOADED = ["cert_agent.agent.forkserver"]  # what the fork server imports before any worker is forked
 
-def _run(conn: Connection, modules: list[str]) -> None:
+
+def _context() -> multiprocessing.context.BaseContext:
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(PRELOADED)
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def _run(conn: Connection, modules: list[str], environment: dict[str, str]) -> None:
+    os.environ.clear()  # the daemon's environment now, not the fork server's from its start
+    os.environ.update(environment)
     from cert_agent.agent import worker
 
     worker.serve(conn, modules)
@@ -26,11 +47,11 @@ def _run(conn: Connection, modules: list[str]) -> None:
 
 class WorkerProcess:
     def __init__(self, name: str, modules: list[str]) -> None:
-        context = multiprocessing.get_context("spawn")
+        context = _context()
         self.name = name
         self._conn, child = context.Pipe()
-        self.process = context.Process(
-            target=_run, args=(child, modules), name=f"cert-agent-worker {name}", daemon=True
+        self.process: BaseProcess = context.Process(  # type: ignore[attr-defined]
+            target=_run, args=(child, modules, dict(os.environ)), name=f"cert-agent-worker {name}", daemon=True
         )
         self.process.start()
         child.close()
