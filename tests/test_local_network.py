@@ -5,7 +5,6 @@ no permission yet, the managed policy our own command installs, and a permission
 
 from __future__ import annotations
 
-import datetime as dt
 import ssl
 import subprocess
 import sys
@@ -14,10 +13,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from playwright.async_api import async_playwright, expect
 
 from cert_agent.verifier.app import create_app
@@ -26,29 +21,14 @@ from softhsm_fixtures import Fixtures
 from tests.harness.agent import free_port, running_agent
 from tests.harness.browser import CHROMIUM_ARGS, chromium_path
 from tests.harness.pages import Site, pass_sms, sign_in
+from tests.harness.selfsigned import write_self_signed
 
 
 def _tls_context(directory: Path) -> ssl.SSLContext:
     """A self-signed certificate for 127.0.0.1 (the browser is told to accept it)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    (directory / "tls.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    (directory / "tls.key").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    cert_path, key_path = write_self_signed(directory, "tls", "127.0.0.1", days=1)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(directory / "tls.pem", directory / "tls.key")
+    context.load_cert_chain(cert_path, key_path)
     return context
 
 

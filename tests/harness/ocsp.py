@@ -8,12 +8,10 @@ import subprocess
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from softhsm_fixtures import Fixtures
 from tests.harness.agent import free_port
+from tests.harness.selfsigned import write_self_signed
 
 
 def _openssl_time(moment: dt.datetime) -> str:
@@ -44,25 +42,7 @@ def write_index(fixtures: Fixtures, path: Path, omit: frozenset[str] = frozenset
 
 def make_rogue_responder(directory: Path) -> tuple[Path, Path]:
     """A self-signed responder certificate and key that no CA authorised."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "冒充的OCSP响应器")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "rogue-responder.pem", directory / "rogue-responder-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
+    return write_self_signed(directory, "rogue-responder", "冒充的OCSP响应器", days=30)
 
 
 class OcspResponder:
