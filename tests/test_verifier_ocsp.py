@@ -189,3 +189,30 @@ def test_the_ocsp_settings_come_from_the_configuration_file(fixtures: Fixtures, 
     config_file.write_text('ocsp_max_age = "soon"\n', encoding="utf-8")
     with pytest.raises(ValueError, match="ocsp_max_age"):
         load_verifier_config(config_file)
+
+
+async def test_health_reports_the_responders_last_exchange(
+    fixtures: Fixtures, responder: OcspResponder, tmp_path: Path
+) -> None:
+    from cert_agent.verifier.login import LoginService
+    from cert_agent.verifier.sms import OutboxSender
+    from cert_agent.verifier.store import open_store
+
+    settings = ValidatorSettings.from_files(
+        ORIGIN, [fixtures.issuing_ca], ocsp=OcspSettings(url=responder.url), revocation="fail-open"
+    )
+    validator = AuthTokenValidator(settings)
+    service = LoginService(await open_store(tmp_path / "v.db"), validator, OutboxSender(tmp_path / "outbox"))
+    try:
+        nonce = base64.b64encode(secrets.token_bytes(32)).decode()
+        await validator.validate(make_auth_token(fixtures, "hairun-ec", ORIGIN, nonce), nonce)
+        healthy, details = await service.health()
+        assert healthy and details["ocsp"]["lastAnswerAt"] and not details["ocsp"]["failing"]
+        responder.stop()  # the responder goes down; a login (fail-open) goes through without it
+        nonce = base64.b64encode(secrets.token_bytes(32)).decode()
+        await validator.validate(make_auth_token(fixtures, "xinda-ec", ORIGIN, nonce), nonce)
+        healthy, details = await service.health()
+        assert not healthy and details["status"] == "degraded"
+        assert details["ocsp"]["failing"] and details["ocsp"]["lastFailure"] == "REVOCATION_UNAVAILABLE"
+    finally:
+        await service.store.close()

@@ -226,8 +226,9 @@ class LoginService:
     # --- operations -------------------------------------------------------------------------
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
-        """Is the service able to log people in: the database answers, and every configured CRL
-        is within its nextUpdate? (healthy, details without personal data)."""
+        """Is the service able to log people in: the database answers, every configured CRL is
+        within its nextUpdate, and (with OCSP) the responder's last exchange did not fail?
+        (healthy, details without personal data)."""
         now = self.clock()
         try:
             await self.store.ping()
@@ -245,8 +246,18 @@ class LoginService:
                     "fresh": next_update is None or next_update > now,
                 }
             )
+        details: dict[str, Any] = {"database": database, "crls": crls}
         healthy = database == "ok" and all(c["fresh"] for c in crls)
-        return healthy, {"status": "ok" if healthy else "degraded", "database": database, "crls": crls}
+        if self.validator.settings.ocsp is not None:  # the responder's last word, when OCSP is on
+            status = self.validator.ocsp_status
+            details["ocsp"] = {
+                "lastAnswerAt": status.last_answer_at.isoformat() if status.last_answer_at else None,
+                "lastFailureAt": status.last_failure_at.isoformat() if status.last_failure_at else None,
+                "lastFailure": status.last_failure or None,
+                "failing": status.failing,
+            }
+            healthy = healthy and not status.failing
+        return healthy, {"status": "ok" if healthy else "degraded", **details}
 
     async def purge(self) -> dict[str, int]:
         """Delete expired challenges, login attempts and sessions, SMS sends older than the

@@ -73,7 +73,9 @@ from cert_agent.verifier.errors import (
     CertExpired,
     CertNotYetValid,
     CertRevoked,
+    CertStatusUnknown,
     CertUntrusted,
+    OcspResponseInvalid,
     RevocationUnavailable,
     SignatureInvalid,
 )
@@ -308,6 +310,7 @@ class AuthTokenValidator:
         self._anchor_validity = anchor_validities(self._anchors)
         self._intermediates = [asn1_x509.Certificate.load(der) for der in settings.intermediates]
         self._path_cache: dict[bytes, tuple[float, AuthTokenInvalid | None]] = {}
+        self.ocsp_status = OcspStatus()  # the last exchange with the OCSP responder, for health
         self._facts: dict[bytes, CertificateFacts] = {}
 
     async def validate(self, token: Any, nonce: str, at: dt.datetime | None = None) -> ValidatedAuthToken:
@@ -410,12 +413,40 @@ class AuthTokenValidator:
                 raise RevocationUnavailable("the issuer's certificate is needed to ask OCSP")
             leaf = x509.load_der_x509_certificate(certificate.der)
             await check_ocsp(leaf, x509.load_der_x509_certificate(issuer_der), settings, at)
+            self.ocsp_status.answered(at)
+        except (CertRevoked, CertStatusUnknown):
+            self.ocsp_status.answered(at)  # the responder answered: that the answer is "no" is the token's fault
+            raise
         except ValueError:
+            self.ocsp_status.failed(at, "certificate unreadable")
             raise RevocationUnavailable("the certificate cannot be read for OCSP") from None
-        except RevocationUnavailable as exc:
-            if self.settings.revocation != "fail-open":
+        except (RevocationUnavailable, OcspResponseInvalid) as exc:
+            self.ocsp_status.failed(at, exc.code)
+            if isinstance(exc, OcspResponseInvalid) or self.settings.revocation != "fail-open":
                 raise
             log.warning("fail-open: login allowed without a revocation answer (%s)", exc.describe())
+
+
+@dataclass
+class OcspStatus:
+    """When the responder last answered, and when and why it last did not."""
+
+    last_answer_at: dt.datetime | None = None
+    last_failure_at: dt.datetime | None = None
+    last_failure: str = ""
+
+    def answered(self, at: dt.datetime) -> None:
+        self.last_answer_at = at
+
+    def failed(self, at: dt.datetime, reason: str) -> None:
+        self.last_failure_at, self.last_failure = at, reason
+
+    @property
+    def failing(self) -> bool:
+        """The last exchange failed."""
+        return self.last_failure_at is not None and (
+            self.last_answer_at is None or self.last_failure_at > self.last_answer_at
+        )
 
 
 def _base64(text: str, field: str) -> bytes:
