@@ -1,0 +1,84 @@
+"""Twenty media at once, of two real PKCS#11 implementations (18 SoftHSM2 tokens and 2 tpm2-pkcs11
+tokens), as an agency keeps its clients' UKeys on one PC: all listed with distinct ids, each
+usable, and one hung token's worker (stopped with SIGSTOP: no real module can be made to hang)
+delays nothing but its own request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from softhsm_fixtures import Fixtures, build_fixtures
+from softhsm_fixtures.catalog import TAXPAYERS, CertSpec, TokenSpec
+from tests.harness.agent import ALLOWED_ORIGIN, NONCE, connect, running_agent, verify_auth_token
+from tests.harness.tpm import SoftwareTpm, tpm_available
+
+pytestmark = pytest.mark.skipif(
+    not tpm_available() and not os.environ.get("CI"),
+    reason="tpm2-pkcs11, swtpm and tpm2-abrmd are not installed (scripts/setup.sh installs them)",
+)
+SOFTHSM_TOKENS = 18
+PIN = "112233"
+
+
+@pytest.fixture
+def twenty(tmp_path: Path) -> Iterator[tuple[Fixtures, SoftwareTpm]]:
+    specs = tuple(
+        TokenSpec(f"client-{i}", f"税务UKey 客户{i:02d}", PIN, (CertSpec(f"client-{i}-ec", "hairun"),))
+        for i in range(SOFTHSM_TOKENS)
+    )
+    fixtures = build_fixtures(tmp_path / "fixtures", tokens=specs)
+    os.environ["SOFTHSM2_CONF"] = str(fixtures.env.conf)
+    tpm = SoftwareTpm(tmp_path / "tpm")
+    tpm.start()
+    try:
+        for i in range(2):
+            tpm.add_token(f"TPM 客户{i}", PIN, TAXPAYERS["lanhai"].name, TAXPAYERS["lanhai"].taxpayer_id)
+        yield fixtures, tpm
+    finally:
+        tpm.stop()
+
+
+async def test_twenty_tokens_of_two_modules_are_listed_usable_and_one_hung_token_delays_no_other(
+    twenty: tuple[Fixtures, SoftwareTpm],
+) -> None:
+    fixtures, tpm = twenty
+    modules = (fixtures.module, tpm.module)
+    async with running_agent(fixtures, modules=modules, operation_timeout=5.0) as agent, connect(agent) as client:
+        tokens = (await client.call("listCertificates"))["result"]["tokens"]
+        assert len(tokens) == 20 and len({t["tokenId"] for t in tokens}) == 20
+        assert sum(t["module"] == tpm.module for t in tokens) == 2
+
+        def request(token: dict[str, Any]) -> dict[str, Any]:
+            cert_id = token["certificates"][0]["certId"]
+            return {"tokenId": token["tokenId"], "certId": cert_id, "pin": PIN, "challengeNonce": NONCE}
+
+        hung = tokens[0]
+        (pid,) = agent.service.worker_pids()[hung["tokenId"]]  # started when the token appeared
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await client.ws.send_json({"id": "hung", "method": "authenticate", "params": request(hung)})
+
+            async def one_after_another() -> list[dict[str, Any]]:
+                async with connect(agent) as tab:  # another tab: a user logging in to the next client
+                    return [await tab.call("authenticate", **request(t)) for t in tokens[1:]]
+
+            # all nineteen answered before the hung one's time-out (5 s)
+            others = await asyncio.wait_for(one_after_another(), timeout=4)
+            for reply in others:
+                assert "result" in reply, reply
+                verify_auth_token(reply["result"]["authToken"], ALLOWED_ORIGIN, NONCE)
+            stuck = await client.reply("hung", timeout=15)
+            assert stuck["error"]["code"] == "TOKEN_TIMEOUT"
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        again = await client.call("authenticate", **request(hung))
+        verify_auth_token(again["result"]["authToken"], ALLOWED_ORIGIN, NONCE)
