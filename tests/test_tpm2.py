@@ -50,6 +50,12 @@ async def tpm_agent(
         yield agent
 
 
+async def authenticate(client: Client, entry: dict[str, Any], pin: str) -> dict[str, Any]:
+    """authenticate with the token's first certificate."""
+    cert_id = entry["certificates"][0]["certId"]
+    return await client.call("authenticate", tokenId=entry["tokenId"], certId=cert_id, pin=pin, challengeNonce=NONCE)
+
+
 async def listed(client: Client, label: str) -> dict[str, Any]:
     tokens = (await client.call("listCertificates"))["result"]["tokens"]
     return next(t for t in tokens if t["label"] == label)
@@ -75,13 +81,7 @@ async def test_authenticate_on_the_tpm_gives_a_signature_that_verifies(
     token = tpm_tokens["hairun"]
     async with connect(tpm_agent) as client:
         entry = await listed(client, token.label)
-        reply = await client.call(
-            "authenticate",
-            tokenId=entry["tokenId"],
-            certId=entry["certificates"][0]["certId"],
-            pin=token.pin,
-            challengeNonce=NONCE,
-        )
+        reply = await authenticate(client, entry, token.pin)
     auth = reply["result"]["authToken"]
     assert base64.b64decode(auth["unverifiedCertificate"]) == token.certificate.public_bytes(Encoding.DER)
     verify_auth_token(auth, ALLOWED_ORIGIN, NONCE)  # pyca/cryptography, with the certificate's key
@@ -95,13 +95,7 @@ async def test_change_pin_on_the_tpm_then_the_new_pin_authenticates(
         entry = await listed(client, token.label)
         changed = await client.call("changePin", tokenId=entry["tokenId"], oldPin=token.pin, newPin="Qd2026tax")
         assert changed.get("result") == {"changed": True}, changed
-        reply = await client.call(
-            "authenticate",
-            tokenId=entry["tokenId"],
-            certId=entry["certificates"][0]["certId"],
-            pin="Qd2026tax",
-            challengeNonce=NONCE,
-        )
+        reply = await authenticate(client, entry, "Qd2026tax")
         verify_auth_token(reply["result"]["authToken"], ALLOWED_ORIGIN, NONCE)
         back = await client.call("changePin", tokenId=entry["tokenId"], oldPin="Qd2026tax", newPin="Hr2026tax")
         assert back.get("result") == {"changed": True}
