@@ -4,8 +4,12 @@ all have the serial 0000000000000000 and a NUL-padded model string."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +18,19 @@ import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from cert_agent.agent.instance import InstanceLock
 from softhsm_fixtures import Fixtures
 from softhsm_fixtures.catalog import TAXPAYERS
-from tests.harness.agent import ALLOWED_ORIGIN, NONCE, Client, RunningAgent, connect, running_agent, verify_auth_token
+from tests.harness.agent import (
+    ALLOWED_ORIGIN,
+    NONCE,
+    Client,
+    RunningAgent,
+    connect,
+    free_port,
+    running_agent,
+    verify_auth_token,
+)
 from tests.harness.tpm import SoftwareTpm, TpmToken, tpm_available
 
 pytestmark = pytest.mark.skipif(  # never skipped in CI, where scripts/setup.sh installs them
@@ -113,26 +127,46 @@ async def test_wrong_pins_until_the_tpm_locks_then_an_unlock_elsewhere_is_notice
     try:
         tpm.set_lockout(3)
         token = tpm.add_token("TPM 锁定测试", "112233", TAXPAYERS["hairun"].name, TAXPAYERS["hairun"].taxpayer_id)
-        async with running_agent(fixtures, modules=(tpm.module,)) as agent, connect(agent) as client:
-            entry = await listed(client, token.label)
-            assert entry["pinState"] == "ok"
-            token_id = entry["tokenId"]
-            replies = [await client.call("verifyPin", tokenId=token_id, pin=f"00000{n}") for n in range(4)]
-            codes = [r["error"]["code"] for r in replies]
-            assert codes[:3] == ["PIN_INCORRECT"] * 3 and codes[3] == "PIN_LOCKED", codes
-            assert await pin_state_event(client, "locked")
-            assert (await listed(client, token.label))["pinState"] == "locked"
-            right = await client.call("verifyPin", tokenId=token_id, pin=token.pin)
-            assert right["error"]["code"] == "PIN_LOCKED"  # the TPM refuses even the right PIN
-
-            tpm.clear_lockout()
-            async with connect(agent) as later:  # this connection has used its 5 tries a minute
-                again = await later.call("verifyPin", tokenId=token_id, pin=token.pin)
-                assert again.get("result") is not None, again
-                assert await pin_state_event(later, "ok")
-                assert (await listed(later, token.label))["pinState"] == "ok"
+        config = tmp_path / "agent.toml"
+        config.write_text(f'allowed_origins = ["{ALLOWED_ORIGIN}"]\n', encoding="utf-8")
+        port = free_port()
+        with InstanceLock("serve", port):  # recorded as `cert-agent serve` records itself, for the CLI
+            async with running_agent(fixtures, port=port, modules=(tpm.module,)) as agent, connect(agent) as client:
+                await locked_then_unlocked_elsewhere(agent, client, tpm, token, config)
     finally:
         tpm.stop()
+
+
+async def locked_then_unlocked_elsewhere(
+    agent: RunningAgent, client: Client, tpm: SoftwareTpm, token: TpmToken, config: Path
+) -> None:
+    entry = await listed(client, token.label)
+    assert entry["pinState"] == "ok"
+    token_id = entry["tokenId"]
+    replies = [await client.call("verifyPin", tokenId=token_id, pin=f"00000{n}") for n in range(4)]
+    codes = [r["error"]["code"] for r in replies]
+    assert codes[:3] == ["PIN_INCORRECT"] * 3 and codes[3] == "PIN_LOCKED", codes
+    assert await pin_state_event(client, "locked")
+    assert (await listed(client, token.label))["pinState"] == "locked"
+    right = await client.call("verifyPin", tokenId=token_id, pin=token.pin)
+    assert right["error"]["code"] == "PIN_LOCKED"  # the TPM refuses even the right PIN
+    assert await cli_pin_state(tpm, config, token.label) == "locked"  # the CLI asks the agent
+
+    tpm.clear_lockout()
+    async with connect(agent) as later:  # this connection has used its 5 tries a minute
+        again = await later.call("verifyPin", tokenId=token_id, pin=token.pin)
+        assert again.get("result") is not None, again
+        assert await pin_state_event(later, "ok")
+        assert (await listed(later, token.label))["pinState"] == "ok"
+    assert await cli_pin_state(tpm, config, token.label) == "ok"
+
+
+async def cli_pin_state(tpm: SoftwareTpm, config: Path, label: str) -> str:
+    """``cert-agent tokens --json``, as a user runs it beside the agent: the token's pinState."""
+    command = [sys.executable, "-m", "cert_agent", "tokens", "--json", "--module", tpm.module, "--config", str(config)]
+    result = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=60, check=False)
+    tokens = json.loads(result.stdout)["tokens"]
+    return str(next(t for t in tokens if t["label"] == label)["pinState"])
 
 
 async def pin_state_event(client: Client, state: str) -> dict[str, Any]:

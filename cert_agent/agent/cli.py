@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tokens = sub.add_parser("tokens", parents=[common], help="list tokens (证书介质)")
     tokens.add_argument("--json", action="store_true", help="machine-readable output")
+    tokens.add_argument("--config", type=Path, help="the agent's TOML configuration (to ask the running agent)")
 
     certs = sub.add_parser("certs", parents=[common], help="list certificates on the tokens")
     certs.add_argument("--json", action="store_true", help="machine-readable output")
@@ -127,10 +128,16 @@ def cmd_tokens(args: argparse.Namespace, out: TextIO) -> int:
     driver = _driver(args)
     try:
         tokens = driver.tokens()
+        # The running agent may know more than the flags: a module that said CKR_PIN_LOCKED
+        # without setting CKF_USER_PIN_LOCKED (tpm2-pkcs11). Its word wins.
+        known = running_agent_pin_states(args.config)
+        listed = [t.to_dict() | ({"pinState": known[t.token_id]} if t.token_id in known else {}) for t in tokens]
         if args.json:
-            _print_json(out, {"tokens": [t.to_dict() for t in tokens], "problems": _problems(driver)})
+            _print_json(out, {"tokens": listed, "problems": _problems(driver)})
         else:
-            rows = [[t.label, t.medium.value, t.serial, t.manufacturer, t.model, t.pin_state.value] for t in tokens]
+            rows = [
+                [t["label"], t["medium"], t["serial"], t["manufacturer"], t["model"], t["pinState"]] for t in listed
+            ]
             _print_table(out, ["标签 label", "介质 medium", "序列号 serial", "厂商", "型号", "PIN"], rows)
             _print_problems(driver)
     finally:
@@ -326,6 +333,43 @@ def cmd_browser_policy(args: argparse.Namespace, out: TextIO) -> int:
     for browser, allowed in browser_policy.status(origins, args.root).items():
         print(f"{browser}: {'允许 allowed' if allowed else '未允许 not allowed'} {', '.join(origins)}", file=out)
     return EXIT_OK
+
+
+def running_agent_pin_states(config_path: Path | None) -> dict[str, str]:
+    """The PIN state of each token as this user's running agent shows it (empty when none runs,
+    or it does not answer within 5 s). Asked over its WebSocket, as one of its allowed origins:
+    a local program of the same user, not a page."""
+    import asyncio
+
+    import aiohttp
+
+    from cert_agent.agent.instance import holder
+
+    running = holder()
+    try:
+        origins = load_config(config_path).allowed_origins
+    except ValueError:
+        return {}
+    if running is None or running.get("command") != "serve" or not running.get("port") or not origins:
+        return {}
+
+    async def ask() -> dict[str, str]:
+        url = f"ws://127.0.0.1:{running['port']}/ws"
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
+            session.ws_connect(url, origin=origins[0]) as ws,
+        ):
+            await ws.send_json({"id": 1, "method": "listCertificates"})
+            while True:
+                message = await ws.receive_json(timeout=5)
+                if message.get("id") == 1:
+                    tokens = message.get("result", {}).get("tokens", [])
+                    return {t["tokenId"]: t["pinState"] for t in tokens}
+
+    try:
+        return asyncio.run(ask())
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def agent_status() -> str:
