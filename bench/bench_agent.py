@@ -31,6 +31,7 @@ import aiohttp
 import PyKCS11
 
 from softhsm_fixtures import Fixtures, build_fixtures
+from tests.harness.processes import descendants
 
 ORIGIN = "https://etax.example.com"
 CONCURRENT_CERTS = ["hairun-ec", "xinda-ec", "hengxin-ec", "shuangzheng-ec", "chuxin-ec"]
@@ -48,19 +49,6 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def nonce() -> str:
@@ -177,13 +165,13 @@ async def main() -> None:
             url = f"ws://127.0.0.1:{port}/ws"
             await asyncio.sleep(3)  # idle: the first scan is done, no page has connected
             idle_main = rss_kib(daemon.pid)
-            idle_total = idle_main + sum(rss_kib(pid) for pid in children(daemon.pid))
+            idle_total = idle_main + sum(rss_kib(pid) for pid in descendants(daemon.pid))
 
             agent_times = await agent_round_trips(url, fixtures, args.rounds)
             direct_times = direct_round_trips(fixtures, args.rounds)
             serial_rate = 1 / statistics.median(direct_times)
             errors, elapsed = await concurrent_load(url, fixtures, 100, 10)
-            busy_total = rss_kib(daemon.pid) + sum(rss_kib(pid) for pid in children(daemon.pid))
+            busy_total = rss_kib(daemon.pid) + sum(rss_kib(pid) for pid in descendants(daemon.pid))
         finally:
             daemon.terminate()
             daemon.wait(timeout=20)

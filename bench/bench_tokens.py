@@ -26,6 +26,7 @@ import aiohttp
 from softhsm_fixtures import build_fixtures
 from softhsm_fixtures.catalog import CertSpec, TokenSpec
 from tests.harness.agent import ALLOWED_ORIGIN, Client, free_port
+from tests.harness.processes import descendants
 
 NONCE = base64.b64encode(os.urandom(32)).decode()
 
@@ -38,21 +39,6 @@ def pss_kib(pid: int) -> int:
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         pass
     return 0
-
-
-def descendants(pid: int) -> list[int]:
-    found, frontier = [], [pid]
-    while frontier:
-        parent = frontier.pop()
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
-                    child = int(stat.parent.name)
-                    found.append(child)
-                    frontier.append(child)
-            except (FileNotFoundError, ValueError, ProcessLookupError):
-                continue
-    return found
 
 
 def specs(count: int) -> tuple[TokenSpec, ...]:

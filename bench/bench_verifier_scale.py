@@ -39,6 +39,7 @@ from softhsm_fixtures import Fixtures, build_fixtures
 from softhsm_fixtures.catalog import TAXPAYERS
 from softhsm_fixtures.seed import verifier_records
 from tests.harness.postgres import PostgresServer, postgres_server
+from tests.harness.processes import children
 from tests.harness.verifier import ORIGIN, VerifierProcess
 
 CLIENTS = 16
@@ -91,14 +92,7 @@ def cpu_seconds(pids: list[int]) -> float:
 def postgres_pids(server: PostgresServer) -> list[int]:
     """The postmaster and its children (backends, writer, WAL writer ...)."""
     postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
-    pids = [postmaster]
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
-                pids.append(int(stat.parent.name))
-        except (FileNotFoundError, ValueError):
-            continue
-    return pids
+    return [postmaster, *children(postmaster)]
 
 
 async def run_logins(instances: list[VerifierProcess], signer: FastSigner, count: int) -> float:
