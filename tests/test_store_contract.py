@@ -19,6 +19,7 @@ from cert_agent.verifier.store import MIGRATIONS, LoginAttempt, LoginKind, Sessi
 from softhsm_fixtures.catalog import TAXPAYERS
 from softhsm_fixtures.seed import verifier_records
 from tests.harness.postgres import PostgresServer
+from tests.harness.verifier import row_counts
 
 HAIRUN = TAXPAYERS["hairun"].taxpayer_id
 NOW = dt.datetime(2026, 3, 14, 1, 0, tzinfo=dt.UTC)
@@ -140,7 +141,7 @@ async def test_a_purge_deletes_what_expired_and_keeps_the_audit(store: SqlStore)
     await store.audit(NOW, "p-zhang", "x", "logout", "")
     deleted = await store.purge(NOW, NOW - dt.timedelta(days=1), DAY)
     assert deleted == {"challenges": 1, "login_attempts": 1, "sessions": 1, "sms_sends": 1, "failures": 1}
-    counts = await store.row_counts()
+    counts = await row_counts(store)
     assert counts == {"challenges": 1, "login_attempts": 1, "sessions": 0, "sms_sends": 0, "failures": 0, "audit": 1}
 
 

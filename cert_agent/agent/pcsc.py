@@ -76,8 +76,7 @@ class ReaderWatcher:
 
     def _watch(self, scard: Any, context: Any) -> None:
         """Until pcscd goes away or stop() is called: report each change of readers or cards."""
-        states = self._reader_states(scard, context, [])
-        self._deliver(_cards(states))
+        states = self._reader_states(scard, context, [])  # all unaware: the first wait answers at once
         while not self._stop.is_set():
             result, changed = scard.SCardGetStatusChange(context, WAIT_MS, states)
             if result == scard.SCARD_E_TIMEOUT:
@@ -86,11 +85,10 @@ class ReaderWatcher:
                 return
             if result != scard.SCARD_S_SUCCESS:
                 raise PcscGone(scard.SCardGetErrorMessage(result))
-            readers_changed = any(r == PNP_READER and s & scard.SCARD_STATE_CHANGED for r, s, _ in changed)
+            self._deliver(_cards(changed))
             states = [(r, s & ~scard.SCARD_STATE_CHANGED) for r, s, _ in changed]
-            if readers_changed:
-                states = self._reader_states(scard, context, states)
-            self._deliver(_cards(changed if not readers_changed else states, atrs=changed))
+            if any(r == PNP_READER and s & scard.SCARD_STATE_CHANGED for r, s, _ in changed):
+                states = self._reader_states(scard, context, states)  # a reader came or went
 
     def _reader_states(self, scard: Any, context: Any, known: list[tuple[str, int]]) -> list[tuple[str, int]]:
         """The readers now, keeping what is known of those already watched (new ones start
@@ -130,16 +128,13 @@ class PcscGone(Exception):
     """pcscd stopped answering (stopped, restarted, or the context became invalid)."""
 
 
-def _cards(states: list[Any], atrs: list[Any] | None = None) -> Cards:
-    """``{reader: ATR or None}`` from reader states (SCARD_STATE_PRESENT: a card is in it)."""
+def _cards(states: list[Any]) -> Cards:
+    """``{reader: ATR or None}`` from SCardGetStatusChange's ``(reader, state, ATR)`` answers
+    (SCARD_STATE_PRESENT: a card is in it)."""
     from smartcard import scard
 
-    known_atrs = {entry[0]: entry[2] for entry in atrs or states if len(entry) > 2}
-    cards: Cards = {}
-    for entry in states:
-        reader, state = entry[0], entry[1]
-        if reader == PNP_READER:
-            continue
-        atr = known_atrs.get(reader)
-        cards[reader] = bytes(atr) if state & scard.SCARD_STATE_PRESENT and atr else None
-    return cards
+    return {
+        reader: bytes(atr) if state & scard.SCARD_STATE_PRESENT and atr else None
+        for reader, state, atr in states
+        if reader != PNP_READER
+    }

@@ -109,9 +109,6 @@ class TokenService:
     def problems(self) -> tuple[ModuleProblem | MediumProblem, ...]:
         return self._problems + self._medium_problems
 
-    def cards(self) -> Cards:
-        return dict(self._cards)
-
     def token(self, token_id: str) -> TokenView:
         token = self._tokens.get(token_id)
         if token is None:

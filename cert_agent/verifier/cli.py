@@ -74,6 +74,7 @@ _PATH_LIST_KEYS = ("trust_anchors", "intermediates", "crls")
 def load_verifier_config(path: Path | None) -> VerifierConfig:
     """Read the TOML file: every key known and of its type (errors name the key), paths
     relative to the file."""
+    from cert_agent.verifier.store import is_postgresql
     from cert_agent.verifier.validation import REVOCATION_MODES
 
     config = VerifierConfig()
@@ -123,11 +124,9 @@ def load_verifier_config(path: Path | None) -> VerifierConfig:
     return config
 
 
-def is_postgresql(location: str | Path) -> bool:
-    return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
-
-
 def _database(text: str) -> Path | str:
+    from cert_agent.verifier.store import is_postgresql
+
     return text if is_postgresql(text) else Path(text)
 
 

@@ -21,7 +21,7 @@ from aiohttp import web
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
 from cert_agent.verifier.app import create_app
 from cert_agent.verifier.login import LoginService
-from cert_agent.verifier.store import Store
+from cert_agent.verifier.store import SqlStore, Store
 from demo.services import OUTBOX, seeded_login_service
 from softhsm_fixtures import Fixtures
 from softhsm_fixtures.seed import verifier_records
@@ -189,3 +189,16 @@ class VerifierProcess:
     def last_code(self) -> str:
         lines = (self.directory / "outbox.jsonl").read_text(encoding="utf-8").splitlines()
         return str(json.loads(lines[-1])["code"])
+
+
+BOUNDED_TABLES = ("challenges", "login_attempts", "sessions", "sms_sends", "failures", "audit")
+
+
+async def row_counts(store: SqlStore) -> dict[str, int]:
+    """Rows in each table the purge bounds (and the audit log, which it keeps)."""
+    counts: dict[str, int] = {}
+    async with store.database.connection() as db:
+        for table in BOUNDED_TABLES:
+            row = await db.fetchone(f"SELECT COUNT(*) AS n FROM {table}")
+            counts[table] = int(row["n"]) if row else 0
+    return counts

@@ -320,12 +320,3 @@ class SqlStore:
             deleted["sms_sends"] = await db.execute("DELETE FROM sms_sends WHERE at < ?", (keep_sends_since,))
             deleted["failures"] = await db.execute("DELETE FROM failures WHERE day < ?", (today,))
         return deleted
-
-    async def row_counts(self) -> dict[str, int]:
-        """Rows per table that the purge bounds (for operations and the growth test)."""
-        counts: dict[str, int] = {}
-        async with self.database.connection() as db:
-            for table in ("challenges", "login_attempts", "sessions", "sms_sends", "failures", "audit"):
-                row = await db.fetchone(f"SELECT COUNT(*) AS n FROM {table}")
-                counts[table] = int(row["n"]) if row else 0
-        return counts

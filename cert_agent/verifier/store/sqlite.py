@@ -67,11 +67,10 @@ class _SqliteConnection:
 class SqliteDatabase:
     dialect = Dialect.SQLITE
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
         self._connection = _SqliteConnection(db)
         self._lock = asyncio.Lock()
-        self.path = path
 
     @classmethod
     async def open(cls, path: Path | str, *, busy_timeout_ms: int = 5000) -> SqliteDatabase:
@@ -93,7 +92,7 @@ class SqliteDatabase:
             with suppress(Exception):
                 await db.close()  # stop its thread, which would otherwise outlive the event loop
             raise
-        return cls(db, Path(path))
+        return cls(db)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[_SqliteConnection]:
