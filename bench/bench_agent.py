@@ -31,7 +31,7 @@ import aiohttp
 import PyKCS11
 
 from softhsm_fixtures import Fixtures, build_fixtures
-from tests.harness.processes import descendants
+from tests.harness.processes import tree_pss_kib
 
 ORIGIN = "https://etax.example.com"
 CONCURRENT_CERTS = ["hairun-ec", "xinda-ec", "hengxin-ec", "shuangzheng-ec", "chuxin-ec"]
@@ -165,13 +165,13 @@ async def main() -> None:
             url = f"ws://127.0.0.1:{port}/ws"
             await asyncio.sleep(3)  # idle: the first scan is done, no page has connected
             idle_main = rss_kib(daemon.pid)
-            idle_total = idle_main + sum(rss_kib(pid) for pid in descendants(daemon.pid))
+            idle_total = tree_pss_kib(daemon.pid)
 
             agent_times = await agent_round_trips(url, fixtures, args.rounds)
             direct_times = direct_round_trips(fixtures, args.rounds)
             serial_rate = 1 / statistics.median(direct_times)
             errors, elapsed = await concurrent_load(url, fixtures, 100, 10)
-            busy_total = rss_kib(daemon.pid) + sum(rss_kib(pid) for pid in descendants(daemon.pid))
+            busy_total = tree_pss_kib(daemon.pid)
         finally:
             daemon.terminate()
             daemon.wait(timeout=20)
@@ -187,10 +187,10 @@ async def main() -> None:
         f"  errors: {errors}; {1000 / elapsed:.0f} authentications/s; serial direct on one token: {serial_rate:.0f}/s"
     )
     print(f"  throughput / serial direct rate: {(1000 / elapsed) / serial_rate:.2f}")
-    print("memory (RSS)")
-    print(f"  idle daemon, main process: {idle_main / 1024:.1f} MB (goal <= 45 MB)")
-    print(f"  idle daemon with its discovery worker: {idle_total / 1024:.1f} MB")
-    print(f"  after the load, with {len(CONCURRENT_CERTS)} token workers: {busy_total / 1024:.1f} MB")
+    print("memory")
+    print(f"  idle daemon, main process (RSS): {idle_main / 1024:.1f} MB (goal <= 45 MB)")
+    print(f"  idle, the whole agent (PSS; a worker per present token): {idle_total / 1024:.1f} MB")
+    print(f"  after the load (PSS): {busy_total / 1024:.1f} MB")
 
 
 if __name__ == "__main__":

@@ -26,19 +26,9 @@ import aiohttp
 from softhsm_fixtures import build_fixtures
 from softhsm_fixtures.catalog import CertSpec, TokenSpec
 from tests.harness.agent import ALLOWED_ORIGIN, Client, free_port
-from tests.harness.processes import descendants
+from tests.harness.processes import tree_pss_kib
 
 NONCE = base64.b64encode(os.urandom(32)).decode()
-
-
-def pss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        pass
-    return 0
 
 
 def specs(count: int) -> tuple[TokenSpec, ...]:
@@ -81,7 +71,7 @@ async def measure(count: int) -> dict[str, float]:
                     started = time.perf_counter()
                     await client.call("listCertificates")
                     listing.append(time.perf_counter() - started)
-                pss = pss_kib(daemon.pid) + sum(pss_kib(pid) for pid in descendants(daemon.pid))
+                pss = tree_pss_kib(daemon.pid)
         finally:
             daemon.terminate()
             daemon.wait(timeout=30)
