@@ -38,4 +38,4 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'  # dev = desktop + verifier + test tools
-.venv/bin/python -c 'import PyKCS11, smartcard, cert_agent' # fail here, not later, if an install went wrong
+.venv/bin/python -c 'import pkcs11, PyKCS11, smartcard, cert_agent' # fail here, not later, if an install went wrong

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
 import os
-import signal
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -27,6 +26,7 @@ from tests.harness.agent import (
     running_agent,
     verify_auth_token,
 )
+from tests.harness.hang import media_that_can_hang
 
 # --- basics -----------------------------------------------------------------------------------
 
@@ -268,17 +268,14 @@ async def test_several_requests_on_one_connection_are_answered_by_id(agent: Runn
     assert all("result" in reply for reply in replies.values())
 
 
-async def test_a_stalled_token_blocks_neither_other_tokens_nor_the_daemon(fixtures: Fixtures) -> None:
-    async with running_agent(fixtures, operation_timeout=3.0) as agent:
-        slow_id, slow_cert = certificate_of(fixtures, "hairun-ec")
-        fast_id, fast_cert = certificate_of(fixtures, "xinda-ec")
-        async with connect(agent) as client:
-            assert "result" in await client.call("verifyPin", tokenId=slow_id, pin="112233")  # worker is up
-            # SIGSTOP the slow token's worker: a real process that stops answering, as a worker
-            # stuck in a PKCS#11 call to a hung medium does. (No SoftHSM2 token can be made to hang.)
-            (pid,) = agent.service.worker_pids()[slow_id]
-            os.kill(pid, signal.SIGSTOP)
-            try:
+async def test_a_stalled_token_blocks_neither_other_tokens_of_its_module_nor_the_daemon(
+    fixtures: Fixtures, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    slow_id, slow_cert = certificate_of(fixtures, "hairun-ec")
+    fast_id, fast_cert = certificate_of(fixtures, "xinda-ec")  # same module, same worker process
+    with media_that_can_hang(monkeypatch, tmp_path) as media:  # a double: see tests/hang
+        async with running_agent(fixtures, operation_timeout=3.0) as agent, connect(agent) as client:
+            with media.hung(fixtures.token_of("hairun-ec").serial):
                 await client.ws.send_json(
                     {
                         "id": "slow",
@@ -293,9 +290,7 @@ async def test_a_stalled_token_blocks_neither_other_tokens_nor_the_daemon(fixtur
                 assert "result" in await client.call("listCertificates")
                 slow = await client.reply("slow", timeout=10)
                 assert slow["error"]["code"] == "TOKEN_TIMEOUT"
-            finally:
-                with contextlib.suppress(ProcessLookupError):  # the agent killed it on time-out
-                    os.kill(pid, signal.SIGCONT)
+            # the medium answers again: the hung call ends, and the token serves the next one
             again = await client.call(
                 "authenticate", tokenId=slow_id, certId=slow_cert, pin="112233", challengeNonce=NONCE
             )

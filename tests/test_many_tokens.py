@@ -1,14 +1,13 @@
 """Twenty media at once, of two real PKCS#11 implementations (18 SoftHSM2 tokens and 2 tpm2-pkcs11
 tokens), as an agency keeps its clients' UKeys on one PC: all listed with distinct ids, each
-usable, and one hung token's worker (stopped with SIGSTOP: no real module can be made to hang)
-delays nothing but its own request."""
+usable, and hung media delay nothing but their own requests: a TPM that stops answering (its
+process stopped: real, and it hangs both of its tokens) and one SoftHSM2 token stuck in C_Login
+while the 17 others of its module, in the same worker process, go on (a double: see tests/hang)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 from softhsm_fixtures import Fixtures, build_fixtures
 from softhsm_fixtures.catalog import TAXPAYERS, CertSpec, TokenSpec
 from tests.harness.agent import ALLOWED_ORIGIN, NONCE, connect, running_agent, verify_auth_token
+from tests.harness.hang import media_that_can_hang
 from tests.harness.tpm import SoftwareTpm, tpm_available
 
 pytestmark = pytest.mark.skipif(
@@ -46,39 +46,40 @@ def twenty(tmp_path: Path) -> Iterator[tuple[Fixtures, SoftwareTpm]]:
         tpm.stop()
 
 
-async def test_twenty_tokens_of_two_modules_are_listed_usable_and_one_hung_token_delays_no_other(
-    twenty: tuple[Fixtures, SoftwareTpm],
+async def test_twenty_tokens_of_two_modules_are_listed_usable_and_hung_media_delay_no_other(
+    twenty: tuple[Fixtures, SoftwareTpm], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     fixtures, tpm = twenty
     modules = (fixtures.module, tpm.module)
-    async with running_agent(fixtures, modules=modules, operation_timeout=5.0) as agent, connect(agent) as client:
-        tokens = (await client.call("listCertificates"))["result"]["tokens"]
-        assert len(tokens) == 20 and len({t["tokenId"] for t in tokens}) == 20
-        assert sum(t["module"] == tpm.module for t in tokens) == 2
+    with media_that_can_hang(monkeypatch, tmp_path) as media:
+        async with running_agent(fixtures, modules=modules, operation_timeout=5.0) as agent, connect(agent) as client:
+            tokens = (await client.call("listCertificates"))["result"]["tokens"]
+            assert len(tokens) == 20 and len({t["tokenId"] for t in tokens}) == 20
+            in_tpm = [t for t in tokens if t["module"] == tpm.module]
+            in_softhsm = [t for t in tokens if t["module"] == fixtures.module]
+            assert len(in_tpm) == 2
 
-        def request(token: dict[str, Any]) -> dict[str, Any]:
-            cert_id = token["certificates"][0]["certId"]
-            return {"tokenId": token["tokenId"], "certId": cert_id, "pin": PIN, "challengeNonce": NONCE}
+            def request(token: dict[str, Any]) -> dict[str, Any]:
+                cert_id = token["certificates"][0]["certId"]
+                return {"tokenId": token["tokenId"], "certId": cert_id, "pin": PIN, "challengeNonce": NONCE}
 
-        hung = tokens[0]
-        (pid,) = agent.service.worker_pids()[hung["tokenId"]]  # started when the token appeared
-        os.kill(pid, signal.SIGSTOP)
-        try:
-            await client.ws.send_json({"id": "hung", "method": "authenticate", "params": request(hung)})
+            hung = [in_softhsm[0], *in_tpm]
+            with media.hung(in_softhsm[0]["serial"]), tpm.stalled():
+                for n, token in enumerate(hung):
+                    await client.ws.send_json({"id": f"hung{n}", "method": "authenticate", "params": request(token)})
 
-            async def one_after_another() -> list[dict[str, Any]]:
-                async with connect(agent) as tab:  # another tab: a user logging in to the next client
-                    return [await tab.call("authenticate", **request(t)) for t in tokens[1:]]
+                async def one_after_another() -> list[dict[str, Any]]:
+                    async with connect(agent) as tab:  # another tab: a user logging in to the next client
+                        return [await tab.call("authenticate", **request(t)) for t in in_softhsm[1:]]
 
-            # all nineteen answered before the hung one's time-out (5 s)
-            others = await asyncio.wait_for(one_after_another(), timeout=4)
-            for reply in others:
-                assert "result" in reply, reply
-                verify_auth_token(reply["result"]["authToken"], ALLOWED_ORIGIN, NONCE)
-            stuck = await client.reply("hung", timeout=15)
-            assert stuck["error"]["code"] == "TOKEN_TIMEOUT"
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
-        again = await client.call("authenticate", **request(hung))
-        verify_auth_token(again["result"]["authToken"], ALLOWED_ORIGIN, NONCE)
+                # all seventeen answered before the hung ones' time-out (5 s)
+                others = await asyncio.wait_for(one_after_another(), timeout=4)
+                for reply in others:
+                    assert "result" in reply, reply
+                    verify_auth_token(reply["result"]["authToken"], ALLOWED_ORIGIN, NONCE)
+                for n in range(len(hung)):
+                    stuck = await client.reply(f"hung{n}", timeout=15)
+                    assert stuck["error"]["code"] == "TOKEN_TIMEOUT"
+            for token in hung:  # the media answer again, with no restart
+                again = await client.call("authenticate", **request(token))
+                verify_auth_token(again["result"]["authToken"], ALLOWED_ORIGIN, NONCE)

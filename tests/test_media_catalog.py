@@ -39,6 +39,20 @@ def test_an_atr_matches_under_its_mask() -> None:
     assert catalog.for_atr(TEST_ATR[:-1]) is None
 
 
+@pytest.mark.parametrize(
+    "atr",
+    [  # the ePass2003 ATRs OpenSC's source lists: 2012, and 2022 initialised by OpenSC or by Feitian
+        "3B9F958131FE9F006646530501001171DF00000390 0080",
+        "3B9F958131FE9F006646530523002571DF00000390 0096",
+        "3B9F958131FE9F006646530523002571DF00000000 0005",
+    ],
+)
+def test_a_vendor_atr_from_a_public_source_names_its_driver(atr: str) -> None:
+    entry = load_catalog(Path("cert_agent/drivers/media.json")).for_atr(bytes.fromhex(atr.replace(" ", "")))
+    assert entry is not None and entry.id == "feitian-epass2003" and not entry.test
+    assert "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so" in entry.module_files("linux")
+
+
 GOOD: dict[str, Any] = {
     "id": "x", "name": "x", "medium": None, "test": True, "manufacturer": None, "model": None, "atrs": [],
     "modules": {}, "pinMaxTries": None, "reinitForNewTokens": False, "loadByDefault": False, "source": "tests",

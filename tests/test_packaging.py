@@ -1,5 +1,5 @@
 """Two programs from one source tree: a taxpayer's desktop install never pulls the verifier's
-dependencies, and a server install never needs PyKCS11, pyscard or a C compiler."""
+dependencies, and a server install never needs python-pkcs11, pyscard or a C compiler."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DESKTOP_ONLY = {"pykcs11", "pyscard", "platformdirs"}
+DESKTOP_ONLY = {"python-pkcs11", "pyscard", "platformdirs"}
 VERIFIER_ONLY = {"pyhanko-certvalidator", "uritools", "oscrypto"}
 
 
@@ -33,7 +33,7 @@ def _would_install(extra: str) -> set[str]:
 
 def test_a_desktop_install_pulls_no_verifier_dependency() -> None:
     names = _would_install("desktop")
-    assert {"pykcs11", "pyscard", "cryptography", "aiohttp"} <= names
+    assert {"python-pkcs11", "pyscard", "cryptography", "aiohttp"} <= names
     assert not names & VERIFIER_ONLY, names & VERIFIER_ONLY
 
 
@@ -51,7 +51,7 @@ def _modules_loaded_by(*modules: str) -> set[str]:
 
 def test_the_verifier_side_imports_nothing_of_the_desktop_side() -> None:
     loaded = _modules_loaded_by("cert_agent.verifier.app", "cert_agent.verifier.cli", "cert_agent.verifier.validation")
-    assert not {m for m in loaded if m.split(".")[0] in ("PyKCS11", "smartcard", "platformdirs")}
+    assert not {m for m in loaded if m.split(".")[0] in ("pkcs11", "smartcard", "platformdirs")}
     assert not {m for m in loaded if m.startswith(("cert_agent.agent", "cert_agent.drivers"))}
 
 
@@ -63,13 +63,13 @@ def test_the_desktop_side_imports_nothing_of_the_verifier_side() -> None:
 
 def test_the_shared_part_needs_neither_side() -> None:
     loaded = _modules_loaded_by("cert_agent.common.webeid", "cert_agent.common.errors", "cert_agent.common.taxpayer_id")
-    assert not {m for m in loaded if m.split(".")[0] in ("PyKCS11", "smartcard", "pyhanko_certvalidator")}
+    assert not {m for m in loaded if m.split(".")[0] in ("pkcs11", "smartcard", "pyhanko_certvalidator")}
     assert not {m for m in loaded if m.startswith(("cert_agent.agent", "cert_agent.drivers", "cert_agent.verifier"))}
 
 
 @pytest.mark.parametrize(
     ("command", "hidden", "extra"),
-    [("cert_agent.agent.cli", "PyKCS11", "desktop"), ("cert_agent.verifier.cli", "pyhanko_certvalidator", "verifier")],
+    [("cert_agent.agent.cli", "pkcs11", "desktop"), ("cert_agent.verifier.cli", "pyhanko_certvalidator", "verifier")],
 )
 def test_a_command_without_its_extra_says_what_to_install(command: str, hidden: str, extra: str) -> None:
     # Building a second environment without the extra would need a network install in the

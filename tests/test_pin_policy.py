@@ -67,7 +67,9 @@ def test_a_pin_crosses_the_worker_pipe_only_inside_a_typed_request() -> None:
     from cert_agent.agent import worker_protocol as wire
 
     request = wire.VerifyPin("module#serial", Pin("Qd2026tax"))
-    received = wire.loads(wire.dumps(request))
+    envelope = wire.loads(wire.dumps(wire.Envelope(1, request, timeout=5.0)))
+    assert isinstance(envelope, wire.Envelope)
+    received = envelope.request
     assert isinstance(received, wire.VerifyPin) and received.pin is not None and received.pin.reveal() == b"Qd2026tax"
     assert "Qd2026tax" not in repr(received)
     with pytest.raises(TypeError):

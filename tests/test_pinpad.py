@@ -1,7 +1,7 @@
 """PIN-pad readers (CKF_PROTECTED_AUTHENTICATION_PATH): the token is marked ``pinPad`` and the
 agent logs in and changes the PIN with no PIN from the page, so the reader collects it.
 
-The reader is a test double at the PyKCS11 boundary (tests/pinpad/sitecustomize.py, loaded into a
+The reader is a test double at the driver's PKCS#11 boundary (tests/pinpad/sitecustomize.py, loaded into a
 `cert-agent serve` process of this test's own through PYTHONPATH): no available module or reader
 has a PIN pad. Everything else is real: the daemon, its workers, SoftHSM2 checking the PINs,
 signing, and storing the new PIN."""
@@ -34,7 +34,7 @@ PIN_PAD_DOUBLE = Path(__file__).parent / "pinpad"
 
 @asynccontextmanager
 async def agent_with_pin_pads(fixtures: Fixtures, keypad: Path) -> AsyncIterator[Client]:
-    """`cert-agent serve` whose PyKCS11 sees a PIN pad on every reader; a page's connection."""
+    """`cert-agent serve` whose driver sees a PIN pad on every reader; a page's connection."""
     port = free_port()
     env = fixtures.env.environ() | {
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PIN_PAD_DOUBLE), os.environ.get("PYTHONPATH")])),

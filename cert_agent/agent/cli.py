@@ -24,7 +24,7 @@ from cert_agent.common.running import require_extra
 from cert_agent.drivers.modules import default_modules
 from cert_agent.drivers.pin import Pin
 
-if TYPE_CHECKING:  # the driver (PyKCS11, cryptography) loads only for the commands that use it
+if TYPE_CHECKING:  # the driver (python-pkcs11, cryptography) loads only for the commands that use it
     from cert_agent.drivers.pkcs11 import Pkcs11Driver
 
 EXIT_OK = 0
@@ -452,7 +452,7 @@ def _print_table(out: TextIO, headers: list[str], rows: list[list[str]]) -> None
 
 
 def run() -> None:
-    require_extra("desktop", "PyKCS11", "smartcard", "platformdirs")
+    require_extra("desktop", "pkcs11", "smartcard", "platformdirs")
     sys.exit(main())
 
 

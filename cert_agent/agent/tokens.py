@@ -1,8 +1,8 @@
 """The daemon's view of the tokens: worker processes, a cached scan, and token events.
 
-``TokenService`` owns the worker processes (see ``worker.py``), keeps the latest scan of tokens
-and certificates, scans again every ``poll_interval`` seconds (and at once after a PIN
-operation), and tells subscribers when a token appears, disappears or changes state.
+``TokenService`` owns the worker processes (one per PKCS#11 module, see ``worker.py``), keeps the
+latest scan of tokens and certificates, scans again every ``poll_interval`` seconds (and at once
+after a PIN operation), and tells subscribers when a token appears, disappears or changes state.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass, replace
 
@@ -23,7 +24,6 @@ from cert_agent.agent.worker_protocol import (
     Sign,
     TokenView,
     VerifyPin,
-    WorkerRequest,
 )
 from cert_agent.agent.workerproc import WorkerProcess
 from cert_agent.common.algorithms import SignatureAlgorithm
@@ -34,7 +34,6 @@ from cert_agent.drivers.models import CKF_USER_PIN_LOCKED, MediumProblem, Module
 from cert_agent.drivers.pin import Pin
 
 log = logging.getLogger("cert_agent.tokens")
-DISCOVERY = "discovery"
 REMOVAL_SCANS = 2  # consecutive scans that must miss a token before it counts as removed
 IN_USE_GRACE = 2.0  # seconds after a PIN operation during which a scan's miss does not count
 
@@ -63,7 +62,8 @@ class TokenEvent:
 class TokenService:
     def __init__(self, config: AgentConfig) -> None:
         self._config = config
-        self._workers: dict[str, WorkerProcess] = {}
+        self._workers: dict[str, WorkerProcess] = {}  # by module
+        self._unloadable: dict[str, tuple[ModuleProblem, ...]] = {}  # modules that failed to load
         self._tokens: dict[str, TokenView] = {}
         self._problems: tuple[ModuleProblem, ...] = ()
         self._subscribers: set[asyncio.Queue[TokenEvent | CardEvent]] = set()
@@ -129,10 +129,15 @@ class TokenService:
         self._subscribers.discard(queue)
 
     def worker_pids(self) -> dict[str, list[int]]:
-        """Process ids of the workers, by token id (and "discovery"): for status and tests."""
-        return {key: [w.pid] for key, w in self._workers.items() if w.pid is not None}
+        """Process ids of the workers, by module and by the token ids each serves: for status
+        and tests."""
+        pids = {module: [w.pid] for module, w in self._workers.items() if w.pid is not None}
+        for token_id, view in self._tokens.items():
+            if view.token.module in pids:
+                pids[token_id] = pids[view.token.module]
+        return pids
 
-    # --- token operations (each in the token's own worker) ------------------------------------
+    # --- token operations (each in its module's worker, on the token's own thread) ------------
 
     def pin_gate(self, token_id: str) -> asyncio.Lock:
         """Held around each PIN-bearing request for ``token_id``: one at a time reaches the token,
@@ -182,7 +187,7 @@ class TokenService:
         return min(known) if known else None
 
     async def _with_pin(self, request: VerifyPin | ChangePin | Sign) -> ScanResult | bytes | None:
-        """A PIN-bearing call in the token's worker. Wrong PINs are counted here, per token, so
+        """A PIN-bearing call in the token's module worker. Wrong PINs are counted here, per token, so
         that the count survives a worker restart; a right PIN starts the count again."""
         token_id = request.token_id
         try:
@@ -230,15 +235,45 @@ class TokenService:
         self._wake.set()
 
     async def refresh(self) -> None:
-        """Scan now (or wait for the scan under way) and publish what changed."""
+        """Scan every module now (or wait for the scan under way) and publish what changed. A
+        module whose worker does not answer keeps its tokens as they were."""
         async with self._scan_lock:
             cards_version = self._cards_version
-            result = await self._call(DISCOVERY, Scan())
-            if not isinstance(result, ScanResult):
-                raise WorkerFailed("discovery: no scan in the reply")
-            self._publish(result)
+            modules = list(dict.fromkeys(self._config.modules))
+            results = await asyncio.gather(*(self._scan(module) for module in modules))
+            views: list[TokenView] = []
+            problems: list[ModuleProblem] = []
+            silent: set[str] = set()
+            for module, result in zip(modules, results, strict=True):
+                if result is None:
+                    silent.add(module)
+                    continue
+                views.extend(result.tokens)
+                problems.extend(result.problems)
+            self._publish(ScanResult(tuple(views), tuple(problems)), silent)
             if cards_version == self._cards_version:  # the scan saw the cards as they are now
                 self._judge_cards()
+
+    async def _scan(self, module: str) -> ScanResult | None:
+        """One module's tokens, or None when its worker did not answer. A module that did not
+        load is not kept running: its problem is reported from then on."""
+        if module in self._unloadable:
+            return ScanResult((), self._unloadable[module])
+        try:
+            result = await self._worker(module).call(Scan(), timeout=self._config.operation_timeout)
+        except TimeoutError:
+            log.warning("module %s did not answer a scan within %ss", module, self._config.operation_timeout)
+            return None
+        except WorkerFailed:
+            log.warning("the worker of module %s died; it will be restarted", module)
+            self._discard(module)
+            return None
+        if not isinstance(result, ScanResult):
+            return None
+        if any(problem.module == module for problem in result.problems):  # it did not load
+            self._unloadable[module] = result.problems
+            self._discard(module)
+        return result
 
     # --- readers and cards (PC/SC) -------------------------------------------------------------
 
@@ -302,10 +337,14 @@ class TokenService:
             except Exception:  # the poller must survive anything a module does
                 log.exception("token scan failed")
 
-    def _publish(self, result: ScanResult) -> None:
+    def _publish(self, result: ScanResult, silent: set[str]) -> None:
         new = {view.token_id: view for view in result.tokens}
         seen = set(new)
         old = self._tokens
+        for token_id, view in old.items():
+            if view.token.module in silent and token_id not in new:
+                new[token_id] = view  # its module did not answer: nothing is known, nothing changes
+                seen.add(token_id)
         # A token counts as removed only when two scans in a row miss it, and never while a PIN
         # operation is under way on it: a medium being written (SoftHSM2 rewrites its store after
         # a wrong PIN) can be missed by a re-initialization, and a glitch must not kill the worker
@@ -323,11 +362,9 @@ class TokenService:
         for token_id in old.keys() - new.keys():
             self._missed.pop(token_id, None)
             log.info("token removed: %s", old[token_id].token.serial)
-            self._discard(token_id)
             self._emit(TokenEvent("tokenRemoved", token_id, None))
         for token_id in new.keys() - old.keys():
             log.info("token inserted: %s (%s)", new[token_id].token.serial, new[token_id].token.medium.value)
-            self._worker(token_id)  # started now (a fork), so the first PIN the user types waits for none
             self._emit(TokenEvent("tokenInserted", token_id, self._shown(new[token_id])))
         for token_id in new.keys() & old.keys():
             if new[token_id].token.pin_state != old[token_id].token.pin_state:
@@ -350,36 +387,33 @@ class TokenService:
 
     # --- workers ------------------------------------------------------------------------------
 
-    async def _call(self, key: str, request: WorkerRequest) -> ScanResult | bytes | None:
-        if key != DISCOVERY and key not in self._tokens:
-            raise TokenNotFound(key)
-        worker = self._worker(key)
+    async def _call(self, token_id: str, request: VerifyPin | ChangePin | Sign) -> ScanResult | bytes | None:
+        view = self._tokens.get(token_id)
+        if view is None:
+            raise TokenNotFound(token_id)
+        module = view.token.module
         try:
-            return await worker.call(request, timeout=self._config.operation_timeout)
+            return await self._worker(module).call(request, timeout=self._config.operation_timeout)
         except TimeoutError:
-            if isinstance(request, ChangePin):
-                # Killing a module mid-write can tear the medium's store (SoftHSM2 rewrites its
-                # token file in place): the write may finish; the next call waits for it once
-                # more, and only a worker still silent then is restarted.
-                log.warning("worker %s did not finish a PIN change within %ss", key, self._config.operation_timeout)
-            else:
-                log.warning("worker %s did not answer within %ss; restarting it", key, self._config.operation_timeout)
-                self._discard(key)
-            raise TokenTimeout(key) from None
+            # The call goes on in the token's own thread of the worker; nothing is killed (a
+            # module killed mid-write can tear the medium's store, and the worker serves other
+            # tokens). The token's next requests wait behind it, each at most the same time.
+            log.warning("token %s did not answer within %ss", token_id, self._config.operation_timeout)
+            raise TokenTimeout(token_id) from None
         except WorkerFailed:
-            if key != DISCOVERY and key not in self._tokens:
-                raise TokenNotPresent(key) from None  # its worker went with the token
-            log.warning("worker %s died; it will be restarted", key)
-            self._discard(key)
+            log.warning("the worker of module %s died; it will be restarted", module)
+            self._discard(module)
+            if token_id not in self._tokens:
+                raise TokenNotPresent(token_id) from None
             raise
 
-    def _worker(self, key: str) -> WorkerProcess:
-        worker = self._workers.get(key)
-        if worker is None:
-            # The discovery worker loads every module; a token's worker only the token's own.
-            modules = list(self._config.modules) if key == DISCOVERY else [self._tokens[key].token.module]
-            worker = WorkerProcess(key, modules)
-            self._workers[key] = worker
+    def _worker(self, module: str) -> WorkerProcess:
+        worker = self._workers.get(module)
+        if worker is None or not worker.alive:
+            if worker is not None:
+                worker.kill()
+            worker = WorkerProcess(os.path.basename(module), module)
+            self._workers[module] = worker
         return worker
 
     def _discard(self, key: str) -> None:

@@ -1,20 +1,42 @@
-"""What runs inside a token worker process: a Pkcs11Driver serving typed requests.
+"""What runs inside a module's worker process: a Pkcs11Driver serving typed requests, one thread
+per token.
 
-The daemon keeps PKCS#11 out of its own process because PyKCS11 holds the GIL during C calls:
-one slow token would stall the event loop. There is one discovery worker (scans tokens and
-their certificates) and one worker per token (PIN checks and signatures), so a slow or
-vanished token stalls only its own worker. Requests and replies are the types of
-``worker_protocol``; every PIN a request carries is wiped when the request has been served.
+The daemon keeps PKCS#11 out of its own process: a module that crashes takes only its worker
+with it, and the daemon's memory holds no module. There is one worker per PKCS#11 module. Inside
+it every token has a lane (a thread of its own) and scans have one more, so a token whose call
+hangs holds up only its own lane: python-pkcs11 releases the GIL during PKCS#11 calls, and the
+module is initialized for threads. Requests and replies are the types of ``worker_protocol``;
+every PIN a request carries is wiped when the request has been served (or dropped).
+
+Started as ``python -m cert_agent.agent.worker FD MODULE`` (``workerproc``) with FD one end of a
+socket pair; on Windows through multiprocessing (``serve`` with a pipe).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 
 from cert_agent.agent import worker_protocol as wire
-from cert_agent.agent.worker_protocol import ChangePin, Reply, Scan, ScanResult, Sign, TokenView, VerifyPin
+from cert_agent.agent.errors import TokenTimeout
+from cert_agent.agent.worker_protocol import (
+    ChangePin,
+    Envelope,
+    Reply,
+    Scan,
+    ScanResult,
+    Sign,
+    TokenView,
+    VerifyPin,
+    WorkerRequest,
+)
 from cert_agent.common.errors import CertAgentError
 from cert_agent.drivers.errors import TokenNotPresent
 from cert_agent.drivers.models import Token, TokenCertificate
@@ -22,31 +44,21 @@ from cert_agent.drivers.pin import wiped
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
 
 log = logging.getLogger("cert_agent.worker")
+SCAN_LANE = "scan"
 
 
 class Worker:
-    """One process's driver, the tokens it has seen, and their certificates (read once per
-    inserted token)."""
+    """One module's driver, the tokens it has seen, and their certificates (read once per
+    inserted token). Safe to call from the lanes' threads at the same time."""
 
-    def __init__(self, modules: list[str]) -> None:
+    def __init__(self, module: str) -> None:
         # No count of wrong PINs here: the daemon keeps it per token, so it survives a restart
         # of this process. Tries left reported from here come from the token's flags only.
-        self.driver = Pkcs11Driver(modules)
+        self.driver = Pkcs11Driver([module])
         self._known: dict[str, Token] = {}
         self._certificates: dict[str, tuple[TokenCertificate, ...]] = {}
-        self._warm_up()
 
-    def _warm_up(self) -> None:
-        """Look at the tokens and their mechanisms once, before any request: the first PIN a
-        user types then costs what every later one does."""
-        try:
-            for token in self.driver.tokens():
-                self._known[token.token_id] = token
-                self.driver.mechanisms(token)
-        except CertAgentError as exc:  # a token going away now is noticed by the request
-            log.info("warm-up: %s", exc.describe())
-
-    def handle(self, request: wire.WorkerRequest) -> ScanResult | bytes | None:
+    def handle(self, request: WorkerRequest) -> ScanResult | bytes | None:
         match request:
             case Scan():
                 return self.scan()
@@ -74,8 +86,14 @@ class Worker:
             if token.token_id not in self._certificates:
                 try:
                     self._certificates[token.token_id] = tuple(self.driver.certificates(token))
+                    # Ask for its mechanisms now: the first PIN a user types then costs what
+                    # every later one does.
+                    self.driver.mechanisms(token)
                 except TokenNotPresent:
                     continue  # pulled out between the two calls
+                except CertAgentError as exc:
+                    log.warning("reading token %s failed: %s", token.serial, exc.describe())
+                    continue
             views.append(TokenView(token, self._certificates[token.token_id]))
         return ScanResult(tuple(views), tuple(self.driver.problems))
 
@@ -87,23 +105,92 @@ class Worker:
         return token
 
 
-def serve(conn: Connection, modules: list[str]) -> None:
-    """The worker's loop: one request in, one reply out, until the daemon goes away."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's; it stops the workers
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
-    worker = Worker(modules)
-    while True:
+class Lanes:
+    """A thread per token (and one for scans): requests for one token run one after another, in
+    the order they came; requests for different tokens at the same time."""
+
+    def __init__(self, worker: Worker, conn: Connection) -> None:
+        self._worker = worker
+        self._conn = conn
+        self._send_lock = threading.Lock()
+        self._lanes: dict[str, ThreadPoolExecutor] = {}
+        self._lanes_lock = threading.Lock()  # the main thread adds lanes, the scan lane too
+
+    def submit(self, envelope: Envelope) -> None:
+        request = envelope.request
+        name = SCAN_LANE if isinstance(request, Scan) else request.token_id
+        self._lane(name).submit(self._serve, envelope, time.monotonic())
+
+    def _serve(self, envelope: Envelope, arrived: float) -> None:
+        request = envelope.request
         try:
-            request = wire.loads(conn.recv_bytes())
-        except (EOFError, OSError):
-            return  # the daemon went away
-        try:
-            if isinstance(request, Reply):
-                raise TypeError("a reply sent to a worker")
-            reply = Reply(value=worker.handle(request))
+            if time.monotonic() - arrived > envelope.timeout:
+                _wipe(request)  # its token was busy too long: the daemon has answered it already
+                raise TokenTimeout(getattr(request, "token_id", SCAN_LANE))
+            value = self._worker.handle(request)
+            if isinstance(value, ScanResult):
+                self._keep_lanes({view.token_id for view in value.tokens})
+            reply = Reply(envelope.number, value=value)
         except CertAgentError as exc:
-            reply = Reply(error=exc)
+            reply = Reply(envelope.number, error=exc)
         except Exception as exc:  # a bug must cost one request, not the worker
             log.exception("%s failed", type(request).__name__)
-            reply = Reply(error=CertAgentError(type(exc).__name__))
-        conn.send_bytes(wire.dumps(reply))
+            reply = Reply(envelope.number, error=CertAgentError(type(exc).__name__))
+        with self._send_lock, contextlib.suppress(OSError):  # OSError: the daemon went away
+            self._conn.send_bytes(wire.dumps(reply))
+
+    def _keep_lanes(self, present: set[str]) -> None:
+        """A lane for every token present, its thread started now (so a token's first request
+        waits for no thread to start); the lanes of tokens that went away end (a hung call's
+        thread ends with its call)."""
+        with self._lanes_lock:
+            for name in list(self._lanes):
+                if name != SCAN_LANE and name not in present:
+                    self._lanes.pop(name).shutdown(wait=False)
+        for name in present:
+            self._lane(name)
+
+    def _lane(self, name: str) -> ThreadPoolExecutor:
+        with self._lanes_lock:
+            lane = self._lanes.get(name)
+            if lane is None:
+                lane = self._lanes[name] = ThreadPoolExecutor(1, thread_name_prefix=f"lane-{name}")
+                lane.submit(lambda: None)  # start its thread now
+            return lane
+
+
+def _wipe(request: WorkerRequest) -> None:
+    for field in ("pin", "old", "new"):
+        pin = getattr(request, field, None)
+        if pin is not None:
+            pin.wipe()
+
+
+def serve(conn: Connection, module: str) -> None:
+    """The worker's loop: requests in, each to its token's lane; ends when the daemon goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's; it stops the workers
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
+    lanes = Lanes(Worker(module), conn)
+    while True:
+        try:
+            message = wire.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            break  # the daemon went away
+        if not isinstance(message, Envelope):
+            log.error("not a request: %s", type(message).__name__)
+            continue
+        lanes.submit(message)
+    # Leave without waiting for the lanes: a call that hangs in a module never returns.
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def main(argv: list[str]) -> None:
+    """``python -m cert_agent.agent.worker FD MODULE``: serve ``MODULE`` over socket ``FD``."""
+    fd, module = int(argv[0]), argv[1]
+    os.dup2(2, 1)  # what a module prints goes to stderr; stdout is the daemon's
+    serve(Connection(fd), module)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,8 +1,10 @@
-"""What crosses the pipe between the daemon and a token worker: typed requests and replies.
+"""What crosses the pipe between the daemon and a module's worker: typed requests and replies.
 
-Requests are frozen dataclasses; the worker answers each with the value its type promises (a
-``ScanResult``, ``None`` or the signature's ``bytes``) or with a typed error. Nothing is turned
-into JSON here: that happens at the WebSocket edge (``server.py``).
+Requests are frozen dataclasses, sent in a numbered :class:`Envelope`; the worker answers each
+with a :class:`Reply` of the same number carrying the value its type promises (a ``ScanResult``,
+``None`` or the signature's ``bytes``) or a typed error. Replies come in the order operations
+finish, not the order they were sent: a worker serves its tokens at the same time. Nothing is
+turned into JSON here: that happens at the WebSocket edge (``server.py``).
 
 A PIN travels as a ``Pin`` from the protocol edge to C_Login. ``Pin`` refuses to be pickled
 anywhere else; this module's ``dumps`` is the one place that may pickle it, for the pipe. The
@@ -74,9 +76,21 @@ class ScanResult:
 
 
 @dataclass(frozen=True)
-class Reply:
-    """The worker's answer: a value, or the error the operation raised."""
+class Envelope:
+    """A request, its number (the reply carries it back) and how long the daemon waits for the
+    answer: a request that has not started within ``timeout`` of its arrival (its token is busy
+    with a call that hangs) is not started at all, since nobody waits for it any more."""
 
+    number: int
+    request: WorkerRequest
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The worker's answer to request ``number``: a value, or the error the operation raised."""
+
+    number: int
     value: ScanResult | bytes | None = None
     error: CertAgentError | None = None
 
@@ -85,7 +99,7 @@ def _pin_for_the_pipe(pin: Pin) -> tuple[type[Pin], tuple[bytes]]:
     return Pin, (pin.reveal(),)
 
 
-def dumps(message: WorkerRequest | Reply) -> bytes:
+def dumps(message: Envelope | Reply) -> bytes:
     """Pickle a request (PINs included) or a reply for the worker pipe."""
     buffer = io.BytesIO()
     pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
@@ -95,8 +109,8 @@ def dumps(message: WorkerRequest | Reply) -> bytes:
     return buffer.getvalue()
 
 
-def loads(data: bytes) -> WorkerRequest | Reply:
+def loads(data: bytes) -> Envelope | Reply:
     message = pickle.loads(data)
-    if not isinstance(message, Scan | VerifyPin | ChangePin | Sign | Reply):
+    if not isinstance(message, Envelope | Reply):
         raise TypeError(f"not a worker message: {type(message).__name__}")
     return message

@@ -1,123 +1,128 @@
-"""The daemon's side of a token worker process: start it, call it, stop it.
+"""The daemon's side of a module's worker process: start it, call it, stop it.
 
-A worker is a child process that runs ``worker.serve`` and answers one request at a time over a
-pipe. This module imports nothing of PKCS#11, so the daemon's own process stays small.
+A worker (``worker.py``) serves one PKCS#11 module, each token on a thread of its own, so the
+daemon may have many calls to one worker under way at once: each request goes out numbered and
+its reply is matched by number when it comes back, in whatever order the tokens finish. This
+module imports nothing of PKCS#11, so the daemon's own process stays small.
 
-Where the OS can fork (Linux, macOS), workers are forked from multiprocessing's fork server, a
-process started once that has already imported the worker, the driver and PyKCS11: a new
-worker costs a fork, not an interpreter start (no cold start when a token appears), and the
-imported code's pages stay shared between all workers (memory grows little per token). The
-fork server holds no PKCS#11 module: each worker loads its own after the fork, with the
-daemon's environment of the moment (SOFTHSM2_CONF, TPM2_PKCS11_*, ...), which is sent along.
-Elsewhere (Windows) workers are started with "spawn".
+On Linux and macOS the worker is a plain ``python -m cert_agent.agent.worker`` child talking over
+one end of a socket pair (no multiprocessing machinery, whose fork server and resource tracker
+would cost two more processes); on Windows, multiprocessing's "spawn" with a pipe. Either way it
+starts with the daemon's environment of the moment (SOFTHSM2_CONF, TPM2_PKCS11_*, ...).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import multiprocessing
-import multiprocessing.context
 import os
+import socket
+import subprocess
+import sys
+import threading
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
+from typing import Any
 
 from cert_agent.agent import worker_protocol as wire
 from cert_agent.agent.errors import WorkerFailed
-from cert_agent.agent.worker_protocol import Reply, ScanResult, WorkerRequest
-
-PRELOADED = ["cert_agent.agent.forkserver"]  # what the fork server imports before any worker is forked
+from cert_agent.agent.worker_protocol import Envelope, Reply, ScanResult, WorkerRequest
 
 
-def _context() -> multiprocessing.context.BaseContext:
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(PRELOADED)
-        return context
-    return multiprocessing.get_context("spawn")
-
-
-def _run(conn: Connection, modules: list[str], environment: dict[str, str]) -> None:
-    os.environ.clear()  # the daemon's environment now, not the fork server's from its start
+def _run(conn: Any, module: str, environment: dict[str, str]) -> None:  # Windows: the spawned child
+    os.environ.clear()
     os.environ.update(environment)
     from cert_agent.agent import worker
 
-    worker.serve(conn, modules)
+    worker.serve(conn, module)
 
 
 class WorkerProcess:
-    def __init__(self, name: str, modules: list[str]) -> None:
-        context = _context()
+    def __init__(self, name: str, module: str) -> None:
         self.name = name
-        self._conn, child = context.Pipe()
-        self.process: BaseProcess = context.Process(  # type: ignore[attr-defined]
-            target=_run, args=(child, modules, dict(os.environ)), name=f"cert-agent-worker {name}", daemon=True
-        )
-        self.process.start()
-        child.close()
-        self._lock = asyncio.Lock()
-        self._unanswered = 0
-        self._waiting: asyncio.Future[None] | None = None  # the answer being waited for, if any
+        self._loop = asyncio.get_running_loop()
+        self._numbers = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Reply]] = {}
+        self._failed = False
+        self._process: subprocess.Popen[bytes] | multiprocessing.process.BaseProcess
+        if os.name == "posix":
+            ours, theirs = socket.socketpair()
+            command = [sys.executable, "-m", "cert_agent.agent.worker", str(theirs.fileno()), module]
+            self._process = subprocess.Popen(command, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+            theirs.close()
+            self._conn: Any = Connection(ours.detach())
+        else:
+            context = multiprocessing.get_context("spawn")
+            self._conn, child = context.Pipe()
+            self._process = context.Process(
+                target=_run, args=(child, module, dict(os.environ)), name=f"cert-agent-worker {name}", daemon=True
+            )
+            self._process.start()
+            child.close()
+        self._reader = threading.Thread(target=self._read, name=f"replies {name}", daemon=True)
+        self._reader.start()
 
     @property
     def pid(self) -> int | None:
-        return self.process.pid
+        return self._process.pid
+
+    @property
+    def alive(self) -> bool:
+        return not self._failed
 
     async def call(self, request: WorkerRequest, *, timeout: float) -> ScanResult | bytes | None:
         """Serve ``request`` in the worker; raises what it raised (a CertAgentError),
         TimeoutError when it does not answer within ``timeout``, WorkerFailed when the process
         died."""
-        async with self._lock:  # the worker serves one request at a time
+        if self._failed:
+            raise WorkerFailed(self.name)
+        number = next(self._numbers)
+        answer: asyncio.Future[Reply] = self._loop.create_future()
+        self._pending[number] = answer
+        try:
             try:
-                while self._unanswered:  # answers to requests whose callers went away
-                    await asyncio.wait_for(self._readable(), timeout)
-                    self._conn.recv_bytes()
-                    self._unanswered -= 1
-                self._conn.send_bytes(wire.dumps(request))
-                try:
-                    await asyncio.wait_for(self._readable(), timeout)
-                except (asyncio.CancelledError, TimeoutError):
-                    self._unanswered += 1  # the worker may still answer; the next call drops it
-                    raise
-                reply = wire.loads(self._conn.recv_bytes())
-            except TimeoutError:  # an OSError too: keep it apart from a broken pipe
-                raise
-            except (EOFError, OSError):
+                self._conn.send_bytes(wire.dumps(Envelope(number, request, timeout)))
+            except OSError:
                 raise WorkerFailed(self.name) from None
-        if not isinstance(reply, Reply):
-            raise WorkerFailed(f"{self.name}: not a reply")
+            reply = await asyncio.wait_for(answer, timeout)
+        finally:
+            self._pending.pop(number, None)  # a late answer to a caller gone away is dropped
         if reply.error is not None:
             raise reply.error
         return reply.value
 
-    async def _readable(self) -> None:
-        """Wait until the worker's answer (or its end) can be read, without a thread where the
-        event loop can watch the pipe itself (Unix), with one where it cannot (Windows)."""
-        loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = loop.create_future()
-        fd = self._conn.fileno()
+    def _read(self) -> None:
+        """The replies, as they come (a thread: the socket is read blocking, on every OS)."""
+        while True:
+            try:
+                message = wire.loads(self._conn.recv_bytes())
+            except (EOFError, OSError):
+                break
+            except Exception:
+                break
+            if isinstance(message, Reply):
+                self._loop.call_soon_threadsafe(self._deliver, message)
+        self._conn.close()  # here, not in kill(): never under a read in progress
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            self._loop.call_soon_threadsafe(self._fail)
 
-        def wake() -> None:
-            if not ready.done():
-                ready.set_result(None)
+    def _deliver(self, reply: Reply) -> None:
+        answer = self._pending.get(reply.number)
+        if answer is not None and not answer.done():
+            answer.set_result(reply)
 
-        try:
-            loop.add_reader(fd, wake)
-        except NotImplementedError:
-            await loop.run_in_executor(None, self._conn.poll, None)
-            return
-        self._waiting = ready
-        try:
-            await ready
-        finally:
-            self._waiting = None
-            loop.remove_reader(fd)
+    def _fail(self) -> None:
+        self._failed = True
+        for answer in self._pending.values():
+            if not answer.done():
+                answer.set_exception(WorkerFailed(self.name))
 
     def kill(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join(timeout=5)
-        if self._waiting is not None and not self._waiting.done():
-            self._waiting.set_result(None)  # wake the caller: its read fails at once (WorkerFailed)
-        with contextlib.suppress(OSError):
-            self._conn.close()
+        self._process.kill()
+        if isinstance(self._process, subprocess.Popen):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout=5)
+        else:
+            self._process.join(timeout=5)
+        self._fail()  # the reader sees the end of the socket and closes it

@@ -1,6 +1,6 @@
 """Signature algorithms by their JOSE names, as the Web eID token carries them.
 
-Plain data, importable without PyKCS11: the daemon's main process and the verifier use it; the
+Plain data, importable without a PKCS#11 binding: the daemon's main process and the verifier use it; the
 driver maps each algorithm to PKCS#11 mechanisms (``drivers/mechanisms.py``).
 """
 

@@ -11,42 +11,41 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
 
-import PyKCS11
 from asn1crypto.algos import DigestInfo
+from pkcs11 import MGF, Mechanism
 
 from cert_agent.common.algorithms import Padding, SignatureAlgorithm
 
 
 @dataclass(frozen=True)
 class HashSpec:
-    ckm: int  # the digest mechanism, for PSS parameters
-    mgf: int  # the matching MGF1
+    ckm: Mechanism  # the digest mechanism, for PSS parameters
+    mgf: MGF  # the matching MGF1
 
 
 HASHES = {
-    "sha256": HashSpec(PyKCS11.CKM_SHA256, PyKCS11.CKG_MGF1_SHA256),
-    "sha384": HashSpec(PyKCS11.CKM_SHA384, PyKCS11.CKG_MGF1_SHA384),
-    "sha512": HashSpec(PyKCS11.CKM_SHA512, PyKCS11.CKG_MGF1_SHA512),
+    "sha256": HashSpec(Mechanism.SHA256, MGF.SHA256),
+    "sha384": HashSpec(Mechanism.SHA384, MGF.SHA384),
+    "sha512": HashSpec(Mechanism.SHA512, MGF.SHA512),
 }
 
 
 _COMBINED = {
-    SignatureAlgorithm.ES256: PyKCS11.CKM_ECDSA_SHA256,
-    SignatureAlgorithm.ES384: PyKCS11.CKM_ECDSA_SHA384,
-    SignatureAlgorithm.ES512: PyKCS11.CKM_ECDSA_SHA512,
-    SignatureAlgorithm.PS256: PyKCS11.CKM_SHA256_RSA_PKCS_PSS,
-    SignatureAlgorithm.PS384: PyKCS11.CKM_SHA384_RSA_PKCS_PSS,
-    SignatureAlgorithm.PS512: PyKCS11.CKM_SHA512_RSA_PKCS_PSS,
-    SignatureAlgorithm.RS256: PyKCS11.CKM_SHA256_RSA_PKCS,
-    SignatureAlgorithm.RS384: PyKCS11.CKM_SHA384_RSA_PKCS,
-    SignatureAlgorithm.RS512: PyKCS11.CKM_SHA512_RSA_PKCS,
+    SignatureAlgorithm.ES256: Mechanism.ECDSA_SHA256,
+    SignatureAlgorithm.ES384: Mechanism.ECDSA_SHA384,
+    SignatureAlgorithm.ES512: Mechanism.ECDSA_SHA512,
+    SignatureAlgorithm.PS256: Mechanism.SHA256_RSA_PKCS_PSS,
+    SignatureAlgorithm.PS384: Mechanism.SHA384_RSA_PKCS_PSS,
+    SignatureAlgorithm.PS512: Mechanism.SHA512_RSA_PKCS_PSS,
+    SignatureAlgorithm.RS256: Mechanism.SHA256_RSA_PKCS,
+    SignatureAlgorithm.RS384: Mechanism.SHA384_RSA_PKCS,
+    SignatureAlgorithm.RS512: Mechanism.SHA512_RSA_PKCS,
 }
 _RAW = {
-    Padding.ECDSA: PyKCS11.CKM_ECDSA,
-    Padding.PSS: PyKCS11.CKM_RSA_PKCS_PSS,
-    Padding.PKCS1V15: PyKCS11.CKM_RSA_PKCS,
+    Padding.ECDSA: Mechanism.ECDSA,
+    Padding.PSS: Mechanism.RSA_PKCS_PSS,
+    Padding.PKCS1V15: Mechanism.RSA_PKCS,
 }
 
 
@@ -54,7 +53,8 @@ _RAW = {
 class SignPlan:
     """One C_Sign call: the mechanism object and the bytes to pass as data."""
 
-    mechanism: Any  # PyKCS11.Mechanism or PyKCS11.RSA_PSS_Mechanism
+    mechanism: Mechanism
+    parameter: tuple[Mechanism, MGF, int] | None  # the PSS parameters (hash, MGF1, salt length)
     payload: bytes
     mechanism_name: str
     hashed_on_host: bool
@@ -67,7 +67,7 @@ def plan_signature(algorithm: SignatureAlgorithm, data: bytes, token_mechanisms:
     """
     combined = _COMBINED[algorithm]
     if combined in token_mechanisms:
-        return SignPlan(_mechanism(algorithm, combined), data, _name(combined), hashed_on_host=False)
+        return SignPlan(combined, _parameter(algorithm), data, _name(combined), hashed_on_host=False)
     raw = _RAW[algorithm.padding]
     if raw not in token_mechanisms:
         return None
@@ -76,15 +76,15 @@ def plan_signature(algorithm: SignatureAlgorithm, data: bytes, token_mechanisms:
         payload = DigestInfo({"digest_algorithm": {"algorithm": algorithm.hash_name}, "digest": digest}).dump()
     else:
         payload = digest
-    return SignPlan(_mechanism(algorithm, raw), payload, _name(raw), hashed_on_host=True)
+    return SignPlan(raw, _parameter(algorithm), payload, _name(raw), hashed_on_host=True)
 
 
-def _mechanism(algorithm: SignatureAlgorithm, ckm: int) -> Any:
+def _parameter(algorithm: SignatureAlgorithm) -> tuple[Mechanism, MGF, int] | None:
     if algorithm.padding is Padding.PSS:
         spec = HASHES[algorithm.hash_name]
-        return PyKCS11.RSA_PSS_Mechanism(ckm, spec.ckm, spec.mgf, algorithm.hash_size)
-    return PyKCS11.Mechanism(ckm, None)
+        return (spec.ckm, spec.mgf, algorithm.hash_size)
+    return None
 
 
-def _name(ckm: int) -> str:
-    return str(PyKCS11.CKM.get(ckm, hex(ckm)))
+def _name(ckm: Mechanism) -> str:
+    return f"CKM_{ckm.name}"

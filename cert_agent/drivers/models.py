@@ -1,6 +1,6 @@
 """Plain values the driver returns: tokens, their PIN state and medium, and certificates.
 
-Free of PyKCS11, so that the daemon's own process (which never loads a PKCS#11 module) can use
+Free of the PKCS#11 binding, so that the daemon's own process (which never loads a PKCS#11 module) can use
 them: the token flag bits are the PKCS#11 specification's values (v2.40, CK_TOKEN_INFO.flags).
 """
 

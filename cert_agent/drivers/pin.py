@@ -3,7 +3,7 @@
 :class:`Pin` keeps the PIN in a mutable buffer that :meth:`Pin.wipe` overwrites, and its
 ``repr``/``str`` never show it, so a PIN that reaches a log line or a traceback by mistake
 shows up as ``Pin(***)``. Python cannot promise that no copy survives in memory (the C binding
-makes its own), but no copy is kept by this project after the call that needed it.
+makes none: the PIN's buffer is passed to the call), and no copy is kept by this project after the call that needed it.
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ class Pin:
     def reveal(self) -> bytes:
         """The PIN bytes, for the one PKCS#11 call that needs them."""
         return bytes(self._buffer)
+
+    def buffer(self) -> bytearray:
+        """The PIN's own buffer, handed to C_Login / C_SetPIN without a copy; wiped with the Pin."""
+        return self._buffer
 
     def __len__(self) -> int:
         return len(self._buffer)
@@ -68,9 +72,9 @@ def wiped(pin: Pin | None) -> AbstractContextManager[Pin | None]:
     return pin if pin is not None else nullcontext(None)
 
 
-def revealed(pin: Pin | None) -> bytes | None:
-    """The PIN bytes for C_Login / C_SetPIN, or None: no PIN, the reader's PIN pad asks for it."""
-    return pin.reveal() if pin is not None else None
+def pin_buffer(pin: Pin | None) -> bytearray | None:
+    """The PIN's buffer for C_Login / C_SetPIN, or None: no PIN, the reader's PIN pad asks for it."""
+    return pin.buffer() if pin is not None else None
 
 
 def check_new_pin(old: Pin, new: Pin) -> None:

@@ -1,32 +1,31 @@
-"""Token access over PKCS#11, through PyKCS11.
+"""Token access over PKCS#11, through python-pkcs11.
 
 One :class:`Pkcs11Driver` loads one or more PKCS#11 modules and offers what the agent needs:
 list tokens and their certificates, verify and change the user PIN, and sign. Rules it keeps:
 
-- every call for one token holds that token's lock, so the driver is safe from several threads
-  and the PKCS#11 login state (shared by all sessions of a token) never mixes two operations;
+- it is safe from several threads: python-pkcs11 releases the GIL during every PKCS#11 call and
+  the modules are initialized for threads (``library.Library``), so one token's slow call holds
+  up only the callers of that token;
+- every call for one token holds that token's lock, so the PKCS#11 login state (shared by all
+  sessions of a token) never mixes two operations;
 - every operation opens its own session and, when it logged in, logs out before it returns;
 - every PKCS#11 failure becomes an :class:`~cert_agent.common.errors.CertAgentError` with a stable code;
-- a PIN is passed to C_Login / C_SetPIN and nowhere else: not to logs, not to error text.
-
-PyKCS11 holds the GIL during C calls, so a slow token blocks every Python thread of the
-process. Callers that must stay responsive (the agent daemon) run the driver in a worker
-process; the driver itself is plain synchronous code.
+- a PIN is passed from its own buffer to C_Login / C_SetPIN and nowhere else: not to logs, not to
+  error text, not into a Python string.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from typing import Any
 
-import PyKCS11
-from PyKCS11 import PyKCS11Error
+import pkcs11.exceptions as p11
+from pkcs11 import Attribute, KeyType, ObjectClass
 
 from cert_agent.common.algorithms import SignatureAlgorithm
 from cert_agent.common.errors import CertAgentError
@@ -51,8 +50,10 @@ from cert_agent.drivers.errors import (
     TokenNotPresent,
     TokenWriteProtected,
 )
+from cert_agent.drivers.library import Library, ReturnCode
 from cert_agent.drivers.mechanisms import plan_signature
 from cert_agent.drivers.models import (
+    CKF_TOKEN_INITIALIZED,
     ModuleProblem,
     PinState,
     Token,
@@ -60,39 +61,78 @@ from cert_agent.drivers.models import (
     medium_of,
     pin_state_of,
 )
-from cert_agent.drivers.pin import Pin, check_new_pin, revealed
+from cert_agent.drivers.pin import Pin, check_new_pin, pin_buffer
 
 log = logging.getLogger("cert_agent.pkcs11")
 
-# CKR codes meaning the token went away while we were using it.
-_GONE = {
-    PyKCS11.CKR_DEVICE_REMOVED,
-    PyKCS11.CKR_TOKEN_NOT_PRESENT,
-    PyKCS11.CKR_SESSION_HANDLE_INVALID,
-    PyKCS11.CKR_SESSION_CLOSED,
-    PyKCS11.CKR_SLOT_ID_INVALID,
-    PyKCS11.CKR_TOKEN_NOT_RECOGNIZED,
+# The return codes the agent tells apart (PKCS#11 v2.40 base, CK_RV), by name and value.
+CKR = {
+    "CKR_SLOT_ID_INVALID": 0x003,
+    "CKR_DEVICE_ERROR": 0x030,
+    "CKR_DEVICE_MEMORY": 0x031,
+    "CKR_DEVICE_REMOVED": 0x032,
+    "CKR_KEY_TYPE_INCONSISTENT": 0x063,
+    "CKR_MECHANISM_INVALID": 0x070,
+    "CKR_MECHANISM_PARAM_INVALID": 0x071,
+    "CKR_PIN_INCORRECT": 0x0A0,
+    "CKR_PIN_INVALID": 0x0A1,
+    "CKR_PIN_LEN_RANGE": 0x0A2,
+    "CKR_PIN_EXPIRED": 0x0A3,
+    "CKR_PIN_LOCKED": 0x0A4,
+    "CKR_SESSION_CLOSED": 0x0B0,
+    "CKR_SESSION_HANDLE_INVALID": 0x0B3,
+    "CKR_TOKEN_NOT_PRESENT": 0x0E0,
+    "CKR_TOKEN_NOT_RECOGNIZED": 0x0E1,
+    "CKR_TOKEN_WRITE_PROTECTED": 0x0E2,
+    "CKR_USER_ALREADY_LOGGED_IN": 0x100,
 }
-_BY_CKR: dict[int, type[CertAgentError]] = {
-    PyKCS11.CKR_PIN_LOCKED: PinLocked,
-    PyKCS11.CKR_PIN_LEN_RANGE: PinLenRange,
-    PyKCS11.CKR_PIN_INVALID: PinLenRange,
-    PyKCS11.CKR_PIN_EXPIRED: PinExpired,
-    PyKCS11.CKR_DEVICE_ERROR: DeviceError,
-    PyKCS11.CKR_DEVICE_MEMORY: DeviceError,
-    PyKCS11.CKR_TOKEN_WRITE_PROTECTED: TokenWriteProtected,
-    PyKCS11.CKR_MECHANISM_INVALID: MechanismNotSupported,
-    PyKCS11.CKR_MECHANISM_PARAM_INVALID: MechanismNotSupported,
-    PyKCS11.CKR_KEY_TYPE_INCONSISTENT: MechanismNotSupported,
+_NAMES = {code: name for name, code in CKR.items()}
+# python-pkcs11 raises one exception class per return code; the ones above, by class.
+_CODE_OF: dict[type[Exception], int] = {
+    p11.SlotIDInvalid: CKR["CKR_SLOT_ID_INVALID"],
+    p11.DeviceError: CKR["CKR_DEVICE_ERROR"],
+    p11.DeviceMemory: CKR["CKR_DEVICE_MEMORY"],
+    p11.DeviceRemoved: CKR["CKR_DEVICE_REMOVED"],
+    p11.KeyTypeInconsistent: CKR["CKR_KEY_TYPE_INCONSISTENT"],
+    p11.MechanismInvalid: CKR["CKR_MECHANISM_INVALID"],
+    p11.MechanismParamInvalid: CKR["CKR_MECHANISM_PARAM_INVALID"],
+    p11.PinIncorrect: CKR["CKR_PIN_INCORRECT"],
+    p11.PinInvalid: CKR["CKR_PIN_INVALID"],
+    p11.PinLenRange: CKR["CKR_PIN_LEN_RANGE"],
+    p11.PinExpired: CKR["CKR_PIN_EXPIRED"],
+    p11.PinLocked: CKR["CKR_PIN_LOCKED"],
+    p11.SessionClosed: CKR["CKR_SESSION_CLOSED"],
+    p11.SessionHandleInvalid: CKR["CKR_SESSION_HANDLE_INVALID"],
+    p11.TokenNotPresent: CKR["CKR_TOKEN_NOT_PRESENT"],
+    p11.TokenNotRecognised: CKR["CKR_TOKEN_NOT_RECOGNIZED"],
+    p11.TokenWriteProtected: CKR["CKR_TOKEN_WRITE_PROTECTED"],
+    p11.UserAlreadyLoggedIn: CKR["CKR_USER_ALREADY_LOGGED_IN"],
 }
-
+# Codes meaning the token went away while we were using it.
+_GONE = {CKR[name] for name in ("CKR_DEVICE_REMOVED", "CKR_TOKEN_NOT_PRESENT", "CKR_SESSION_HANDLE_INVALID",
+                                "CKR_SESSION_CLOSED", "CKR_SLOT_ID_INVALID", "CKR_TOKEN_NOT_RECOGNIZED")}  # fmt: skip
+_BY_CODE: dict[int, type[CertAgentError]] = {
+    CKR["CKR_PIN_LOCKED"]: PinLocked,
+    CKR["CKR_PIN_LEN_RANGE"]: PinLenRange,
+    CKR["CKR_PIN_INVALID"]: PinLenRange,
+    CKR["CKR_PIN_EXPIRED"]: PinExpired,
+    CKR["CKR_DEVICE_ERROR"]: DeviceError,
+    CKR["CKR_DEVICE_MEMORY"]: DeviceError,
+    CKR["CKR_TOKEN_WRITE_PROTECTED"]: TokenWriteProtected,
+    CKR["CKR_MECHANISM_INVALID"]: MechanismNotSupported,
+    CKR["CKR_MECHANISM_PARAM_INVALID"]: MechanismNotSupported,
+    CKR["CKR_KEY_TYPE_INCONSISTENT"]: MechanismNotSupported,
+}
+_PKCS11_ERRORS = (p11.PKCS11Error, ReturnCode)
 
 # Modules that see tokens added to their store only at C_Initialize (by C_GetInfo manufacturerID).
 REINITIALIZE_TO_RESCAN = frozenset({"SoftHSM"})
 
 
-def _clean(text: str) -> str:
+def _clean(text: str | bytes) -> str:
     """CK_TOKEN_INFO strings are fixed-width, padded with blanks, by some modules with NULs."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
     return str(text).replace("\x00", " ").strip()
 
 
@@ -105,41 +145,75 @@ def _distinct(tokens: list[Token]) -> list[Token]:
     ]
 
 
-def ckr_name(code: int) -> str:
-    return str(PyKCS11.CKR.get(code, f"CKR_0x{code:08X}"))
+def return_code(exc: Exception) -> int | None:
+    """The CK_RV behind a python-pkcs11 exception or a :class:`ReturnCode` (None: not known)."""
+    if isinstance(exc, ReturnCode):
+        return exc.code
+    return next((code for kind, code in _CODE_OF.items() if isinstance(exc, kind)), None)
 
 
-def translate(exc: PyKCS11Error) -> CertAgentError:
-    """The typed error for a PKCS#11 return code (PIN_INCORRECT is handled at login)."""
-    code = int(exc.value)
+def ckr_name(exc: Exception) -> str:
+    code = return_code(exc)
+    if code is None:
+        return type(exc).__name__
+    return _NAMES.get(code, f"CKR_0x{code:08X}")
+
+
+def translate(exc: Exception) -> CertAgentError:
+    """The typed error for a failed PKCS#11 call (PIN_INCORRECT is handled at login)."""
+    code, name = return_code(exc), ckr_name(exc)
     if code in _GONE:
-        return DeviceRemoved(ckr_name(code))
-    if code == PyKCS11.CKR_PIN_INCORRECT:
-        return PinIncorrect(ckr_name(code))
-    return _BY_CKR.get(code, Pkcs11Failure)(ckr_name(code))
+        return DeviceRemoved(name)
+    if code == CKR["CKR_PIN_INCORRECT"]:
+        return PinIncorrect(name)
+    return _BY_CODE.get(code if code is not None else -1, Pkcs11Failure)(name)
 
 
 @contextmanager
 def pkcs11_errors() -> Iterator[None]:
-    """Turn PyKCS11 errors raised inside the block into typed errors."""
+    """Turn PKCS#11 failures raised inside the block into typed errors."""
     try:
         yield
-    except PyKCS11Error as exc:
+    except _PKCS11_ERRORS as exc:
         raise translate(exc) from None
 
 
-@contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    """PyKCS11's loader prints dlopen failures on file descriptor 1; keep them off stdout,
-    which belongs to the program's output (JSON for machines)."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+class _ModuleGate:
+    """Calls into one module share it; re-initializing it (which ends every session) needs it
+    alone, and is skipped rather than waited for while a call is under way (it may hang)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._reinitializing = threading.Event()
+        self._reinitializing.set()  # set: no re-initialization under way
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        while True:
+            self._reinitializing.wait()
+            with self._lock:
+                if self._reinitializing.is_set():
+                    self._users += 1
+                    break
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+
+    @contextmanager
+    def alone(self) -> Iterator[bool]:
+        """Yields True when no call is under way (and none starts until the block ends)."""
+        with self._lock:
+            alone = self._users == 0
+            if alone:
+                self._reinitializing.clear()
+        try:
+            yield alone
+        finally:
+            if alone:
+                self._reinitializing.set()
 
 
 class Pkcs11Driver:
@@ -151,7 +225,7 @@ class Pkcs11Driver:
         unless the token's own flags say more (final try, locked).
         """
         self.problems: list[ModuleProblem] = []
-        self._libs: dict[str, PyKCS11.PyKCS11Lib] = {}
+        self._libs: dict[str, Library] = {}
         for path in modules:
             if path in self._libs:
                 continue
@@ -160,15 +234,15 @@ class Pkcs11Driver:
                 self.problems.append(ModuleProblem(path, ModuleLoadFailed(f"{path}: no such file")))
                 continue
             try:
-                with _stdout_to_stderr():
-                    self._libs[path] = PyKCS11.PyKCS11Lib().load(path)
-            except PyKCS11Error as exc:
+                self._libs[path] = Library(path)
+            except (*_PKCS11_ERRORS, OSError, AttributeError) as exc:  # AttributeError: no C_GetFunctionList
                 log.warning("PKCS#11 module %s did not load: %s", path, exc)
                 self.problems.append(ModuleProblem(path, ModuleLoadFailed(f"{path}: {exc}")))
         self._pin_max_tries = pin_max_tries
         self._guard = threading.Lock()
         self._token_locks: dict[str, threading.RLock] = {}
-        self._module_locks = {path: threading.Lock() for path in self._libs}
+        self._gates = {path: _ModuleGate() for path in self._libs}
+        self._slots: dict[tuple[str, int], Any] = {}
         self._failures: dict[str, int] = {}
         self._mechanisms: dict[str, frozenset[int]] = {}
 
@@ -206,9 +280,9 @@ class Pkcs11Driver:
     def certificates(self, token: Token) -> list[TokenCertificate]:
         """The X.509 certificates on ``token``, each parsed; an unparsable one carries its
         error instead of ``info`` and the others are unaffected."""
-        with self._session(token) as (session, current):
-            handles = session.findObjects([(PyKCS11.CKA_CLASS, PyKCS11.CKO_CERTIFICATE)])
-            result = [self._certificate(session, current, handle) for handle in handles]
+        with self._session(token) as (session, current), pkcs11_errors():
+            found = list(session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE}))
+            result = [self._certificate(session, current, found_object) for found_object in found]
         return sorted(result, key=lambda c: c.object_id)
 
     def all_certificates(self) -> list[TokenCertificate]:
@@ -223,10 +297,9 @@ class Pkcs11Driver:
     def mechanisms(self, token: Token) -> frozenset[int]:
         cached = self._mechanisms.get(token.token_id)
         if cached is None:
-            with self._token_lock(token), pkcs11_errors():
+            with self._token_lock(token), self._gates[token.module].shared(), pkcs11_errors():
                 current = self._refresh(token)
-                names = self._libs[token.module].getMechanismList(current.slot_id)
-            cached = frozenset(int(PyKCS11.CKM[name]) for name in names if name in PyKCS11.CKM)
+                cached = frozenset(int(m) for m in self._slot(current.module, current.slot_id).get_mechanisms())
             self._mechanisms[token.token_id] = cached
         return cached
 
@@ -248,13 +321,13 @@ class Pkcs11Driver:
             if old is not None or new is not None:
                 raise PinRequired()  # half on the pad, half typed: no reader does that
             with self._session(token, rw=True) as (session, current), self._pin_errors(current):
-                session.setPin(None, None)
+                self._libs[token.module].set_pin(session, None, None)
             log.info("PIN changed on the PIN pad of token %s", current.serial)
             return
         check_new_pin(old, new)
         with self._session(token, rw=True) as (session, current):
             with self._logged_in(session, current, old, allow_expired=True), pkcs11_errors():
-                session.setPin(old.reveal(), new.reveal())
+                self._libs[token.module].set_pin(session, old.buffer(), new.buffer())
             log.info("PIN changed on token %s", current.serial)
 
     def pin_tries_left(self, token: Token) -> int | None:
@@ -294,7 +367,7 @@ class Pkcs11Driver:
             pkcs11_errors(),
         ):
             key = self._private_key(session, cert_id, algorithm)
-            signature = bytes(session.sign(key, plan.payload, plan.mechanism))
+            signature = bytes(key.sign(plan.payload, mechanism=plan.mechanism, mechanism_param=plan.parameter))
         log.info("signed on token %s with %s (%s)", current.serial, algorithm.value, plan.mechanism_name)
         return signature
 
@@ -304,62 +377,75 @@ class Pkcs11Driver:
         Most modules (OpenSC and the card vendors') show new tokens on the next C_GetSlotList,
         which every scan calls anyway. A few only learn of new tokens at C_Initialize; those
         (``REINITIALIZE_TO_RESCAN``, by C_GetInfo manufacturer) are finalized and initialized
-        again. C_WaitForSlotEvent cannot tell the two kinds apart: SoftHSM2 answers CKR_NO_EVENT
-        forever. Call this only where no other operation on the driver runs at the same time
-        (the agent's discovery worker).
+        again, which ends every session: so only while no call is under way on the module (a
+        call that hangs delays the module's new tokens, never the call). C_WaitForSlotEvent
+        cannot tell the two kinds apart: SoftHSM2 answers CKR_NO_EVENT forever.
         """
         for module, lib in list(self._libs.items()):
-            with self._module_locks[module]:
+            if lib.manufacturer_id.strip() not in REINITIALIZE_TO_RESCAN:
+                continue
+            with self._gates[module].alone() as alone:
+                if not alone:
+                    log.info("rescan of %s deferred: a call is under way", module)
+                    continue
                 try:
-                    manufacturer = str(lib.getInfo().manufacturerID).strip()
-                    if manufacturer in REINITIALIZE_TO_RESCAN:
-                        with _stdout_to_stderr():
-                            lib.load(module)
-                except PyKCS11Error as exc:
+                    lib.reinitialize()
+                except _PKCS11_ERRORS as exc:
                     log.warning("rescanning %s failed: %s", module, exc)
 
     def close(self) -> None:
         for lib in self._libs.values():
-            with suppress(PyKCS11Error):  # a module that failed at runtime: nothing more to do
-                lib.unload()
+            with suppress(*_PKCS11_ERRORS):  # a module that failed at runtime: nothing more to do
+                lib.finalize()
         self._libs.clear()
 
     # --- internals --------------------------------------------------------------------------
 
+    def _slot(self, module: str, slot_id: int) -> Any:
+        slot = self._slots.get((module, slot_id))
+        if slot is None:
+            for found in self._libs[module].get_slots(token_present=False):
+                self._slots[(module, int(found.slot_id))] = found
+            slot = self._slots.get((module, slot_id))
+            if slot is None:
+                raise p11.SlotIDInvalid()
+        return slot
+
     def _module_tokens(self, module: str) -> list[Token]:
         lib = self._libs[module]
-        with self._module_locks[module], pkcs11_errors():
-            slots = lib.getSlotList(tokenPresent=True)
+        with self._gates[module].shared(), pkcs11_errors():
+            slots = lib.get_slots(token_present=True)
         tokens = []
         for slot in slots:
+            self._slots[(module, int(slot.slot_id))] = slot
             try:
-                token = self._token_at(module, int(slot))
+                token = self._token_at(module, int(slot.slot_id))
             except CertAgentError as exc:  # removed between the two calls
-                log.info("slot %s of %s: %s", slot, module, exc.describe())
+                log.info("slot %s of %s: %s", slot.slot_id, module, exc.describe())
                 continue
-            if token.flags & PyKCS11.CKF_TOKEN_INITIALIZED:  # a blank slot is no medium
+            if token.flags & CKF_TOKEN_INITIALIZED:  # a blank slot is no medium
                 tokens.append(token)
         return _distinct(tokens)
 
     def _token_at(self, module: str, slot_id: int) -> Token:
-        with pkcs11_errors():
-            info = self._libs[module].getTokenInfo(slot_id)
-            slot = self._libs[module].getSlotInfo(slot_id)
+        with self._gates[module].shared(), pkcs11_errors():
+            slot = self._slot(module, slot_id)
+            info = slot.get_token()
         label = _clean(info.label)
         model = _clean(info.model)
-        manufacturer = _clean(info.manufacturerID)
+        manufacturer = _clean(info.manufacturer_id)
         entry = default_catalog().for_token(module, manufacturer, model)
         return Token(
             module=module,
             slot_id=slot_id,
             label=label,
-            serial=_clean(info.serialNumber),
+            serial=_clean(info.serial),
             manufacturer=manufacturer,
             model=model,
             flags=int(info.flags),
             # the catalog's word, else what the label says (for media the catalog does not name)
             medium=entry.medium if entry and entry.medium else medium_of(label, model),
-            reader=_clean(slot.slotDescription),
+            reader=_clean(slot.slot_description),
         )
 
     def _refresh(self, token: Token) -> Token:
@@ -390,14 +476,12 @@ class Pkcs11Driver:
     @contextmanager
     def _session(self, token: Token, rw: bool = False) -> Iterator[tuple[Any, Token]]:
         """Hold the token's lock, open a session, close it at the end whatever happens."""
-        lib = self._libs.get(token.module)
-        if lib is None:
+        if token.module not in self._libs:
             raise ModuleLoadFailed(token.module)
-        with self._token_lock(token):
+        with self._token_lock(token), self._gates[token.module].shared():
             current = self._refresh(token)
-            flags = PyKCS11.CKF_SERIAL_SESSION | (PyKCS11.CKF_RW_SESSION if rw else 0)
             with pkcs11_errors():
-                session = lib.openSession(current.slot_id, flags)
+                session = self._slot(current.module, current.slot_id).get_token().open(rw=rw)
             try:
                 yield session, current
             except (Pkcs11Failure, DeviceError, CertificateNotFound, PrivateKeyNotFound) as exc:
@@ -407,8 +491,8 @@ class Pkcs11Driver:
                     raise DeviceRemoved(f"{token.serial}: {exc.detail}") from None
                 raise
             finally:
-                with suppress(PyKCS11Error):  # the token is gone; the session went with it
-                    session.closeSession()
+                with suppress(*_PKCS11_ERRORS):  # the token is gone; the session went with it
+                    session.close()
 
     @contextmanager
     def _logged_in(self, session: Any, token: Token, pin: Pin | None, allow_expired: bool = False) -> Iterator[None]:
@@ -416,19 +500,19 @@ class Pkcs11Driver:
         end. Counts failures for the tries estimate."""
         if token.pin_state is PinState.LOCKED:
             raise PinLocked(token.serial)  # no point presenting a PIN to a locked token
+        lib = self._libs[token.module]
         try:
-            session.login(revealed(pin))
-        except PyKCS11Error as exc:
-            code = int(exc.value)
-            if code == PyKCS11.CKR_USER_ALREADY_LOGGED_IN:
+            lib.login(session, pin_buffer(pin))
+        except ReturnCode as exc:
+            if exc.code == CKR["CKR_USER_ALREADY_LOGGED_IN"]:
                 # Another caller of this module left the token logged in: start clean so the
                 # PIN is really checked.
                 with pkcs11_errors():
-                    session.logout()
-                    session.login(revealed(pin))
-            elif code == PyKCS11.CKR_PIN_INCORRECT:
+                    lib.logout(session)
+                    lib.login(session, pin_buffer(pin))
+            elif exc.code == CKR["CKR_PIN_INCORRECT"]:
                 raise self._wrong_pin(token) from None
-            elif code == PyKCS11.CKR_PIN_EXPIRED and allow_expired:
+            elif exc.code == CKR["CKR_PIN_EXPIRED"] and allow_expired:
                 pass  # logged in, but only C_SetPIN is allowed: exactly what change_pin does
             else:
                 raise translate(exc) from None
@@ -437,9 +521,9 @@ class Pkcs11Driver:
             yield
         finally:
             try:
-                session.logout()
-            except PyKCS11Error as exc:
-                log.info("logout on token %s: %s", token.serial, ckr_name(int(exc.value)))
+                lib.logout(session)
+            except ReturnCode as exc:
+                log.info("logout on token %s: %s", token.serial, ckr_name(exc))
 
     @contextmanager
     def _pin_errors(self, token: Token) -> Iterator[None]:
@@ -447,8 +531,8 @@ class Pkcs11Driver:
         as in ``_logged_in``."""
         try:
             yield
-        except PyKCS11Error as exc:
-            if int(exc.value) == PyKCS11.CKR_PIN_INCORRECT:
+        except _PKCS11_ERRORS as exc:
+            if return_code(exc) == CKR["CKR_PIN_INCORRECT"]:
                 raise self._wrong_pin(token) from None
             raise translate(exc) from None
 
@@ -465,16 +549,13 @@ class Pkcs11Driver:
         log.warning("wrong PIN on token %s; tries left: %s", token.serial, tries_left)
         return PinIncorrect(token.serial, tries_left=tries_left)
 
-    def _certificate(self, session: Any, token: Token, handle: Any) -> TokenCertificate:
-        with pkcs11_errors():
-            value, object_id, label = session.getAttributeValue(
-                handle, [PyKCS11.CKA_VALUE, PyKCS11.CKA_ID, PyKCS11.CKA_LABEL], allAsBinary=True
-            )
-            object_id = bytes(object_id or b"")
-            has_key = bool(self._objects(session, PyKCS11.CKO_PRIVATE_KEY, object_id)) or bool(
-                self._objects(session, PyKCS11.CKO_PUBLIC_KEY, object_id)
-            )
-        der = bytes(value or b"")
+    def _certificate(self, session: Any, token: Token, certificate: Any) -> TokenCertificate:
+        der = bytes(certificate[Attribute.VALUE] or b"")
+        object_id = bytes(certificate[Attribute.ID] or b"")
+        label = _attribute(certificate, Attribute.LABEL) or ""
+        has_key = bool(self._objects(session, ObjectClass.PRIVATE_KEY, object_id)) or bool(
+            self._objects(session, ObjectClass.PUBLIC_KEY, object_id)
+        )
         try:
             info, error = parse_certificate(der), None
         except CertificateUnparsable as exc:
@@ -483,7 +564,7 @@ class Pkcs11Driver:
         return TokenCertificate(
             token=token,
             object_id=object_id,
-            object_label=bytes(label or b"").decode("utf-8", "replace"),
+            object_label=str(label),
             der=der,
             has_private_key=has_key,
             info=info,
@@ -491,23 +572,29 @@ class Pkcs11Driver:
         )
 
     @staticmethod
-    def _objects(session: Any, object_class: int, object_id: bytes) -> list[Any]:
-        return list(session.findObjects([(PyKCS11.CKA_CLASS, object_class), (PyKCS11.CKA_ID, object_id)]))
+    def _objects(session: Any, object_class: ObjectClass, object_id: bytes) -> list[Any]:
+        return list(session.get_objects({Attribute.CLASS: object_class, Attribute.ID: object_id}))
 
     def _private_key(self, session: Any, cert_id: bytes, algorithm: SignatureAlgorithm) -> Any:
-        key_type = PyKCS11.CKK_EC if algorithm.key_type.value == "EC" else PyKCS11.CKK_RSA
-        keys = session.findObjects(
-            [
-                (PyKCS11.CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY),
-                (PyKCS11.CKA_ID, cert_id),
-                (PyKCS11.CKA_KEY_TYPE, key_type),
-            ]
+        key_type = KeyType.EC if algorithm.key_type.value == "EC" else KeyType.RSA
+        keys = list(
+            session.get_objects(
+                {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.ID: cert_id, Attribute.KEY_TYPE: key_type}
+            )
         )
         if keys:
             return keys[0]
         # Why not: no key of that type, no key at all, or not even the certificate.
-        if self._objects(session, PyKCS11.CKO_PRIVATE_KEY, cert_id):
-            raise MechanismNotSupported(f"{algorithm.value} needs a {PyKCS11.CKK[key_type]} key")
-        if self._objects(session, PyKCS11.CKO_CERTIFICATE, cert_id):
+        if self._objects(session, ObjectClass.PRIVATE_KEY, cert_id):
+            raise MechanismNotSupported(f"{algorithm.value} needs a CKK_{key_type.name} key")
+        if self._objects(session, ObjectClass.CERTIFICATE, cert_id):
             raise PrivateKeyNotFound(cert_id.hex())
         raise CertificateNotFound(cert_id.hex())
+
+
+def _attribute(found: Any, attribute: Attribute) -> Any:
+    """An optional attribute's value, or None where the object has none."""
+    try:
+        return found[attribute]
+    except (p11.AttributeTypeInvalid, p11.AttributeSensitive):
+        return None

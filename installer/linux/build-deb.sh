@@ -25,7 +25,7 @@ chmod 755 "$stage"
 # The agent and its desktop dependencies, on the system's Python (pyscard builds with swig).
 /usr/bin/python3 -m venv "$stage$prefix"
 "$stage$prefix/bin/pip" install -q --disable-pip-version-check --no-compile ".[desktop]" 2>&1 | grep -v '^WARNING: Location' || true
-"$stage$prefix/bin/python" -c 'import PyKCS11, smartcard, cert_agent.agent.cli'
+"$stage$prefix/bin/python" -c 'import pkcs11, smartcard, cert_agent.agent.cli'
 rm -rf build  # pip's in-tree build folder
 rm -rf "$stage$prefix/bin/pip"* "$stage$prefix/bin/activate"* "$stage$prefix/bin/Activate.ps1"
 find "$stage$prefix" -name __pycache__ -type d -prune -exec rm -rf {} +  # compiled at install instead

@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,6 +124,17 @@ class SoftwareTpm:
                 os.kill(self._dbus_pid, signal.SIGTERM)
         for name in self.env:
             os.environ.pop(name, None)
+
+    @contextlib.contextmanager
+    def stalled(self) -> Iterator[None]:
+        """The TPM stops answering (its process stopped) and answers again when the block ends:
+        a real medium that hangs, for every token it holds."""
+        swtpm = self._processes[0]
+        os.kill(swtpm.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(swtpm.pid, signal.SIGCONT)
 
     def add_token(self, label: str, pin: str, common_name: str, taxpayer_id: str) -> TpmToken:
         """A token with one EC P-256 key made in the TPM and a certificate for it."""

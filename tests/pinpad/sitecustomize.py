@@ -1,4 +1,4 @@
-"""A test double at the PyKCS11 boundary for PIN-pad readers, loaded into the agent's worker
+"""A test double at the driver's PKCS#11 boundary for PIN-pad readers, loaded into the agent's worker
 processes by putting this directory on PYTHONPATH (tests/test_pinpad.py does, and nothing else).
 
 Why a double: no PKCS#11 module available here sets CKF_PROTECTED_AUTHENTICATION_PATH (SoftHSM2
@@ -13,14 +13,18 @@ file's ".calls" neighbour, so the test can see the agent really passed no PIN.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import PyKCS11
+from cert_agent.drivers.library import Library
+from cert_agent.drivers.models import CKF_PROTECTED_AUTHENTICATION_PATH, Token
+from cert_agent.drivers.pkcs11 import Pkcs11Driver
 
 
-def _typed_on_the_pad() -> list[str]:
-    return Path(os.environ["TEST_PINPAD_FILE"]).read_text(encoding="utf-8").splitlines()
+def _typed_on_the_pad() -> list[bytearray]:
+    lines = Path(os.environ["TEST_PINPAD_FILE"]).read_text(encoding="utf-8").splitlines()
+    return [bytearray(line.encode("utf-8")) for line in lines]
 
 
 def _record(call: str) -> None:
@@ -28,36 +32,36 @@ def _record(call: str) -> None:
         calls.write(call + "\n")
 
 
-_get_token_info = PyKCS11.PyKCS11Lib.getTokenInfo
-_login = PyKCS11.Session.login
-_set_pin = PyKCS11.Session.setPin
+_token_at = Pkcs11Driver._token_at
+_login = Library.login
+_set_pin = Library.set_pin
 
 
-def _token_info_with_pin_pad(self: Any, slot: Any) -> Any:
-    info = _get_token_info(self, slot)
-    info.flags |= PyKCS11.CKF_PROTECTED_AUTHENTICATION_PATH
-    return info
+def _token_with_pin_pad(self: Pkcs11Driver, module: str, slot_id: int) -> Token:
+    token = _token_at(self, module, slot_id)
+    return replace(token, flags=token.flags | CKF_PROTECTED_AUTHENTICATION_PATH)
 
 
-def _login_on_the_pad(self: Any, pin: Any, user_type: int = PyKCS11.CKU_USER) -> Any:
+def _login_on_the_pad(self: Library, session: Any, pin: bytearray | None) -> None:
     if pin is None:
         _record("C_Login(NULL)")
         pin = _typed_on_the_pad()[0]
-    return _login(self, pin, user_type)
+    _login(self, session, pin)
 
 
-def _set_pin_on_the_pad(self: Any, old: Any, new: Any) -> Any:
+def _set_pin_on_the_pad(self: Library, session: Any, old: bytearray | None, new: bytearray | None) -> None:
     if old is None and new is None:
         _record("C_SetPIN(NULL, NULL)")
         typed = _typed_on_the_pad()
-        _login(self, typed[0])  # the reader checks the old PIN, then sets the new one
+        _login(self, session, typed[0])  # the reader checks the old PIN, then sets the new one
         try:
-            return _set_pin(self, typed[0], typed[1])
+            _set_pin(self, session, typed[0], typed[1])
         finally:
-            self.logout()
-    return _set_pin(self, old, new)
+            self.logout(session)
+        return
+    _set_pin(self, session, old, new)
 
 
-PyKCS11.PyKCS11Lib.getTokenInfo = _token_info_with_pin_pad
-PyKCS11.Session.login = _login_on_the_pad
-PyKCS11.Session.setPin = _set_pin_on_the_pad
+Pkcs11Driver._token_at = _token_with_pin_pad  # type: ignore[method-assign]
+Library.login = _login_on_the_pad  # type: ignore[method-assign]
+Library.set_pin = _set_pin_on_the_pad  # type: ignore[method-assign]

@@ -1,0 +1,146 @@
+"""One PKCS#11 module loaded for use from several threads at once.
+
+The agent serves each token on a thread of its own (a hung token must cost only its own
+requests), so the module must be told, at C_Initialize, that threads will call it at the same
+time: ``CKF_OS_LOCKING_OK`` in ``CK_C_INITIALIZE_ARGS`` (PKCS#11 v2.40 base, 5.4). Without it a
+module may assume one thread; SoftHSM2, for one, then switches its own locking off.
+
+python-pkcs11 (the binding, which releases the GIL during every PKCS#11 call) initializes modules
+with no arguments and offers no way to pass them, and three more calls the agent needs are not in
+its API the way the agent needs them: C_Login and C_SetPIN from a buffer the caller wipes (python-pkcs11
+takes a ``str``, an immutable copy of the PIN nobody can wipe) or with no PIN at all (a PIN-pad
+reader collects it), C_Logout on a session the caller keeps, and C_Finalize for a module that must be
+re-initialized to see new tokens. :class:`Library` is python-pkcs11's library object with those
+made through the module's own function list (C_GetFunctionList) with ctypes, which releases the
+GIL during foreign calls too. Everything else (slots, tokens, sessions, objects, signing) is
+python-pkcs11's.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+from typing import Any
+
+from pkcs11 import _pkcs11
+
+_PACK = 1 if sys.platform == "win32" else 0  # cryptoki.h packs its structures to 1 byte on Windows
+CKF_OS_LOCKING_OK = 0x00000002
+CKR_OK = 0
+CKR_CRYPTOKI_NOT_INITIALIZED = 0x00000190
+
+_RV = ctypes.c_ulong
+_ULONG = ctypes.c_ulong
+_FUNCTION = ctypes.CFUNCTYPE  # cryptoki's calling convention is cdecl, on Windows too
+
+
+class _InitializeArgs(ctypes.Structure):
+    _pack_ = _PACK
+    _fields_ = [
+        ("CreateMutex", ctypes.c_void_p),
+        ("DestroyMutex", ctypes.c_void_p),
+        ("LockMutex", ctypes.c_void_p),
+        ("UnlockMutex", ctypes.c_void_p),
+        ("flags", _ULONG),
+        ("pReserved", ctypes.c_void_p),
+    ]
+
+
+# CK_FUNCTION_LIST: a CK_VERSION (two bytes), then the functions in the specification's order.
+_FUNCTIONS = (
+    "C_Initialize", "C_Finalize", "C_GetInfo", "C_GetFunctionList", "C_GetSlotList", "C_GetSlotInfo",
+    "C_GetTokenInfo", "C_GetMechanismList", "C_GetMechanismInfo", "C_InitToken", "C_InitPIN", "C_SetPIN",
+    "C_OpenSession", "C_CloseSession", "C_CloseAllSessions", "C_GetSessionInfo", "C_GetOperationState",
+    "C_SetOperationState", "C_Login", "C_Logout",
+)  # fmt: skip
+CKU_USER = 1
+
+
+class _FunctionList(ctypes.Structure):
+    _pack_ = _PACK
+    _fields_ = [("major", ctypes.c_ubyte), ("minor", ctypes.c_ubyte)] + [(name, ctypes.c_void_p) for name in _FUNCTIONS]
+
+
+_Initialize = _FUNCTION(_RV, ctypes.c_void_p)
+_Finalize = _FUNCTION(_RV, ctypes.c_void_p)
+_SetPIN = _FUNCTION(_RV, _ULONG, ctypes.c_void_p, _ULONG, ctypes.c_void_p, _ULONG)
+_Login = _FUNCTION(_RV, _ULONG, _ULONG, ctypes.c_void_p, _ULONG)
+_Logout = _FUNCTION(_RV, _ULONG)
+
+
+class ReturnCode(Exception):
+    """A call made here did not return CKR_OK; ``code`` is the CK_RV."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"CKR_0x{code:08X}")
+        self.code = code
+
+
+def _check(rv: int) -> None:
+    if rv != CKR_OK:
+        raise ReturnCode(rv)
+
+
+def _pointer(pin: bytearray | None) -> tuple[Any, int]:
+    """The PIN's own buffer for the C call (no copy), or NULL for a PIN pad."""
+    if pin is None:
+        return None, 0
+    return (ctypes.c_ubyte * len(pin)).from_buffer(pin), len(pin)
+
+
+class _ModuleFunctions:
+    """The module's own function table, for the calls python-pkcs11 does not make our way."""
+
+    def __init__(self, path: str) -> None:
+        self._dll = ctypes.CDLL(path)  # the same loaded image python-pkcs11 opens (dlopen counts)
+        table = ctypes.POINTER(_FunctionList)()
+        get_function_list = self._dll.C_GetFunctionList
+        get_function_list.restype = _RV
+        get_function_list.argtypes = [ctypes.POINTER(ctypes.POINTER(_FunctionList))]
+        _check(get_function_list(ctypes.byref(table)))
+        functions = table.contents
+        self.initialize = _Initialize(functions.C_Initialize)
+        self.finalize = _Finalize(functions.C_Finalize)
+        self.set_pin = _SetPIN(functions.C_SetPIN)
+        self.login = _Login(functions.C_Login)
+        self.logout = _Logout(functions.C_Logout)
+
+
+class Library(_pkcs11.lib):
+    """python-pkcs11's ``lib`` for ``path``, initialized for threads (``CKF_OS_LOCKING_OK``).
+
+    Make one per module and process (a module is initialized once per process).
+    """
+
+    def __init__(self, path: str) -> None:
+        self._functions = _ModuleFunctions(path)
+        super().__init__(path)  # calls initialize() below, then C_GetInfo
+
+    def initialize(self) -> None:
+        args = _InitializeArgs(None, None, None, None, CKF_OS_LOCKING_OK, None)
+        _check(self._functions.initialize(ctypes.byref(args)))
+
+    def finalize(self) -> None:
+        rv = self._functions.finalize(None)
+        if rv not in (CKR_OK, CKR_CRYPTOKI_NOT_INITIALIZED):
+            _check(rv)
+
+    def reinitialize(self) -> None:
+        """C_Finalize then C_Initialize: every session of the module ends."""
+        self.finalize()
+        self.initialize()
+
+    def login(self, session: Any, pin: bytearray | None) -> None:
+        """C_Login as the user on a python-pkcs11 session opened without a PIN; ``pin`` None: the
+        reader's PIN pad collects it. Raises :class:`ReturnCode`."""
+        data, length = _pointer(pin)
+        _check(self._functions.login(session.handle, CKU_USER, data, length))
+
+    def logout(self, session: Any) -> None:
+        _check(self._functions.logout(session.handle))
+
+    def set_pin(self, session: Any, old: bytearray | None, new: bytearray | None) -> None:
+        """C_SetPIN; both None: the reader's PIN pad asks for the old and the new PIN."""
+        old_data, old_length = _pointer(old)
+        new_data, new_length = _pointer(new)
+        _check(self._functions.set_pin(session.handle, old_data, old_length, new_data, new_length))
