@@ -76,7 +76,8 @@ async def measure(count: int) -> dict[str, float]:
                 pss = tree_pss_kib(daemon.pid)
                 # Tokens plugged in while the agent runs: the first authenticate after the
                 # tokenInserted event, against the warm one after it.
-                plugged_first, plugged_warm = [], []
+                plugged_first: list[float] = []
+                plugged_warm: list[float] = []
                 for token in tokens[:PLUGGED]:
                     fixtures.env.pull_out(token["serial"])
                     await client.event("tokenRemoved")
