@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,8 @@ class MediaEntry:
 @dataclass(frozen=True)
 class MediaCatalog:
     entries: tuple[MediaEntry, ...]
+    # for_token's answers: it is asked on every token operation (the driver re-reads the token)
+    _by_token: dict[tuple[str, str, str], MediaEntry | None] = field(default_factory=dict, compare=False, repr=False)
 
     def default_modules(self, system: str | None = None) -> list[str]:
         """Every module file the catalog loads by default on ``system`` (this one if None)."""
@@ -91,7 +93,10 @@ class MediaCatalog:
         return [path for e in self.entries if e.load_by_default for path in e.module_files(system)]
 
     def for_token(self, module: str, manufacturer: str, model: str) -> MediaEntry | None:
-        return next((e for e in self.entries if e.describes_token(module, manufacturer, model)), None)
+        key = (module, manufacturer, model)
+        if key not in self._by_token:
+            self._by_token[key] = next((e for e in self.entries if e.describes_token(*key)), None)
+        return self._by_token[key]
 
     def for_atr(self, atr: bytes) -> MediaEntry | None:
         return next((e for e in self.entries if any(p.matches(atr) for p in e.atrs)), None)
