@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,7 @@ def direct_round_trips(fixtures: Fixtures, rounds: int) -> list[float]:
 
 async def concurrent_load(url: str, fixtures: Fixtures, connections: int, per_connection: int) -> tuple[int, float]:
     errors = 0
+    codes: Counter[str] = Counter()
 
     async def tab(index: int, session: aiohttp.ClientSession) -> None:
         nonlocal errors
@@ -119,11 +121,14 @@ async def concurrent_load(url: str, fixtures: Fixtures, connections: int, per_co
                 reply = await call(ws, i, "authenticate", challengeNonce=nonce(), **params)
                 if "result" not in reply:
                     errors += 1
+                    codes[f"{reply['error']['code']} {reply['error'].get('detail', '')}"] += 1
 
     start = time.perf_counter()
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         await asyncio.gather(*(tab(i, session) for i in range(connections)))
+    if codes:
+        print(f"  error codes: {dict(codes)}")
     return errors, time.perf_counter() - start
 
 

@@ -420,3 +420,62 @@ def test_token_info_strings_lose_their_blank_and_nul_padding() -> None:
 
     assert _clean("TPM2-PKCS11\x00\x00\x00   ") == "TPM2-PKCS11"
     assert _clean("  税务UKey 初心科技  ") == "税务UKey 初心科技"
+
+
+def test_a_rescan_waits_for_the_calls_under_way_and_holds_new_ones_back() -> None:
+    import threading
+    import time
+
+    from cert_agent.drivers.pkcs11 import _ModuleGate
+
+    gate = _ModuleGate()
+    order: list[str] = []
+    in_call = threading.Event()
+
+    def call(name: str, seconds: float) -> None:
+        with gate.shared():
+            in_call.set()
+            time.sleep(seconds)
+            order.append(name)
+
+    first = threading.Thread(target=call, args=("call under way", 0.2))
+    first.start()
+    in_call.wait()
+
+    def call_after() -> None:
+        time.sleep(0.05)  # once the rescan waits
+        call("call after", 0)
+
+    later = threading.Thread(target=call_after)
+    later.start()
+    with gate.alone(wait=2.0) as alone:
+        order.append("rescan")
+        time.sleep(0.1)  # a call arriving now waits for the rescan
+    first.join()
+    later.join()
+    assert alone and order == ["call under way", "rescan", "call after"]
+
+
+def test_a_rescan_gives_way_to_a_call_that_hangs() -> None:
+    import threading
+
+    from cert_agent.drivers.pkcs11 import _ModuleGate
+
+    gate = _ModuleGate()
+    release, entered = threading.Event(), threading.Event()
+
+    def hung_call() -> None:
+        with gate.shared():
+            entered.set()
+            release.wait()
+
+    hung = threading.Thread(target=hung_call)
+    hung.start()
+    entered.wait()
+    with gate.alone(wait=0.1) as alone:
+        pass
+    with gate.shared():  # other calls go on meanwhile
+        other_call_ran = True
+    release.set()
+    hung.join()
+    assert not alone and other_call_ran

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import replace
@@ -127,6 +128,8 @@ _PKCS11_ERRORS = (p11.PKCS11Error, ReturnCode)
 
 # Modules that see tokens added to their store only at C_Initialize (by C_GetInfo manufacturerID).
 REINITIALIZE_TO_RESCAN = frozenset({"SoftHSM"})
+RESCAN_WAIT = 0.5  # seconds a re-initialization waits for the calls under way on its module
+RESCAN_TRIES = 5
 
 
 def _clean(text: str | bytes) -> str:
@@ -180,40 +183,44 @@ def pkcs11_errors() -> Iterator[None]:
 
 class _ModuleGate:
     """Calls into one module share it; re-initializing it (which ends every session) needs it
-    alone, and is skipped rather than waited for while a call is under way (it may hang)."""
+    alone. A re-initialization stops new calls and waits a bounded time for the calls under way
+    to end, so steady traffic cannot put it off forever; when they do not end in time (a call may
+    hang), it is skipped and the calls go on."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
         self._users = 0
-        self._reinitializing = threading.Event()
-        self._reinitializing.set()  # set: no re-initialization under way
+        self._reinitializing = False
 
     @contextmanager
     def shared(self) -> Iterator[None]:
-        while True:
-            self._reinitializing.wait()
-            with self._lock:
-                if self._reinitializing.is_set():
-                    self._users += 1
-                    break
+        with self._changed:
+            self._changed.wait_for(lambda: not self._reinitializing)
+            self._users += 1
         try:
             yield
         finally:
-            with self._lock:
+            with self._changed:
                 self._users -= 1
+                self._changed.notify_all()
 
     @contextmanager
-    def alone(self) -> Iterator[bool]:
-        """Yields True when no call is under way (and none starts until the block ends)."""
-        with self._lock:
-            alone = self._users == 0
-            if alone:
-                self._reinitializing.clear()
+    def alone(self, wait: float) -> Iterator[bool]:
+        """Yields True once no call is under way (and none starts until the block ends), False
+        when the calls under way did not end within ``wait`` seconds."""
+        with self._changed:
+            self._reinitializing = True
+            alone = self._changed.wait_for(lambda: self._users == 0, timeout=wait)
+            if not alone:
+                self._reinitializing = False
+                self._changed.notify_all()
         try:
             yield alone
         finally:
             if alone:
-                self._reinitializing.set()
+                with self._changed:
+                    self._reinitializing = False
+                    self._changed.notify_all()
 
 
 class Pkcs11Driver:
@@ -377,21 +384,41 @@ class Pkcs11Driver:
         Most modules (OpenSC and the card vendors') show new tokens on the next C_GetSlotList,
         which every scan calls anyway. A few only learn of new tokens at C_Initialize; those
         (``REINITIALIZE_TO_RESCAN``, by C_GetInfo manufacturer) are finalized and initialized
-        again, which ends every session: so only while no call is under way on the module (a
-        call that hangs delays the module's new tokens, never the call). C_WaitForSlotEvent
-        cannot tell the two kinds apart: SoftHSM2 answers CKR_NO_EVENT forever.
+        again, which ends every session: so only once the calls under way have ended (new ones
+        wait; a call still running after ``RESCAN_WAIT`` seconds may hang, and the rescan is
+        left to the next scan). C_WaitForSlotEvent cannot tell the two kinds apart: SoftHSM2
+        answers CKR_NO_EVENT forever.
+
+        SoftHSM2 rewrites a token's file at every login, and C_Initialize reading it meanwhile
+        (another process logging in) misses the token: so a re-initialization that loses a token
+        is done again, up to ``RESCAN_TRIES`` times, before the loss is believed.
         """
         for module, lib in list(self._libs.items()):
             if lib.manufacturer_id.strip() not in REINITIALIZE_TO_RESCAN:
                 continue
-            with self._gates[module].alone() as alone:
+            with self._gates[module].alone(RESCAN_WAIT) as alone:
                 if not alone:
                     log.info("rescan of %s deferred: a call is under way", module)
                     continue
                 try:
-                    lib.reinitialize()
+                    before = self._serials(lib)
+                    for attempt in range(RESCAN_TRIES):
+                        if attempt:
+                            time.sleep(0.02 * attempt)
+                        lib.reinitialize()
+                        if before <= self._serials(lib):
+                            break
                 except _PKCS11_ERRORS as exc:
                     log.warning("rescanning %s failed: %s", module, exc)
+
+    @staticmethod
+    def _serials(lib: Library) -> set[bytes]:
+        """The serials of the tokens the module shows (a lost one is missing here)."""
+        serials = set()
+        for slot in lib.get_slots(token_present=True):
+            with suppress(*_PKCS11_ERRORS):
+                serials.add(bytes(slot.get_token().serial))
+        return serials
 
     def close(self) -> None:
         for lib in self._libs.values():
