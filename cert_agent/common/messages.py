@@ -91,7 +91,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "WORKER_FAILED": (
         "证书介质驱动异常退出，请重试",
-        "the process serving the token stopped unexpectedly",
+        "the process serving the token's driver stopped unexpectedly",
     ),
     "BAD_JSON": (
         "请求格式错误",
