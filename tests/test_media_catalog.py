@@ -120,3 +120,11 @@ def test_the_modules_loaded_by_default_are_the_catalogs_present_on_disk(monkeypa
     assert all(Path(m).exists() for m in modules)
     assert "/usr/lib/softhsm/libsofthsm2.so" in modules  # installed here by scripts/setup.sh
     assert not any("tpm2" in m for m in modules)  # needs a resource manager: only when configured
+
+
+def test_only_the_modules_the_catalog_marks_are_reinitialized_to_see_new_tokens() -> None:
+    catalog = load_catalog(Path("cert_agent/drivers/media.json"))
+    assert catalog.reinitializes("/usr/lib/softhsm/libsofthsm2.so")
+    assert catalog.reinitializes("/usr/local/lib/softhsm/libsofthsm2.so")  # the same module, elsewhere
+    assert not catalog.reinitializes("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so")
+    assert not catalog.reinitializes("/usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so")

@@ -71,10 +71,14 @@ class MediaEntry:
     def module_files(self, system: str) -> tuple[str, ...]:
         return self.modules.get(system, ())
 
+    def names_module(self, module: str) -> bool:
+        """``module`` is one of this entry's module files (by path, or by file name elsewhere)."""
+        return any(module == path or Path(module).name == Path(path).name
+                   for paths in self.modules.values() for path in paths)  # fmt: skip
+
     def describes_token(self, module: str, manufacturer: str, model: str) -> bool:
         """This entry's module, and its manufacturer and model where it names them."""
-        if not any(module == path or Path(module).name == Path(path).name for paths in self.modules.values()
-                   for path in paths):  # fmt: skip
+        if not self.names_module(module):
             return False
         return (self.manufacturer is None or self.manufacturer == manufacturer) and (
             self.model is None or self.model == model
@@ -97,6 +101,10 @@ class MediaCatalog:
         if key not in self._by_token:
             self._by_token[key] = next((e for e in self.entries if e.describes_token(*key)), None)
         return self._by_token[key]
+
+    def reinitializes(self, module: str) -> bool:
+        """``module`` shows tokens added after C_Initialize only once initialized again."""
+        return any(e.reinit_for_new_tokens and e.names_module(module) for e in self.entries)
 
     def for_atr(self, atr: bytes) -> MediaEntry | None:
         return next((e for e in self.entries if any(p.matches(atr) for p in e.atrs)), None)

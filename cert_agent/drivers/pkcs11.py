@@ -126,8 +126,6 @@ _BY_CODE: dict[int, type[CertAgentError]] = {
 }
 _PKCS11_ERRORS = (p11.PKCS11Error, ReturnCode)
 
-# Modules that see tokens added to their store only at C_Initialize (by C_GetInfo manufacturerID).
-REINITIALIZE_TO_RESCAN = frozenset({"SoftHSM"})
 RESCAN_WAIT = 0.5  # seconds a re-initialization waits for the calls under way on its module
 RESCAN_TRIES = 5
 
@@ -383,10 +381,10 @@ class Pkcs11Driver:
 
         Most modules (OpenSC and the card vendors') show new tokens on the next C_GetSlotList,
         which every scan calls anyway. A few only learn of new tokens at C_Initialize; those
-        (``REINITIALIZE_TO_RESCAN``, by C_GetInfo manufacturer) are finalized and initialized
-        again, which ends every session: so only once the calls under way have ended (new ones
-        wait; a call still running after ``RESCAN_WAIT`` seconds may hang, and the rescan is
-        left to the next scan). C_WaitForSlotEvent cannot tell the two kinds apart: SoftHSM2
+        (the media catalog's ``reinitForNewTokens``) are finalized and initialized again, which
+        ends every session: so only once the calls under way have ended (new ones wait; a call
+        still running after ``RESCAN_WAIT`` seconds may hang, and the rescan is left to the next
+        scan). C_WaitForSlotEvent cannot tell the two kinds apart: SoftHSM2
         answers CKR_NO_EVENT forever.
 
         SoftHSM2 rewrites a token's file at every login, and C_Initialize reading it meanwhile
@@ -394,7 +392,7 @@ class Pkcs11Driver:
         is done again, up to ``RESCAN_TRIES`` times, before the loss is believed.
         """
         for module, lib in list(self._libs.items()):
-            if lib.manufacturer_id.strip() not in REINITIALIZE_TO_RESCAN:
+            if not default_catalog().reinitializes(module):
                 continue
             with self._gates[module].alone(RESCAN_WAIT) as alone:
                 if not alone:
