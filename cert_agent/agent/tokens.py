@@ -36,6 +36,7 @@ from cert_agent.drivers.pin import Pin
 log = logging.getLogger("cert_agent.tokens")
 REMOVAL_SCANS = 2  # consecutive scans that must miss a token before it counts as removed
 IN_USE_GRACE = 2.0  # seconds after a PIN operation during which a scan's miss does not count
+SCAN_WAIT = 2.0  # seconds a scan waits for a module's answer before publishing the others' news
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class TokenService:
         self._config = config
         self._workers: dict[str, WorkerProcess] = {}  # by module
         self._unloadable: dict[str, tuple[ModuleProblem, ...]] = {}  # modules that failed to load
+        self._scans: dict[str, asyncio.Task[ScanResult | None]] = {}  # by module, under way
         self._tokens: dict[str, TokenView] = {}
         self._problems: tuple[ModuleProblem, ...] = ()
         self._subscribers: set[asyncio.Queue[TokenEvent | CardEvent]] = set()
@@ -84,7 +86,7 @@ class TokenService:
     # --- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.refresh()
+        await self.refresh(wait=self._config.operation_timeout)  # the first scan: what is there
         self._poller = asyncio.create_task(self._poll(), name="token-poller")
         if self._config.watch_readers:
             self._watcher = ReaderWatcher(self.on_cards, asyncio.get_running_loop())
@@ -98,6 +100,8 @@ class TokenService:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
+        for scan in self._scans.values():
+            scan.cancel()
         for key in list(self._workers):
             self._discard(key)
 
@@ -234,17 +238,24 @@ class TokenService:
     def request_scan(self) -> None:
         self._wake.set()
 
-    async def refresh(self) -> None:
-        """Scan every module now (or wait for the scan under way) and publish what changed. A
-        module whose worker does not answer keeps its tokens as they were."""
+    async def refresh(self, wait: float = SCAN_WAIT) -> None:
+        """Scan every module now (or wait for the scan under way) and publish what changed.
+
+        A module's scan that takes longer than ``wait`` seconds (a module stuck on a medium, a
+        slow card read) goes on, and is not sent again while it does: its module keeps its tokens
+        as they were until its answer comes, and the other modules' news is published now."""
         async with self._scan_lock:
             cards_version = self._cards_version
             modules = list(dict.fromkeys(self._config.modules))
-            results = await asyncio.gather(*(self._scan(module) for module in modules))
+            for module in modules:
+                if module not in self._scans:
+                    self._scans[module] = asyncio.create_task(self._scan(module), name=f"scan {module}")
+            await asyncio.wait([self._scans[m] for m in modules], timeout=wait)
             views: list[TokenView] = []
             problems: list[ModuleProblem] = []
             silent: set[str] = set()
-            for module, result in zip(modules, results, strict=True):
+            for module in modules:
+                result = self._finished_scan(module)
                 if result is None:
                     silent.add(module)
                     continue
@@ -253,6 +264,19 @@ class TokenService:
             self._publish(ScanResult(tuple(views), tuple(problems)), silent)
             if cards_version == self._cards_version:  # the scan saw the cards as they are now
                 self._judge_cards()
+
+    def _finished_scan(self, module: str) -> ScanResult | None:
+        """The module's scan result if its scan has ended (and then forgotten), else None."""
+        scan = self._scans[module]
+        if not scan.done():
+            return None
+        del self._scans[module]
+        if scan.cancelled():
+            return None
+        if scan.exception() is not None:
+            log.warning("scanning module %s failed: %s", module, scan.exception())
+            return None
+        return scan.result()
 
     async def _scan(self, module: str) -> ScanResult | None:
         """One module's tokens, or None when its worker did not answer. A module that did not

@@ -102,7 +102,10 @@ class WorkerProcess:
             except Exception:
                 break
             if isinstance(message, Reply):
-                self._loop.call_soon_threadsafe(self._deliver, message)
+                try:
+                    self._loop.call_soon_threadsafe(self._deliver, message)
+                except RuntimeError:  # the loop is closed: nobody waits
+                    break
         self._conn.close()  # here, not in kill(): never under a read in progress
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
             self._loop.call_soon_threadsafe(self._fail)
