@@ -297,6 +297,26 @@ async def test_a_stalled_token_blocks_neither_other_tokens_of_its_module_nor_the
             verify_auth_token(again["result"]["authToken"], ALLOWED_ORIGIN, NONCE)
 
 
+async def test_a_pin_that_waited_out_its_time_behind_a_hung_call_never_reaches_the_token(
+    fixtures: Fixtures, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    token_id, _ = certificate_of(fixtures, "hairun-ec")
+    serial = fixtures.token_of("hairun-ec").serial
+    with media_that_can_hang(monkeypatch, tmp_path) as media:  # a double: see tests/hang
+        async with running_agent(fixtures, operation_timeout=1.5) as agent, connect(agent) as client:
+            with media.hung(serial):
+                for n, pin in enumerate(("112233", "000000")):  # the second one waits behind the first
+                    await client.ws.send_json(
+                        {"id": n, "method": "verifyPin", "params": {"tokenId": token_id, "pin": pin}}
+                    )
+                replies = [await client.reply(n, timeout=10) for n in range(2)]
+            await asyncio.sleep(0.5)  # the hung call ends; the wrong PIN behind it is dropped
+            assert media.logins(serial) == 1  # only the call that was under way
+            after = await client.call("verifyPin", tokenId=token_id, pin="112233")
+    assert [r["error"]["code"] for r in replies] == ["TOKEN_TIMEOUT", "TOKEN_TIMEOUT"]
+    assert after["result"] == {"verified": True}
+
+
 async def test_token_pulled_out_and_plugged_in_are_pushed_as_events(
     fresh_agent: RunningAgent, fresh_fixtures: Fixtures
 ) -> None:

@@ -6,7 +6,9 @@ wedged USB key on an agency's hub does, and no part available here can do it: So
 such state, and a stopped software TPM hangs every token it holds (the many-tokens test uses that
 too). So, in the processes this is loaded into, C_Login on a token whose serial is a file in
 $TEST_HANG_DIR waits until that file is removed, as a C call blocked on the device would, with
-the GIL released. Everything else is real.
+the GIL released. Every C_Login that goes on to the module is recorded (the serial, a line) in
+$TEST_HANG_DIR/logins, so a test can see which requests reached the token. Everything else is
+real.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ def _login_on_a_medium_that_may_hang(self: Library, session: Any, pin: bytearray
     stalled = os.path.join(os.environ["TEST_HANG_DIR"], serial)
     while os.path.exists(stalled):
         time.sleep(0.02)
+    with open(os.path.join(os.environ["TEST_HANG_DIR"], "logins"), "a", encoding="utf-8") as logins:
+        logins.write(serial + "\n")
     _login(self, session, pin)
 
 

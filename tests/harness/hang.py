@@ -16,6 +16,11 @@ class HungMedia:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
+    def logins(self, serial: str) -> int:
+        """How many C_Logins on the token with ``serial`` reached its module."""
+        logins = self.directory / "logins"
+        return logins.read_text(encoding="utf-8").split().count(serial) if logins.exists() else 0
+
     @contextmanager
     def hung(self, serial: str) -> Iterator[None]:
         """C_Login on the token with ``serial`` blocks until the block ends."""
