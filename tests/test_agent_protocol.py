@@ -310,6 +310,7 @@ async def test_a_pin_that_waited_out_its_time_behind_a_hung_call_never_reaches_t
                         {"id": n, "method": "verifyPin", "params": {"tokenId": token_id, "pin": pin}}
                     )
                 replies = [await client.reply(n, timeout=10) for n in range(2)]
+                await asyncio.sleep(0.3)  # well past the second one's time
             await asyncio.sleep(0.5)  # the hung call ends; the wrong PIN behind it is dropped
             assert media.logins(serial) == 1  # only the call that was under way
             after = await client.call("verifyPin", tokenId=token_id, pin="112233")
