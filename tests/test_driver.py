@@ -456,8 +456,9 @@ def test_a_rescan_waits_for_the_calls_under_way_and_holds_new_ones_back() -> Non
     assert alone and order == ["call under way", "rescan", "call after"]
 
 
-def test_a_rescan_gives_way_to_a_call_that_hangs() -> None:
+def test_a_rescan_gives_way_to_a_call_that_hangs_and_then_holds_nobody_back() -> None:
     import threading
+    import time
 
     from cert_agent.drivers.pkcs11 import _ModuleGate
 
@@ -472,10 +473,63 @@ def test_a_rescan_gives_way_to_a_call_that_hangs() -> None:
     hung = threading.Thread(target=hung_call)
     hung.start()
     entered.wait()
-    with gate.alone(wait=0.1) as alone:
+    with gate.alone(wait=0.1) as first:
         pass
+    started = time.monotonic()
+    with gate.alone(wait=0.1) as second:  # the call under way is older than that now: skipped at once
+        pass
+    skipped_in = time.monotonic() - started
     with gate.shared():  # other calls go on meanwhile
         other_call_ran = True
     release.set()
     hung.join()
-    assert not alone and other_call_ran
+    assert not first and not second and skipped_in < 0.05 and other_call_ran
+
+
+def test_no_call_starts_during_a_rescan_begun_when_none_was_under_way() -> None:
+    import threading
+    import time
+
+    from cert_agent.drivers.pkcs11 import _ModuleGate
+
+    gate = _ModuleGate()
+    order: list[str] = []
+
+    def call() -> None:
+        with gate.shared():
+            order.append("call")
+
+    with gate.alone(wait=1.0) as alone:
+        caller = threading.Thread(target=call)
+        caller.start()
+        time.sleep(0.1)
+        order.append("rescan done")
+    caller.join()
+    assert alone and order == ["rescan done", "call"]
+
+
+def test_a_call_inside_a_call_is_not_held_back_by_a_waiting_rescan() -> None:
+    import threading
+    import time
+
+    from cert_agent.drivers.pkcs11 import _ModuleGate
+
+    gate = _ModuleGate()
+    inner_took: list[float] = []
+    entered = threading.Event()
+
+    def call() -> None:
+        with gate.shared():
+            entered.set()
+            time.sleep(0.1)  # the rescan is waiting now
+            started = time.monotonic()
+            with gate.shared():  # the driver's helpers enter again
+                inner_took.append(time.monotonic() - started)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    entered.wait()
+    with gate.alone(wait=2.0) as alone:
+        pass
+    caller.join()
+    assert alone and inner_took[0] < 0.05

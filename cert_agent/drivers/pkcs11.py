@@ -181,37 +181,52 @@ def pkcs11_errors() -> Iterator[None]:
 
 class _ModuleGate:
     """Calls into one module share it; re-initializing it (which ends every session) needs it
-    alone. A re-initialization stops new calls and waits a bounded time for the calls under way
-    to end, so steady traffic cannot put it off forever; when they do not end in time (a call may
-    hang), it is skipped and the calls go on."""
+    alone. A re-initialization holds new calls back and waits for the calls under way to end, so
+    steady traffic cannot put it off forever, but never longer than until the oldest call under
+    way is ``wait`` seconds old: a call that old may hang, and the re-initialization is skipped
+    then (at once, while such a call goes on), so a hung call holds up nobody else.
+
+    A thread may enter ``shared`` again inside a call (the driver's helpers do); only its
+    outermost entry counts and waits.
+    """
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
-        self._users = 0
+        self._started: dict[int, float] = {}  # thread -> when its call under way began
+        self._depth = threading.local()
         self._reinitializing = False
 
     @contextmanager
     def shared(self) -> Iterator[None]:
-        with self._changed:
-            self._changed.wait_for(lambda: not self._reinitializing)
-            self._users += 1
+        depth: int = getattr(self._depth, "value", 0)
+        if depth == 0:
+            with self._changed:
+                self._changed.wait_for(lambda: not self._reinitializing)
+                self._started[threading.get_ident()] = time.monotonic()
+        self._depth.value = depth + 1
         try:
             yield
         finally:
-            with self._changed:
-                self._users -= 1
-                self._changed.notify_all()
+            self._depth.value = depth
+            if depth == 0:
+                with self._changed:
+                    del self._started[threading.get_ident()]
+                    self._changed.notify_all()
 
     @contextmanager
     def alone(self, wait: float) -> Iterator[bool]:
         """Yields True once no call is under way (and none starts until the block ends), False
-        when the calls under way did not end within ``wait`` seconds."""
+        when the calls under way did not end before the oldest of them was ``wait`` seconds old."""
         with self._changed:
-            self._reinitializing = True
-            alone = self._changed.wait_for(lambda: self._users == 0, timeout=wait)
-            if not alone:
-                self._reinitializing = False
-                self._changed.notify_all()
+            now = time.monotonic()
+            left = min(self._started.values(), default=now) + wait - now
+            alone = not self._started
+            if not alone and left > 0:
+                self._reinitializing = True  # new calls wait from now on
+                alone = self._changed.wait_for(lambda: not self._started, timeout=left)
+                if not alone:
+                    self._changed.notify_all()
+            self._reinitializing = alone
         try:
             yield alone
         finally:
@@ -383,9 +398,8 @@ class Pkcs11Driver:
         which every scan calls anyway. A few only learn of new tokens at C_Initialize; those
         (the media catalog's ``reinitForNewTokens``) are finalized and initialized again, which
         ends every session: so only once the calls under way have ended (new ones wait; a call
-        still running after ``RESCAN_WAIT`` seconds may hang, and the rescan is left to the next
-        scan). C_WaitForSlotEvent cannot tell the two kinds apart: SoftHSM2
-        answers CKR_NO_EVENT forever.
+        under way for ``RESCAN_WAIT`` seconds may hang, and the rescan is left to a later scan).
+        C_WaitForSlotEvent cannot tell the two kinds apart: SoftHSM2 answers CKR_NO_EVENT forever.
 
         SoftHSM2 rewrites a token's file at every login, and C_Initialize reading it meanwhile
         (another process logging in) misses the token: so a re-initialization that loses a token
