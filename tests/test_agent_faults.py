@@ -63,6 +63,27 @@ async def test_worker_killed_during_authenticate_costs_that_request_only(
         await _still_serving(agent, client, fixtures, "xinda-ec")
 
 
+async def test_a_module_worker_killed_under_several_calls_costs_those_calls_and_then_serves_again(
+    agent: RunningAgent, fixtures: Fixtures
+) -> None:
+    names = ["hairun-ec", "xinda-ec", "hengxin-ec", "shuangzheng-ec"]  # four tokens of one module
+    async with connect(agent) as client:
+        pid = await _worker_pid(agent, client, certificate_of(fixtures, names[0])[0], "112233")
+        os.kill(pid, signal.SIGSTOP)  # all four calls reach the worker, then it dies under them
+        for name in names:
+            token_id, cert_id = certificate_of(fixtures, name)
+            pin = fixtures.token_of(name).pin
+            await _send(client, name, "authenticate", tokenId=token_id, certId=cert_id, pin=pin, challengeNonce=NONCE)
+        await asyncio.sleep(0.3)
+        os.kill(pid, signal.SIGKILL)
+        doomed = [await client.reply(name) for name in names]
+        CASES["faults"] += 1
+        assert {reply["error"]["code"] for reply in doomed} == {"WORKER_FAILED"}
+        for name in names:  # one new worker serves them all
+            await _still_serving(agent, client, fixtures, name)
+    assert len({pids[0] for key, pids in agent.service.worker_pids().items()}) == 1
+
+
 async def test_worker_killed_during_change_pin_leaves_one_working_pin(
     fresh_agent: RunningAgent, fresh_fixtures: Fixtures
 ) -> None:

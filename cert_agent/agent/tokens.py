@@ -290,7 +290,6 @@ class TokenService:
             return None
         except WorkerFailed:
             log.warning("the worker of module %s died; it will be restarted", module)
-            self._discard(module)
             return None
         if not isinstance(result, ScanResult):
             return None
@@ -425,8 +424,9 @@ class TokenService:
             log.warning("token %s did not answer within %ss", token_id, self._config.operation_timeout)
             raise TokenTimeout(token_id) from None
         except WorkerFailed:
+            # Not discarded here: several calls learn of one death, and by the time one of them
+            # runs this, a new worker may serve the module. The next call replaces a dead one.
             log.warning("the worker of module %s died; it will be restarted", module)
-            self._discard(module)
             if token_id not in self._tokens:
                 raise TokenNotPresent(token_id) from None
             raise
