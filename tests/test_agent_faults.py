@@ -74,7 +74,7 @@ async def test_a_module_worker_killed_under_several_calls_costs_those_calls_and_
             token_id, cert_id = certificate_of(fixtures, name)
             pin = fixtures.token_of(name).pin
             await _send(client, name, "authenticate", tokenId=token_id, certId=cert_id, pin=pin, challengeNonce=NONCE)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.6)
         os.kill(pid, signal.SIGKILL)
         doomed = [await client.reply(name) for name in names]
         CASES["faults"] += 1

@@ -244,6 +244,9 @@ class TokenService:
         A module's scan that takes longer than ``wait`` seconds (a module stuck on a medium, a
         slow card read) goes on, and is not sent again while it does: its module keeps its tokens
         as they were until its answer comes, and the other modules' news is published now."""
+        if self._scan_lock.locked():
+            async with self._scan_lock:  # a scan is under way: what it publishes is as fresh
+                return
         async with self._scan_lock:
             cards_version = self._cards_version
             modules = list(dict.fromkeys(self._config.modules))
