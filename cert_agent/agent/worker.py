@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 
@@ -119,7 +120,7 @@ class Lanes:
     def submit(self, envelope: Envelope) -> None:
         request = envelope.request
         name = SCAN_LANE if isinstance(request, Scan) else request.token_id
-        self._lane(name).submit(self._serve, envelope, time.monotonic())
+        self._run_in(name, self._serve, envelope, time.monotonic())
 
     def _serve(self, envelope: Envelope, arrived: float) -> None:
         request = envelope.request
@@ -147,16 +148,22 @@ class Lanes:
             for name in list(self._lanes):
                 if name != SCAN_LANE and name not in present:
                     self._lanes.pop(name).shutdown(wait=False)
-        for name in present:
-            self._lane(name)
+            new = present - self._lanes.keys()
+        for name in new:
+            self._run_in(name, _nothing)  # starts the lane's thread
 
-    def _lane(self, name: str) -> ThreadPoolExecutor:
+    def _run_in(self, name: str, function: Callable[..., None], *args: object) -> None:
+        """Run ``function`` in the lane ``name`` (made if need be), after what is queued there.
+        Under the lock that lanes are ended under, so nothing goes into a lane being ended."""
         with self._lanes_lock:
             lane = self._lanes.get(name)
             if lane is None:
                 lane = self._lanes[name] = ThreadPoolExecutor(1, thread_name_prefix=f"lane-{name}")
-                lane.submit(lambda: None)  # start its thread now
-            return lane
+            lane.submit(function, *args)
+
+
+def _nothing() -> None:
+    pass
 
 
 def _wipe(request: WorkerRequest) -> None:
