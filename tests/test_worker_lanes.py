@@ -1,8 +1,9 @@
 """How a module's worker schedules requests (``worker.Lanes``): one thread per token, so a token's
 requests run in order and different tokens' at the same time; a request that waited out its time
 behind its token's call is dropped unstarted; a token's lane ended by a scan comes back for its
-next request. The worker here answers from a table (``Recorder``): what is tested is the
-scheduling, which is the same whatever the driver does; the agent tests run it on real tokens."""
+next request. The worker here answers from a table (``Recorder``), a stand-in for the driver
+because no real token can be made to take a set time per call; what is tested is the scheduling,
+the same whatever the driver does, and the agent tests run it on real tokens."""
 
 from __future__ import annotations
 
