@@ -194,7 +194,7 @@ async def main() -> None:
     print(f"  throughput / serial direct rate: {(1000 / elapsed) / serial_rate:.2f}")
     print("memory")
     print(f"  idle daemon, main process (RSS): {idle_main / 1024:.1f} MB (goal <= 45 MB)")
-    print(f"  idle, the whole agent (PSS; a worker per present token): {idle_total / 1024:.1f} MB")
+    print(f"  idle, the whole agent (PSS; a worker per module): {idle_total / 1024:.1f} MB")
     print(f"  after the load (PSS): {busy_total / 1024:.1f} MB")
 
 

@@ -26,7 +26,7 @@ from cert_agent.drivers.pin import Pin
 
 @dataclass(frozen=True)
 class Scan:
-    """List every token with its certificates (the discovery worker)."""
+    """List the module's tokens with their certificates (the worker's scan lane)."""
 
 
 @dataclass(frozen=True)
