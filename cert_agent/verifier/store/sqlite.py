@@ -41,6 +41,22 @@ def _store_errors() -> Iterator[None]:
         raise StoreUnavailable(type(exc).__name__ + ": " + str(exc)) from None
 
 
+async def _switch_to_wal(db: aiosqlite.Connection, patience: float) -> None:
+    """SQLite does not call its busy handler while switching a new file's journal mode: when
+    several instances open the same new file at once, all but one get "database is locked" at
+    once. The switch is tried again until the busy timeout would have run out."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while True:
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or loop.time() >= deadline:
+                raise
+        await asyncio.sleep(0.02)
+
+
 class _SqliteConnection:
     """Each call is one hop to the connection's thread and back (statements are prepared and
     cached by sqlite3; cursors are left to the garbage collector rather than closed with a
@@ -83,7 +99,7 @@ class SqliteDatabase:
                 db.row_factory = sqlite3.Row
                 # first, so that a file another process is setting up is waited for, not refused
                 await db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-                await db.execute("PRAGMA journal_mode=WAL")
+                await _switch_to_wal(db, busy_timeout_ms / 1000)
                 await db.execute("PRAGMA foreign_keys=ON")
                 # WAL's usual setting: a commit survives the process being killed; a power cut may
                 # lose the last commits but never the database's consistency
