@@ -10,7 +10,6 @@ import os
 import resource
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -20,6 +19,7 @@ import aiohttp
 
 from softhsm_fixtures import Fixtures
 from tests.harness.agent import ALLOWED_ORIGIN, NONCE, RunningAgent, certificate_of, connect, free_port, running_agent
+from tests.harness.daemon import Daemon
 
 CONCURRENT_ATTEMPTS = 2000
 
@@ -204,17 +204,15 @@ def test_out_of_descriptors_the_agent_logs_sparingly_and_serves_the_page_once_so
     def limit_descriptors() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
 
-    process = subprocess.Popen(
+    daemon = Daemon(
         [sys.executable, "-m", "cert_agent", "serve", "--config", str(config)],
+        tmp_path / "agent.log",
         env=fixtures.env.environ(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
         preexec_fn=limit_descriptors,
     )
     sockets: list[socket.socket] = []
     try:
-        assert process.stdout is not None and "listening on" in process.stdout.readline()
+        assert "listening on" in daemon.line()
         for _ in range(300):
             sockets.append(socket.create_connection(("127.0.0.1", port)))
         time.sleep(1)
@@ -232,8 +230,7 @@ def test_out_of_descriptors_the_agent_logs_sparingly_and_serves_the_page_once_so
     finally:
         for sock in sockets:
             sock.close()
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=30)
+        stderr = daemon.stop()
     accept_errors = [line for line in stderr.splitlines() if "cannot accept connections" in line]
     assert 1 <= len(accept_errors) <= 5, stderr[-2000:]
     assert NONCE not in stderr

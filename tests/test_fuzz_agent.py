@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import signal
-import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -30,6 +28,7 @@ from hypothesis import strategies as st
 from cert_agent.common import jsontext
 from softhsm_fixtures import Fixtures, build_fixtures
 from tests.harness.agent import ALLOWED_ORIGIN, free_port
+from tests.harness.daemon import Daemon
 from tests.harness.fuzz import CASES, documented_codes, edge_text, json_values
 
 METHODS = ["hello", "listCertificates", "authenticate", "verifyPin", "changePin"]
@@ -39,7 +38,7 @@ CODES = documented_codes()
 @dataclass
 class ServedAgent:
     url: str
-    process: subprocess.Popen[str]
+    daemon: Daemon
     token_ids: list[str]
     cert_ids: list[str]
     pins_sent: set[str]
@@ -57,21 +56,18 @@ def served_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedAge
         'listen_hosts = ["127.0.0.1"]\npin_max_tries = 10\n',
         encoding="utf-8",
     )
-    process = subprocess.Popen(
+    daemon = Daemon(
         [sys.executable, "-m", "cert_agent", "-v", "serve", "--config", str(config)],
+        directory / "agent.log",
         env=fixtures.env.environ(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
-    assert process.stdout is not None and "listening on" in process.stdout.readline()
+    assert "listening on" in daemon.line()
     token_ids = [f"{fixtures.module}#{t.serial}" for t in fixtures.tokens]
     cert_ids = [c.cert_id for t in fixtures.tokens for c in t.certs]
-    served = ServedAgent(f"ws://127.0.0.1:{port}/ws", process, token_ids, cert_ids, set())
+    served = ServedAgent(f"ws://127.0.0.1:{port}/ws", daemon, token_ids, cert_ids, set())
     yield served
-    process.send_signal(signal.SIGTERM)
-    _, log = process.communicate(timeout=30)
-    assert process.returncode == 0, log[-3000:]
+    log = daemon.stop()
+    assert daemon.returncode == 0, log[-3000:]
     assert "Traceback" not in log and "Task exception" not in log, log[-3000:]
     for pin in served.pins_sent:
         assert pin not in log, "a PIN reached the daemon's log"
