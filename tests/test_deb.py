@@ -8,7 +8,6 @@ import configparser
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import pytest
 
 from cert_agent.agent import browser_policy
 from softhsm_fixtures import Fixtures
+from tests.harness.daemon import Daemon
 
 ROOT = Path(__file__).resolve().parent.parent
 ORIGIN = "https://etax.example.com"
@@ -103,9 +103,9 @@ def test_the_installed_agent_starts_as_its_unit_says_and_serves_a_configured_pag
     env.update(HOME=str(tmp_path), XDG_RUNTIME_DIR=str(tmp_path))
     env.pop("XDG_CONFIG_HOME", None)
     started = time.monotonic()
-    agent = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    agent = Daemon(command, tmp_path / "agent.log", env=env)
     try:
-        assert agent.stdout is not None and "listening on ws://127.0.0.1:27138/ws" in agent.stdout.readline()
+        assert "listening on ws://127.0.0.1:27138/ws" in agent.line()
         ready = time.monotonic() - started
 
         async def page() -> dict[str, object]:
@@ -120,7 +120,6 @@ def test_the_installed_agent_starts_as_its_unit_says_and_serves_a_configured_pag
         reply = asyncio.run(page())
         assert isinstance(reply.get("result"), dict) and reply["result"]["tokens"]  # type: ignore[index]
     finally:
-        agent.send_signal(signal.SIGTERM)
-        _, log = agent.communicate(timeout=30)
+        log = agent.stop()
     assert agent.returncode == 0, log
     assert ready < 5  # the benchmark measures the cold start; this only catches a hang

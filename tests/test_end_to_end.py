@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from playwright.async_api import expect
 from cert_agent.verifier.login import CST, next_cst_midnight
 from softhsm_fixtures import Fixtures
 from tests.harness.agent import free_port
+from tests.harness.daemon import Daemon
 from tests.harness.pages import choose_certificate, pass_sms, sign_in, site
 
 
@@ -129,9 +129,9 @@ async def test_a_pulled_out_token_leaves_the_certificate_list(fresh_fixtures: Fi
 
 
 def test_demo_starts_serves_and_stops_cleanly_twice(tmp_path: Path) -> None:
-    for _ in range(2):
+    for run in range(2):
         port, agent_port = free_port(), free_port()
-        process = subprocess.Popen(
+        demo = Daemon(
             [
                 sys.executable,
                 "-m",
@@ -143,18 +143,14 @@ def test_demo_starts_serves_and_stops_cleanly_twice(tmp_path: Path) -> None:
                 "--agent-port",
                 str(agent_port),
             ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            tmp_path / f"demo-{run}.log",
         )
-        assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(8)]
+        lines = [demo.line() for _ in range(8)]
         assert any(f"http://127.0.0.1:{port}/?agentPort={agent_port}" in line for line in lines), lines
         assert any("88888888" in line for line in lines)
         asyncio.run(_challenge(port))
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=30)
-        assert process.returncode == 0, err
+        log = demo.stop(signal.SIGINT)
+        assert demo.returncode == 0, log
 
 
 async def _challenge(port: int) -> None:
