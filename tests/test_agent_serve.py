@@ -16,8 +16,9 @@ from tests.harness.agent import cert_agent, free_port
 
 
 def start_serve(fixtures: Fixtures, *args: str) -> subprocess.Popen[str]:
+    verbose = ["-v"] if "-v" in args else []
     return subprocess.Popen(
-        [sys.executable, "-m", "cert_agent", "serve", *args],
+        [sys.executable, "-m", "cert_agent", *verbose, "serve", *(a for a in args if a != "-v")],
         env=fixtures.env.environ(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -148,3 +149,23 @@ def test_change_pin_on_the_command_line_is_refused_while_the_agent_serves(fresh_
     # nothing was changed: the initial PIN still works
     still_initial = cert_agent(fresh_fixtures, *change, stdin=pins)
     assert still_initial.returncode == 0, still_initial.stderr
+
+
+async def test_an_agent_whose_log_nobody_reads_goes_on_serving_and_loses_no_line(fixtures: Fixtures) -> None:
+    # stderr is a pipe this test does not read until the end, as a launcher that hangs would
+    # leave it: the 64 KiB pipe fills after some 600 lines, and the agent must not stop there
+    port = free_port()
+    process = start_serve(fixtures, "-v", "--port", str(port), "--allow-origin", "https://etax.example.com")
+    requests = 3000
+    try:
+        wait_listening(process)
+        url = f"ws://127.0.0.1:{port}/ws"
+        async with aiohttp.ClientSession() as session, session.ws_connect(url, origin="https://etax.example.com") as ws:
+            for number in range(requests):
+                await ws.send_json({"id": number, "method": "hello"})
+                assert (await ws.receive_json(timeout=10))["id"] == number
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, log = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert sum("hello request" in line for line in log.splitlines()) == requests

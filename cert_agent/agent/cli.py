@@ -277,6 +277,9 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_USAGE
     if not args.verbose:
         logging.getLogger("cert_agent").setLevel(logging.INFO)
+    from cert_agent.common.logthread import write_in_background
+
+    write_in_background()  # a stalled stderr must not stop the event loop
     from cert_agent.agent.errors import AgentAlreadyRunning
     from cert_agent.agent.instance import InstanceLock
 

@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from cert_agent.common.logthread import write_in_background
+
 REQUEST_ID_HEADER = "X-Request-Id"
 _WELL_FORMED_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
@@ -50,21 +52,24 @@ class JsonLinesFormatter(logging.Formatter):
         if request_id:
             entry["request_id"] = request_id
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:  # made when the record was logged, when it is written by the log thread
+            entry["exception"] = record.exc_text
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 def configure(log_format: str, level: int = logging.INFO) -> None:
-    """Log to stderr in ``log_format`` ("text" or "json"), every record with its request id."""
+    """Log to stderr in ``log_format`` ("text" or "json"), every record with its request id,
+    written by a thread of its own (``write_in_background``)."""
     handler = logging.StreamHandler()
     if log_format == "json":
         handler.setFormatter(JsonLinesFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
-    handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    write_in_background(filters=[RequestIdFilter()])  # the id is read in the thread that logs
     logging.getLogger("cert_agent").setLevel(level)
 
 

@@ -1,0 +1,106 @@
+"""Logging that never blocks the event loop.
+
+A logging handler writes to stderr in the thread that logs. When whatever reads stderr stops
+reading (a pipe whose reader hangs or never drains it, a stalled journal), the write blocks once
+the pipe is full (64 KiB on Linux), and a log line on the event loop then stops the whole daemon.
+
+``write_in_background`` puts the root logger's handlers behind a bounded queue that one thread
+writes out. Logging is then only a queue put. When the queue is full, records are dropped and
+counted, and the count is written as soon as there is room again. At exit what is queued is
+written, for at most ``STOP_WAIT`` seconds: a stalled sink cannot keep the process alive.
+"""
+
+from __future__ import annotations
+
+import atexit
+import copy
+import logging
+import queue
+import threading
+from collections.abc import Sequence
+from logging.handlers import QueueHandler
+
+CAPACITY = 10_000
+STOP_WAIT = 2.0
+_END = logging.makeLogRecord({"msg": "end of log"})
+_TRACEBACKS = logging.Formatter()
+
+
+class _DroppingQueueHandler(QueueHandler):
+    """Puts records in the queue without waiting; when it is full, counts what it drops.
+
+    ``logging.Handler.handle`` holds the handler's lock around ``emit``, so the count is safe
+    across threads."""
+
+    def __init__(self, records: queue.Queue[logging.LogRecord]) -> None:
+        super().__init__(records)
+        self.dropped = 0
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        """The message and traceback as text, made now: the arguments may change or be wiped
+        after the call, and a traceback would keep the frames it passes through alive."""
+        prepared = copy.copy(record)
+        prepared.msg, prepared.args = record.getMessage(), None
+        if record.exc_info:
+            prepared.exc_text = record.exc_text or _TRACEBACKS.formatException(record.exc_info)
+            prepared.exc_info = None
+        return prepared
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            if self.dropped:
+                self.queue.put_nowait(self._dropped_notice())
+                self.dropped = 0
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+    def _dropped_notice(self) -> logging.LogRecord:
+        return logging.makeLogRecord(
+            {
+                "name": __name__,
+                "levelno": logging.WARNING,
+                "levelname": "WARNING",
+                "msg": "%d log records dropped: the log's reader did not keep up",
+                "args": (self.dropped,),
+            }
+        )
+
+
+class BackgroundLog:
+    """The thread that writes queued records to the handlers they were meant for."""
+
+    def __init__(self, handlers: list[logging.Handler], capacity: int = CAPACITY) -> None:
+        self._handlers = handlers
+        self.records: queue.Queue[logging.LogRecord] = queue.Queue(capacity)
+        self.handler = _DroppingQueueHandler(self.records)
+        self._thread = threading.Thread(target=self._write, name="log-writer", daemon=True)
+        self._thread.start()
+
+    def _write(self) -> None:
+        while (record := self.records.get()) is not _END:
+            for handler in self._handlers:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
+
+    def stop(self, wait: float = STOP_WAIT) -> None:
+        """Write what is queued, waiting at most ``wait`` seconds for a stalled sink."""
+        try:
+            self.records.put(_END, timeout=wait)
+        except queue.Full:
+            return
+        self._thread.join(timeout=wait)
+
+
+def write_in_background(capacity: int = CAPACITY, filters: Sequence[logging.Filter] = ()) -> BackgroundLog:
+    """Move the root logger's handlers behind a queue written by a thread of its own.
+
+    ``filters`` run in the thread that logs, before the record is queued (one that reads a
+    context variable, say the request's id, must be one of them)."""
+    root = logging.getLogger()
+    background = BackgroundLog(list(root.handlers), capacity)
+    for record_filter in filters:
+        background.handler.addFilter(record_filter)
+    root.handlers[:] = [background.handler]
+    atexit.register(background.stop)
+    return background

@@ -1,0 +1,79 @@
+"""Logging written by a thread of its own: a log whose reader stalls costs lines, which are
+counted, and never the caller's time. The sink is a real pipe that the test stops reading."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+
+from cert_agent.common.logthread import BackgroundLog
+from cert_agent.verifier.logs import JsonLinesFormatter
+
+
+def test_a_stalled_sink_costs_counted_lines_and_never_blocks_the_caller() -> None:
+    read_end, write_end = os.pipe()
+    sink = logging.StreamHandler(os.fdopen(write_end, "w", encoding="utf-8"))
+    sink.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    background = BackgroundLog([sink], capacity=100)
+    logger = logging.getLogger("test.logthread")
+    logger.propagate, logger.level = False, logging.INFO
+    logger.addHandler(background.handler)
+    logged = threading.Event()
+
+    def log_a_lot() -> None:  # some 280 KiB, nobody reading: the pipe (64 KiB) fills, then the queue
+        for number in range(5000):
+            logger.info("line %d %s", number, "x" * 40)
+        logged.set()
+
+    chunks: list[bytes] = []
+
+    def read_to_the_end() -> None:
+        while chunk := os.read(read_end, 1 << 16):
+            chunks.append(chunk)
+
+    try:
+        threading.Thread(target=log_a_lot, daemon=True).start()
+        assert logged.wait(timeout=20), "logging blocked behind a full pipe"
+        reader = threading.Thread(target=read_to_the_end, daemon=True)
+        reader.start()  # the reader comes back
+        deadline = time.monotonic() + 10
+        while not background.records.empty() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        logger.info("after the stall")
+        background.stop(wait=10)
+    finally:
+        logger.removeHandler(background.handler)
+        sink.stream.close()  # the write end: the reader sees the end
+    reader.join(timeout=10)
+    os.close(read_end)
+    lines = b"".join(chunks).decode().splitlines()
+    written = [line for line in lines if line.startswith("INFO line ")]
+    notices = [line for line in lines if "log records dropped" in line]
+    assert 600 < len(written) < 5000  # a pipe's and a queue's worth, not all
+    assert notices and all(notice.startswith("WARNING ") for notice in notices)
+    assert len(written) + sum(int(notice.split()[1]) for notice in notices) == 5000  # each line accounted for
+    assert lines[-1] == "INFO after the stall"
+
+
+def test_a_traceback_is_written_as_text_made_when_it_was_logged_in_json_too() -> None:
+    read_end, write_end = os.pipe()
+    sink = logging.StreamHandler(os.fdopen(write_end, "w", encoding="utf-8"))
+    sink.setFormatter(JsonLinesFormatter())
+    background = BackgroundLog([sink])
+    logger = logging.getLogger("test.logthread.json")
+    logger.propagate = False
+    logger.addHandler(background.handler)
+    try:
+        raise ValueError("the cause")
+    except ValueError:
+        logger.exception("it failed for %s", "this reason")
+    background.stop()
+    logger.removeHandler(background.handler)
+    sink.stream.close()
+    with os.fdopen(read_end, encoding="utf-8") as written:
+        entry = json.loads(written.read())
+    assert entry["message"] == "it failed for this reason"
+    assert "ValueError: the cause" in entry["exception"] and "Traceback" in entry["exception"]
