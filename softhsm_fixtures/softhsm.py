@@ -6,10 +6,12 @@ directory; the system's SoftHSM configuration is never read or written.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import struct
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -103,18 +105,31 @@ class SoftHsmEnv:
         (self.pulled_dir / serial).rename(self.token_dir / serial)
 
     def _token_store(self, serial: str) -> Path:
-        wanted = serial.encode("ascii").ljust(16, b" ")
-        for path in self.token_dir.glob("*/token.object"):
-            if wanted in path.read_bytes():
-                return path.parent
-        raise FileNotFoundError(f"no SoftHSM token with serial {serial}")
+        found = self._token_file_holding(serial.encode("ascii").ljust(16, b" "))
+        if found is None:
+            raise FileNotFoundError(f"no SoftHSM token with serial {serial}")
+        return found.parent
 
     def token_object_file(self, label: str) -> Path:
-        padded = label.encode("utf-8").ljust(32, b" ")
-        for path in self.token_dir.glob("*/token.object"):
-            if padded in path.read_bytes():
-                return path
-        raise FileNotFoundError(f"no SoftHSM token labelled {label!r}")
+        found = self._token_file_holding(label.encode("utf-8").ljust(32, b" "))
+        if found is None:
+            raise FileNotFoundError(f"no SoftHSM token labelled {label!r}")
+        return found
+
+    def _token_file_holding(self, padded: bytes, patience: float = 1.0) -> Path | None:
+        """The token.object file that holds ``padded`` (a serial or label, as SoftHSM2 pads it).
+
+        SoftHSM2 rewrites the file at every login: read at that moment it can be empty, so a
+        token in use by another process is looked for again, for up to ``patience`` seconds."""
+        deadline = time.monotonic() + patience
+        while True:
+            for path in self.token_dir.glob("*/token.object"):
+                with contextlib.suppress(FileNotFoundError):  # pulled out meanwhile
+                    if padded in path.read_bytes():
+                        return path
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.01)
 
     def set_token_flags(self, label: str, add: int) -> None:
         """Set token flags in SoftHSM's store while no process has the module loaded.
