@@ -18,7 +18,6 @@ import asyncio
 import base64
 import hashlib
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,16 +31,11 @@ import aiohttp
 import PyKCS11
 
 from softhsm_fixtures import Fixtures, build_fixtures
+from tests.harness.agent import free_port
 from tests.harness.processes import tree_pss_kib
 
 ORIGIN = "https://etax.example.com"
 CONCURRENT_CERTS = ["hairun-ec", "xinda-ec", "hengxin-ec", "shuangzheng-ec", "chuxin-ec"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def rss_kib(pid: int) -> int:

@@ -37,6 +37,7 @@ from cert_agent.verifier.app import create_app
 from cert_agent.verifier.validation import AuthTokenValidator, ValidatorSettings
 from demo.services import NO_SMS_LIMITS, OUTBOX, seeded_login_service
 from softhsm_fixtures import Fixtures, build_fixtures
+from tests.harness.agent import free_port
 
 ORIGIN = "https://etax.example.com"
 
@@ -118,11 +119,7 @@ async def main() -> None:
         outbox = root / OUTBOX
         runner = web.AppRunner(create_app(login))
         await runner.setup()
-        import socket
-
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         url = f"http://127.0.0.1:{port}"
         serial = await logins_per_second(url, outbox, signer, 200, 1)

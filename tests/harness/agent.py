@@ -6,11 +6,14 @@ import asyncio
 import base64
 import hashlib
 import os
+import random
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,12 +28,34 @@ ALLOWED_ORIGIN = "https://etax.example.com"
 LOCAL_PAGE_ORIGIN_HOST = "127.0.0.1"
 
 
-def free_port() -> int:
-    import socket
+_PORTS_GIVEN: set[int] = set()
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+
+def free_port() -> int:
+    """A loopback port that nothing listens on, for a server the test starts next.
+
+    Taken below the kernel's ephemeral range, not from it (``bind(0)``): a port from that range
+    can go to some outgoing connection between this probe and the server's own bind, which
+    happened under load. A port is handed out once per test run."""
+    low = _ephemeral_ports_start()
+    while True:
+        port = random.randrange(max(1024, low - 12000), low)
+        if port in _PORTS_GIVEN:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PORTS_GIVEN.add(port)
+        return port
+
+
+def _ephemeral_ports_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default; elsewhere the range differs, and a clash is only unlikely
 
 
 @dataclass
