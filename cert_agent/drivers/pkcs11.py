@@ -519,19 +519,22 @@ class Pkcs11Driver:
             raise ModuleLoadFailed(token.module)
         with self._token_lock(token), self._gates[token.module].shared():
             current = self._refresh(token)
-            with pkcs11_errors():
-                session = self._slot(current.module, current.slot_id).get_token().open(rw=rw)
+            session = None
             try:
+                with pkcs11_errors():
+                    session = self._slot(current.module, current.slot_id).get_token().open(rw=rw)
                 yield session, current
             except (Pkcs11Failure, DeviceError, CertificateNotFound, PrivateKeyNotFound) as exc:
                 # Objects or handles that vanish mid-call (CKR_OBJECT_HANDLE_INVALID, an empty
-                # C_FindObjects) mean the token was pulled out; say so.
+                # C_FindObjects), or a session that cannot be opened (SoftHSM2: CKR_GENERAL_ERROR)
+                # mean the token was pulled out; say so.
                 if not self._present(token):
                     raise DeviceRemoved(f"{token.serial}: {exc.detail}") from None
                 raise
             finally:
-                with suppress(*_PKCS11_ERRORS):  # the token is gone; the session went with it
-                    session.close()
+                if session is not None:
+                    with suppress(*_PKCS11_ERRORS):  # the token is gone; the session went with it
+                        session.close()
 
     @contextmanager
     def _logged_in(self, session: Any, token: Token, pin: Pin | None, allow_expired: bool = False) -> Iterator[None]:

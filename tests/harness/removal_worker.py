@@ -26,7 +26,7 @@ def main(module: str, label: str, cert_id: str, pin: str) -> None:
             print(json.dumps({"ok": True}), flush=True)
         except CertAgentError as exc:
             failures += 1
-            print(json.dumps({"code": exc.code}), flush=True)
+            print(json.dumps({"code": exc.code, "detail": exc.describe()}), flush=True)
             if failures >= 5:
                 break
     print(json.dumps({"remaining": len(driver.tokens())}), flush=True)
