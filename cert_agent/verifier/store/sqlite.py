@@ -52,7 +52,7 @@ async def _switch_to_wal(db: aiosqlite.Connection, patience: float) -> None:
             await db.execute("PRAGMA journal_mode=WAL")
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or loop.time() >= deadline:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or loop.time() >= deadline:
                 raise
         await asyncio.sleep(0.02)
 
