@@ -220,13 +220,13 @@ class _ModuleGate:
         with self._changed:
             now = time.monotonic()
             left = min(self._started.values(), default=now) + wait - now
-            alone = not self._started
-            if not alone and left > 0:
+            if self._started and left > 0:
                 self._reinitializing = True  # new calls wait from now on
-                alone = self._changed.wait_for(lambda: not self._started, timeout=left)
-                if not alone:
-                    self._changed.notify_all()
+                self._changed.wait_for(lambda: not self._started, timeout=left)
+            alone = not self._started
             self._reinitializing = alone
+            if not alone:
+                self._changed.notify_all()  # the calls held back go on
         try:
             yield alone
         finally:
