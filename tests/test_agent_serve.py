@@ -15,10 +15,9 @@ from softhsm_fixtures import Fixtures
 from tests.harness.agent import cert_agent, free_port
 
 
-def start_serve(fixtures: Fixtures, *args: str) -> subprocess.Popen[str]:
-    verbose = ["-v"] if "-v" in args else []
+def start_serve(fixtures: Fixtures, *args: str, verbose: bool = False) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "cert_agent", *verbose, "serve", *(a for a in args if a != "-v")],
+        [sys.executable, "-m", "cert_agent", *(["-v"] if verbose else []), "serve", *args],
         env=fixtures.env.environ(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -155,7 +154,7 @@ async def test_an_agent_whose_log_nobody_reads_goes_on_serving_and_loses_no_line
     # stderr is a pipe this test does not read until the end, as a launcher that hangs would
     # leave it: the 64 KiB pipe fills after some 600 lines, and the agent must not stop there
     port = free_port()
-    process = start_serve(fixtures, "-v", "--port", str(port), "--allow-origin", "https://etax.example.com")
+    process = start_serve(fixtures, "--port", str(port), "--allow-origin", "https://etax.example.com", verbose=True)
     requests = 3000
     try:
         wait_listening(process)
