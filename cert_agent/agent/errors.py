@@ -46,6 +46,13 @@ class OriginRefused(CertAgentError):
     code = "ORIGIN_REFUSED"
 
 
+class UserRefused(CertAgentError):
+    """The WebSocket handshake was refused (HTTP 403): the connection comes from a process of
+    another local user (or one whose owner the OS would not tell)."""
+
+    code = "USER_REFUSED"
+
+
 class MediumDriverMissing(CertAgentError):
     """A card is in a reader, but no loaded PKCS#11 module shows a token for it."""
 

@@ -1,8 +1,9 @@
 """The agent's WebSocket server (aiohttp), bound to loopback addresses only.
 
 Order of things for a connection:
-1. before the upgrade: Host names the agent on loopback, Origin is exactly an allowed origin
-   (else HTTP 403 with ORIGIN_REFUSED, logged without secrets);
+1. before the upgrade: the peer's socket belongs to the agent's own local user (else HTTP 403
+   with USER_REFUSED, see ``peers/``), Host names the agent on loopback, Origin is exactly an
+   allowed origin (else HTTP 403 with ORIGIN_REFUSED); refusals are logged without secrets;
 2. after it: each text frame is one request, served in its own task, so that a slow token
    never holds up another request; token events are pushed as they happen;
 3. a frame over ``max_message_bytes`` closes the connection with 1009 (message too big).
@@ -24,9 +25,9 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from cert_agent import __version__
-from cert_agent.agent import protocol
+from cert_agent.agent import peers, protocol
 from cert_agent.agent.config import AgentConfig
-from cert_agent.agent.errors import ListenFailed, OriginRefused, UnknownMethod, UnsupportedProtocol
+from cert_agent.agent.errors import ListenFailed, OriginRefused, UnknownMethod, UnsupportedProtocol, UserRefused
 from cert_agent.agent.listener import ConnectionGuard
 from cert_agent.agent.origins import OriginPolicy
 from cert_agent.agent.ratelimit import FailureWindow, WindowsByKey, pin_attempt
@@ -196,6 +197,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     policy = request.app[POLICY_KEY]
     origin = request.headers.get("Origin")
     host = request.headers.get("Host")
+    stranger = await _stranger(request)
+    if stranger is not None:
+        log.warning("refused handshake: the peer is %s, not this agent's user (peer=%s)", stranger, request.remote)
+        return web.json_response({"error": UserRefused().to_dict()}, status=403)
     refusal = policy.host_refusal(host) or policy.origin_refusal(origin)
     if refusal or origin is None:
         log.warning("refused handshake: %s (origin=%r host=%r peer=%s)", refusal, origin, host, request.remote)
@@ -230,6 +235,20 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             task.cancel()
         log.info("connection closed for %s (code %s)", origin, ws.close_code)
     return ws
+
+
+async def _stranger(request: web.Request) -> str | None:
+    """Who the peer is when it is not the agent's own user ("unknown" when the OS would not
+    say), or None for the agent's own user. The lookup runs off the event loop."""
+    transport = request.transport
+    local = transport.get_extra_info("sockname") if transport is not None else None
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    if not local or not peer:
+        return "unknown"
+    owner = await asyncio.to_thread(peers.peer_user, (local[0], local[1]), (peer[0], peer[1]))
+    if owner is None:
+        return "unknown"
+    return None if owner == peers.current_user() else str(owner)
 
 
 async def _serve(conn: Connection, service: TokenService, text: str) -> None:

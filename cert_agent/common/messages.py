@@ -125,6 +125,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "该网站未被允许使用证书助手",
         "this site may not use the agent",
     ),
+    "USER_REFUSED": (
+        "该连接来自本机的其他用户，证书助手只为启动它的用户服务",
+        "the connection comes from another local user; the agent serves only its own user",
+    ),
     "TOKEN_INVALID": (
         "登录凭证无效，请重新登录",
         "the authentication token is invalid",

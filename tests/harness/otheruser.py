@@ -1,0 +1,82 @@
+"""Processes of another local user: the attacker on a shared PC or terminal server.
+
+CI runs as root, so a test can run a process as ``nobody`` (uid 65534) through subprocess's
+``user=``/``group=``. The client is a stand-alone stdlib script run by the system's Python, so
+it needs nothing from the checkout that another user might not be allowed to read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from typing import Any
+
+OTHER_UID = 65534  # nobody
+OTHER_GID = 65534
+
+HANDSHAKE_SCRIPT = textwrap.dedent(
+    r"""
+    import base64, json, os, socket, sys
+    host, port, origin = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.settimeout(10)
+        s.connect((host, port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        name = f"[{host}]" if ":" in host else host
+        s.sendall((
+            f"GET /ws HTTP/1.1\r\nHost: {name}:{port}\r\nOrigin: {origin}\r\nConnection: Upgrade\r\n"
+            f"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
+        ).encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        status = int(head.split()[1])
+        lines = [line.lower() for line in head.split(b"\r\n")]
+        length = next((int(line[15:]) for line in lines if line.startswith(b"content-length:")), 0)
+        while len(body) < length:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        print(json.dumps({"status": status, "body": body.decode("utf-8", "replace"), "uid": os.getuid()}))
+    """
+)
+
+
+@dataclass(frozen=True)
+class Handshake:
+    status: int
+    body: str
+    uid: int
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def can_switch_user() -> bool:
+    return sys.platform == "linux" and os.geteuid() == 0
+
+
+def handshake(host: str, port: int, origin: str, *, uid: int | None = OTHER_UID) -> Handshake:
+    """One WebSocket upgrade request from a process of ``uid`` (None: this process's user)."""
+    extra: dict[str, Any] = {} if uid is None else {"user": uid, "group": OTHER_GID, "extra_groups": []}
+    done = subprocess.run(
+        ["/usr/bin/python3", "-c", HANDSHAKE_SCRIPT, host, str(port), origin],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+        cwd="/",
+        **extra,
+    )
+    reply = json.loads(done.stdout)
+    return Handshake(reply["status"], reply["body"], reply["uid"])
