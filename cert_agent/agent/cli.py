@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from cert_agent import __version__
-from cert_agent.agent.config import DEFAULT_PORT, default_config_path, load_config
+from cert_agent.agent.config import DEFAULT_PORT, AgentConfig, default_config_path, load_config
 from cert_agent.common.errors import CertAgentError
 from cert_agent.common.running import require_extra
 from cert_agent.drivers.modules import default_modules
@@ -31,6 +31,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_ALREADY_RUNNING = 3  # `serve` while this user's agent (or a change-pin) is running
+EXIT_PORT_TAKEN = 4  # `serve` could not hold every loopback address on any of its ports
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -244,6 +245,11 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
     if pcsc_ok and not _report_cards(token_readers, out):
         healthy = False
     print(agent_status(), file=out)
+    try:
+        for line in port_report(load_config(args.config)):
+            print(line, file=out)
+    except ValueError:
+        pass  # the configuration error is reported below
     from cert_agent.agent import autostart, browser_policy
 
     state = autostart.status(Path.home())
@@ -280,18 +286,41 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     from cert_agent.common.logthread import write_in_background
 
     write_in_background()  # a stalled stderr must not stop the event loop
-    from cert_agent.agent.errors import AgentAlreadyRunning
+    from cert_agent.agent.errors import AgentAlreadyRunning, ListenFailed
     from cert_agent.agent.instance import InstanceLock
 
     try:
-        with InstanceLock("serve", config.port):
-            asyncio.run(serve_forever(config))
+        with InstanceLock("serve") as lock:
+            asyncio.run(serve_forever(config, on_listening=lock.set_port))
+    except ListenFailed as exc:
+        ports = exc.fields.get("ports") or [config.port]
+        print(f"证书助手无法占用本机端口 {_port_span(ports)} 的全部回环地址，未启动：", file=sys.stderr)
+        for line in _holder_lines(exc.fields.get("holders") or []):
+            print(f"  {line}", file=sys.stderr)
+        print(
+            f"cannot hold {', '.join(config.listen_hosts)} on port {_port_span(ports)}: {exc.detail}", file=sys.stderr
+        )
+        print(exc.code, file=sys.stderr)
+        return EXIT_PORT_TAKEN
     except AgentAlreadyRunning as exc:
         where = f"端口 {exc.fields['port']}" if exc.fields.get("port") else "正在修改证书密码"
         print(f"证书助手已在运行（进程 {exc.fields.get('pid')}，{where}），无需再次启动", file=sys.stderr)
         print(exc.code, file=sys.stderr)
         return EXIT_ALREADY_RUNNING
     return EXIT_OK
+
+
+def _port_span(ports: list[int]) -> str:
+    return str(ports[0]) if len(ports) == 1 else f"{ports[0]}-{ports[-1]}"
+
+
+def _holder_lines(holders: list[dict[str, Any]]) -> list[str]:
+    """Who holds the ports, one line each (from ``peers.PortHolder.to_dict``)."""
+    lines = []
+    for h in holders:
+        process = f"，进程 {h['pid']} ({h.get('command') or '?'})" if h.get("pid") is not None else ""
+        lines.append(f"{h['address']} 被用户 {h['user']} 占用{process} (held by {h['user']})")
+    return lines or ["（无法查明占用者 / the holder could not be told）"]
 
 
 def cmd_autostart(args: argparse.Namespace, out: TextIO) -> int:
@@ -385,6 +414,24 @@ def agent_status() -> str:
     if running.get("command") != "serve":
         return f"• 证书助手正在修改证书密码 (change-pin running, pid {running.get('pid')})"
     return f"✓ 证书助手运行中，端口 {running.get('port')} (cert-agent serve running, pid {running.get('pid')})"
+
+
+def port_report(config: AgentConfig) -> list[str]:
+    """The agent's ports that another user holds (for doctor): a page tries them in order, so a
+    squatter there is met before this user's agent (the page's pairing check refuses it)."""
+    from cert_agent.agent.instance import holder
+    from cert_agent.agent.peers import port_holders
+
+    running = holder()
+    serving = running.get("port") if running is not None and running.get("command") == "serve" else None
+    lines = []
+    for port in config.ports():
+        if port == serving:
+            break  # ports after this user's agent are never reached by its pages
+        for taken in port_holders(port):
+            if not taken.mine:
+                lines.append(f"✗ 端口 {port}: {taken}；网页会先尝试该端口 (port {port} is held by {taken.user})")
+    return lines
 
 
 def _report_cards(token_readers: list[str], out: TextIO) -> bool:

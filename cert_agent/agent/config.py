@@ -1,7 +1,8 @@
 """The agent's configuration: a TOML file, then command-line flags over it.
 
 # ~/.config/cert-agent/config.toml (Linux; see default_config_path for the others)
-port = 27138
+port = 27138                # the first port the agent may use
+port_range = 8              # ports it may use from there (27138-27145): the first it can hold
 allowed_origins = ["https://etax.qingdao.example"]
 modules = ["/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"]
 pin_max_tries = 10          # the retry limit of media the catalog (media.json) gives none for
@@ -31,6 +32,9 @@ from cert_agent.agent.origins import OriginPolicy, normalize_origin
 from cert_agent.drivers.modules import default_modules
 
 DEFAULT_PORT = 27138  # fixed so that pages know where to look; below the ephemeral range
+# On a terminal server each user's agent takes the first port of the range that it can hold on
+# every listen host; pages (cert-agent.js) try the same ports in order. Keep both in step.
+DEFAULT_PORT_RANGE = 8
 
 
 class ConfigError(ValueError):
@@ -40,6 +44,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class AgentConfig:
     port: int = DEFAULT_PORT
+    port_range: int = DEFAULT_PORT_RANGE
     allowed_origins: tuple[str, ...] = ()
     modules: tuple[str, ...] = field(default_factory=lambda: tuple(default_modules()))
     pin_max_tries: int | None = None
@@ -56,6 +61,10 @@ class AgentConfig:
     max_connections_per_origin: int = 32
     watch_readers: bool = True  # follow PC/SC readers and cards through pcscd (events at once)
 
+    def ports(self) -> range:
+        """The ports the agent may listen on, in the order pages try them."""
+        return range(self.port, min(self.port + self.port_range, 65536))
+
     def origin_policy(self) -> OriginPolicy:
         return OriginPolicy.from_config(list(self.allowed_origins), self.port)
 
@@ -63,8 +72,8 @@ class AgentConfig:
         self, *, port: int | None = None, origins: list[str] | None = None, modules: list[str] | None = None
     ) -> AgentConfig:
         config = self
-        if port is not None:
-            config = replace(config, port=port)
+        if port is not None:  # a port named on the command line is the one port to use
+            config = replace(config, port=port, port_range=1)
         if origins:
             config = replace(config, allowed_origins=tuple(normalize_origin(o) for o in origins))
         if modules:
@@ -119,6 +128,9 @@ def _from_mapping(raw: dict[str, Any], where: str) -> AgentConfig:
         elif key == "port":
             if not isinstance(value, int) or not 1 <= value <= 65535:
                 raise ConfigError(f"{where}: port must be an integer from 1 to 65535")
+        elif key == "port_range":
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 64:
+                raise ConfigError(f"{where}: port_range must be an integer from 1 to 64")
         elif key == "watch_readers":
             if not isinstance(value, bool):
                 raise ConfigError(f"{where}: watch_readers must be true or false")

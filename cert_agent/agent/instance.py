@@ -76,7 +76,7 @@ class InstanceLock:
     """Hold the per-user lock for a ``with`` block; raises AgentAlreadyRunning when held."""
 
     def __init__(self, command: str, port: int | None = None) -> None:
-        self._record = {"pid": os.getpid(), "command": command, "port": port}
+        self._record: dict[str, Any] = {"pid": os.getpid(), "command": command, "port": port}
         self._handle: IO[str] | None = None
 
     def __enter__(self) -> InstanceLock:
@@ -89,11 +89,21 @@ class InstanceLock:
             raise AgentAlreadyRunning(
                 f"pid {other.get('pid')}, {other.get('command')}", **{k: other.get(k) for k in ("pid", "port")}
             )
-        handle.truncate(0)
-        handle.write(json.dumps(self._record))
-        handle.flush()
         self._handle = handle
+        self._write()
         return self
+
+    def set_port(self, port: int) -> None:
+        """Record the port the daemon listens on, once it has bound it."""
+        self._record["port"] = port
+        self._write()
+
+    def _write(self) -> None:
+        if self._handle is not None:
+            self._handle.seek(0)
+            self._handle.truncate(0)
+            self._handle.write(json.dumps(self._record))
+            self._handle.flush()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import socket
 import time
@@ -30,6 +31,7 @@ from aiohttp import WSCloseCode, web
 
 log = logging.getLogger("cert_agent.listener")
 ACCEPT_ERROR_LOG_INTERVAL = 10.0
+ABSENT_ADDRESS = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
 ACCEPT_BACKOFF = 0.1  # seconds to wait after a failed accept(): never a busy loop
 
 
@@ -48,14 +50,35 @@ class ConnectionGuard:
 
     # --- listening ------------------------------------------------------------------------------
 
-    def listen(self, host: str, port: int, protocol_factory: web.Server) -> None:
-        """Bind ``host:port`` and serve each accepted connection with a protocol from
-        ``protocol_factory`` (aiohttp's server); raises OSError when it cannot be bound."""
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.create_server((host, port), family=family, backlog=128)
-        sock.setblocking(False)
-        self._sockets.append(sock)
-        self._loops.append(asyncio.create_task(self._accept_loop(sock, protocol_factory), name=f"accept {host}:{port}"))
+    def listen(self, hosts: tuple[str, ...], port: int) -> None:
+        """Bind ``port`` on every one of ``hosts`` (``serve`` then accepts on them). All or
+        nothing: when one address cannot be bound, the others are let go and OSError names the
+        one that failed, so the agent is never reachable on some of the addresses a page may
+        use and not on others (where a squatter would answer the page)."""
+        bound: list[socket.socket] = []
+        for host in hosts:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            try:
+                sock = socket.create_server((host, port), family=family, backlog=128)
+            except OSError as exc:
+                if exc.errno in ABSENT_ADDRESS:  # no such address here (no IPv6): no page can use it
+                    log.info("not listening on %s: %s", host, exc.strerror)
+                    continue
+                for other in bound:
+                    other.close()
+                raise OSError(exc.errno, f"{host}:{port}: {exc.strerror}") from None
+            sock.setblocking(False)
+            bound.append(sock)
+        if not bound:
+            raise OSError(errno.EADDRNOTAVAIL, f"none of {', '.join(hosts)} exists on this machine")
+        self._sockets.extend(bound)
+
+    def serve(self, protocol_factory: web.Server) -> None:
+        """Accept on every bound socket and serve each connection with a protocol from
+        ``protocol_factory`` (aiohttp's server)."""
+        for sock in self._sockets:
+            name = f"accept {sock.getsockname()[:2]}"
+            self._loops.append(asyncio.create_task(self._accept_loop(sock, protocol_factory), name=name))
 
     async def close(self) -> None:
         for task in self._loops:

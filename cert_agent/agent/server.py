@@ -19,7 +19,7 @@ import json
 import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -311,8 +311,10 @@ async def _token_service(app: web.Application) -> AsyncIterator[None]:
 
 
 async def start(config: AgentConfig) -> web.AppRunner:
-    """Start the application (and with it the token service) and listen on every loopback
-    address that can be bound. The caller ends it with ``runner.cleanup()``."""
+    """Start the application (and with it the token service) on the first of the configured
+    ports where every loopback address of ``listen_hosts`` can be bound. Raises ListenFailed,
+    naming who holds the ports, when none can be. The caller ends it with ``runner.cleanup()``;
+    the port in use is ``runner.app[CONFIG_KEY].port``."""
     if not config.allowed_origins:
         log.warning("no allowed origins are configured: every page will be refused")
     quiet_bad_requests()
@@ -321,28 +323,48 @@ async def start(config: AgentConfig) -> web.AppRunner:
         max_pending=config.max_pending_connections,
         max_per_origin=config.max_connections_per_origin,
     )
+    port, failures = _bind(guard, config)
+    if port is None:
+        holders = [holder for p in config.ports() for holder in await asyncio.to_thread(peers.port_holders, p)]
+        for failure in failures:
+            log.error("cannot listen on %s", failure)
+        raise ListenFailed(
+            "; ".join(failures),
+            ports=list(config.ports()),
+            holders=[holder.to_dict() for holder in holders],
+        )
+    config = replace(config, port=port)
     runner = web.AppRunner(create_app(config, TokenService(config), guard), access_log=None)
     await runner.setup()
     server = runner.server
     if server is None:
         raise RuntimeError("the aiohttp runner has no server after setup")
-    bound = 0
-    for host in config.listen_hosts:
-        try:
-            guard.listen(host, config.port, server)
-            bound += 1
-        except OSError as exc:
-            log.warning("cannot listen on %s:%s: %s", host, config.port, exc)
-    if not bound:
-        await runner.cleanup()
-        raise ListenFailed(f"port {config.port}")
-    log.info("cert-agent %s listening on port %s for %s", __version__, config.port, sorted(config.allowed_origins))
+    guard.serve(server)
+    log.info("cert-agent %s listening on port %s for %s", __version__, port, sorted(config.allowed_origins))
     return runner
 
 
-async def serve_forever(config: AgentConfig) -> None:
+def _bind(guard: ConnectionGuard, config: AgentConfig) -> tuple[int | None, list[str]]:
+    """The first port whose every listen host could be bound (None if none), and why the ports
+    before it could not be."""
+    failures = []
+    for port in config.ports():
+        try:
+            guard.listen(config.listen_hosts, port)
+        except OSError as exc:
+            failures.append(str(exc.strerror))
+            continue
+        if failures:
+            log.warning("ports before %s are taken (%s): serving on %s", port, "; ".join(failures), port)
+        return port, failures
+    return None, failures
+
+
+async def serve_forever(config: AgentConfig, on_listening: Callable[[int], None] = lambda port: None) -> None:
     runner = await start(config)
+    port = runner.app[CONFIG_KEY].port
+    on_listening(port)
     try:
-        await until_stopped(lambda: print(f"cert-agent listening on ws://127.0.0.1:{config.port}/ws", flush=True))
+        await until_stopped(lambda: print(f"cert-agent listening on ws://127.0.0.1:{port}/ws", flush=True))
     finally:
         await runner.cleanup()

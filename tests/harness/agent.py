@@ -72,6 +72,7 @@ class RunningAgent:
 def agent_config(fixtures: Fixtures, **overrides: Any) -> AgentConfig:
     base = AgentConfig(
         port=free_port(),
+        port_range=1,
         allowed_origins=(ALLOWED_ORIGIN,),
         modules=(fixtures.module,),
         pin_max_tries=10,
@@ -84,12 +85,11 @@ def agent_config(fixtures: Fixtures, **overrides: Any) -> AgentConfig:
 
 @asynccontextmanager
 async def running_agent(fixtures: Fixtures, **overrides: Any) -> AsyncIterator[RunningAgent]:
-    from cert_agent.agent.server import SERVICE_KEY, start
+    from cert_agent.agent.server import CONFIG_KEY, SERVICE_KEY, start
 
-    config = agent_config(fixtures, **overrides)
-    runner = await start(config)
+    runner = await start(agent_config(fixtures, **overrides))
     try:
-        yield RunningAgent(config, runner.app[SERVICE_KEY], fixtures)
+        yield RunningAgent(runner.app[CONFIG_KEY], runner.app[SERVICE_KEY], fixtures)
     finally:
         await runner.cleanup()
 

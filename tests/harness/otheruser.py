@@ -7,11 +7,13 @@ it needs nothing from the checkout that another user might not be allowed to rea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,3 +82,63 @@ def handshake(host: str, port: int, origin: str, *, uid: int | None = OTHER_UID)
     )
     reply = json.loads(done.stdout)
     return Handshake(reply["status"], reply["body"], reply["uid"])
+
+
+LISTEN_SCRIPT = textwrap.dedent(
+    r"""
+    import socket, sys, time
+    host, port = sys.argv[1], int(sys.argv[2])
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family)
+    s.bind((host, port))
+    s.listen(16)
+    print("listening", flush=True)
+    sys.stdin.read()  # until the test closes our stdin
+    """
+)
+
+
+@contextlib.contextmanager
+def listener_of_another_user(host: str, port: int) -> Iterator[subprocess.Popen[str]]:
+    """A process of ``nobody`` listening on ``host:port`` (a port squatter) until the block ends."""
+    process = subprocess.Popen(
+        ["/usr/bin/python3", "-c", LISTEN_SCRIPT, host, str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd="/",
+        user=OTHER_UID,
+        group=OTHER_GID,
+        extra_groups=[],
+    )
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "listening"
+        yield process
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def bind_as_another_user(host: str, port: int) -> str:
+    """Try to listen on ``host:port`` as ``nobody``: "bound" or the error's name."""
+    script = textwrap.dedent(
+        r"""
+        import errno, socket, sys
+        host, port = sys.argv[1], int(sys.argv[2])
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        s = socket.socket(family)
+        if family == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port)); s.listen(1); print("bound")
+        except OSError as exc:
+            print(errno.errorcode[exc.errno])
+        """
+    )
+    done = subprocess.run(
+        ["/usr/bin/python3", "-c", script, host, str(port)],
+        capture_output=True, text=True, timeout=30, check=True, cwd="/",
+        user=OTHER_UID, group=OTHER_GID, extra_groups=[],
+    )  # fmt: skip
+    return done.stdout.strip()

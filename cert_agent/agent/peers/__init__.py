@@ -14,6 +14,9 @@ Each operating system answers the question in its own way, behind one function:
   process's user (SID) and session. Built, not tested here (no Windows machine in CI).
 - macOS (``macos.py``): the owning process from ``lsof``, then its uid. Built, not tested here.
 
+The same tables say who listens on a port (``port_holders``), for the message of an agent that
+cannot hold its port and for ``doctor``.
+
 An owner that cannot be found (the peer closed meanwhile, the OS does not say) is a refusal:
 the check fails closed.
 """
@@ -40,12 +43,39 @@ class LocalUser:
         return self.user if self.session is None else f"{self.user} (session {self.session})"
 
 
+@dataclass(frozen=True)
+class PortHolder:
+    """A socket listening on a port: on which address, whose, and (when the OS lets us see it)
+    which process."""
+
+    address: str
+    user: str
+    mine: bool  # this process's own user
+    pid: int | None = None
+    command: str | None = None
+
+    def __str__(self) -> str:
+        process = f"，进程 {self.pid} ({self.command or '?'})" if self.pid is not None else ""
+        return f"{self.address} 被用户 {self.user} 占用{process}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "address": self.address,
+            "user": self.user,
+            "mine": self.mine,
+            "pid": self.pid,
+            "command": self.command,
+        }
+
+
 class Platform(Protocol):
     """What each operating system's module provides."""
 
     def current_user(self) -> LocalUser: ...
 
     def peer_user(self, local: Address, peer: Address) -> LocalUser | None: ...
+
+    def port_holders(self, port: int) -> list[PortHolder]: ...
 
 
 @cache
@@ -58,6 +88,11 @@ def peer_user(local: Address, peer: Address) -> LocalUser | None:
     """The owner of the socket at ``peer`` that is connected to our socket at ``local``, or
     None when it cannot be told."""
     return platform().peer_user(local, peer)
+
+
+def port_holders(port: int) -> list[PortHolder]:
+    """Every socket listening on ``port`` (TCP), on any address, by any user."""
+    return platform().port_holders(port)
 
 
 @cache

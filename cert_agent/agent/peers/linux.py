@@ -16,7 +16,7 @@ import socket
 import struct
 from pathlib import Path
 
-from cert_agent.agent.peers import Address, LocalUser
+from cert_agent.agent.peers import Address, LocalUser, PortHolder
 
 log = logging.getLogger("cert_agent.peers")
 
@@ -52,6 +52,18 @@ class LinuxPeers:
             log.debug("sock_diag unavailable (%s); reading /proc/net", exc)
             uid = proc_net_uid(peer, local)
         return None if uid is None else LocalUser(str(uid))
+
+    def port_holders(self, port: int) -> list[PortHolder]:
+        holders = []
+        for table, family in ((Path("/proc/net/tcp"), socket.AF_INET), (Path("/proc/net/tcp6"), socket.AF_INET6)):
+            for columns in _rows(table):
+                if columns[3] != TCP_LISTEN or int(columns[1].rsplit(":", 1)[1], 16) != port:
+                    continue
+                host = _from_proc_address(columns[1].rsplit(":", 1)[0], family)
+                pid, command = _socket_process(columns[9])
+                uid = int(columns[7])
+                holders.append(PortHolder(f"{host}:{port}", _user_name(uid), uid == os.geteuid(), pid, command))
+        return holders
 
 
 def _packed(host: str) -> tuple[int, bytes]:
@@ -98,18 +110,54 @@ def sock_diag_uid(source: Address, destination: Address) -> int | None:
     return None
 
 
+TCP_LISTEN = "0A"
+
+
+def _rows(table: Path) -> list[list[str]]:
+    try:
+        lines = table.read_text(encoding="ascii").splitlines()[1:]
+    except OSError:
+        return []
+    return [columns for columns in (line.split() for line in lines) if len(columns) > 9]
+
+
+def _from_proc_address(text: str, family: int) -> str:
+    raw = b"".join(struct.pack("=I", int(text[i : i + 8], 16)) for i in range(0, len(text), 8))
+    host = socket.inet_ntop(family, raw)
+    return f"[{host}]" if family == socket.AF_INET6 else host
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _socket_process(inode: str) -> tuple[int | None, str | None]:
+    """The process with this socket open, where /proc lets us look (our own, or all as root)."""
+    link = f"socket:[{inode}]"
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            for fd in (entry / "fd").iterdir():
+                if os.readlink(fd) == link:
+                    return int(entry.name), (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+    return None, None
+
+
 def proc_net_uid(source: Address, destination: Address) -> int | None:
     """The same answer from ``/proc/net/tcp`` (IPv4) or ``/proc/net/tcp6`` (IPv6)."""
     family, _ = _packed(source[0])
     table = Path("/proc/net/tcp" if family == socket.AF_INET else "/proc/net/tcp6")
     want = (_proc_address(source), _proc_address(destination))
-    try:
-        lines = table.read_text(encoding="ascii").splitlines()[1:]
-    except OSError:
-        return None
-    for line in lines:
-        columns = line.split()
-        if len(columns) > 7 and (columns[1], columns[2]) == want:
+    for columns in _rows(table):
+        if (columns[1], columns[2]) == want:
             return int(columns[7])
     return None
 

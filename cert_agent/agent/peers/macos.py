@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from cert_agent.agent.peers import Address, LocalUser
+from cert_agent.agent.peers import Address, LocalUser, PortHolder
 
 LSOF = "/usr/sbin/lsof"
 
@@ -38,6 +38,30 @@ class MacPeers:
             elif line.startswith("n") and line[1:] == name and uid is not None:
                 return LocalUser(uid)
         return None
+
+    def port_holders(self, port: int) -> list[PortHolder]:
+        try:
+            out = subprocess.run(
+                [LSOF, "-nP", f"-iTCP:{port}", "-sTCP:LISTEN", "-Fpcun"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+            ).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return []
+        holders, pid, command, uid = [], None, None, "?"
+        for line in out.splitlines():
+            kind, value = line[:1], line[1:]
+            if kind == "p":
+                pid, command, uid = int(value), None, "?"
+            elif kind == "c":
+                command = value
+            elif kind == "u":
+                uid = value
+            elif kind == "n":
+                holders.append(PortHolder(value, f"uid {uid}", uid == str(os.geteuid()), pid, command))
+        return holders
 
 
 def _host(address: Address) -> str:

@@ -15,8 +15,9 @@ import socket
 from ctypes import wintypes
 from typing import Any
 
-from cert_agent.agent.peers import Address, LocalUser
+from cert_agent.agent.peers import Address, LocalUser, PortHolder
 
+TCP_TABLE_OWNER_PID_LISTENER = 3
 TCP_TABLE_OWNER_PID_CONNECTIONS = 4
 PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
 TOKEN_QUERY = 0x0008
@@ -53,39 +54,53 @@ class WindowsPeers:
         pid = _owning_pid(peer, local)
         return None if pid is None else _process_user(pid)
 
+    def port_holders(self, port: int) -> list[PortHolder]:
+        holders = []
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for row in _rows(family, TCP_TABLE_OWNER_PID_LISTENER):
+                if _port(row.local_port) == port:
+                    user = _process_user(int(row.pid))
+                    host = _row_address(row.local, family)
+                    mine = user is not None and user == self.current_user()
+                    holders.append(PortHolder(f"{host}:{port}", str(user or "?"), mine, int(row.pid)))
+        return holders
+
 
 def _port(value: int) -> int:
     return socket.ntohs(value & 0xFFFF)
 
 
-def _owning_pid(source: Address, destination: Address) -> int | None:
-    address = ipaddress.ip_address(source[0].split("%")[0])
-    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+def _rows(family: int, table_class: int) -> list[Any]:
+    """The rows of the TCP table of ``family`` (MIB_TCPROW_OWNER_PID or its IPv6 form)."""
     row_type: type[ctypes.Structure] = _Row4 if family == socket.AF_INET else _Row6
     iphlpapi = _dll("iphlpapi")
     size = wintypes.DWORD(0)
-    iphlpapi.GetExtendedTcpTable(None, ctypes.byref(size), False, family, TCP_TABLE_OWNER_PID_CONNECTIONS, 0)
+    iphlpapi.GetExtendedTcpTable(None, ctypes.byref(size), False, family, table_class, 0)
     buffer = ctypes.create_string_buffer(size.value + 4096)
     size = wintypes.DWORD(len(buffer))
-    if iphlpapi.GetExtendedTcpTable(buffer, ctypes.byref(size), False, family, TCP_TABLE_OWNER_PID_CONNECTIONS, 0):
-        return None
+    if iphlpapi.GetExtendedTcpTable(buffer, ctypes.byref(size), False, family, table_class, 0):
+        return []
     count = wintypes.DWORD.from_buffer(buffer).value
-    rows = (row_type * count).from_buffer(buffer, ctypes.sizeof(wintypes.DWORD))
+    return list((row_type * count).from_buffer(buffer, ctypes.sizeof(wintypes.DWORD)))
+
+
+def _row_bytes(value: Any, family: int) -> bytes:
+    return int(value).to_bytes(4, "little") if family == socket.AF_INET else bytes(value)
+
+
+def _row_address(value: Any, family: int) -> str:
+    host = socket.inet_ntop(family, _row_bytes(value, family))
+    return f"[{host}]" if family == socket.AF_INET6 else host
+
+
+def _owning_pid(source: Address, destination: Address) -> int | None:
     want_local = ipaddress.ip_address(source[0].split("%")[0]).packed
     want_remote = ipaddress.ip_address(destination[0].split("%")[0]).packed
-    for row in rows:
-        r: Any = row
-        if family == socket.AF_INET:
-            local, remote = int(r.local).to_bytes(4, "little"), int(r.remote).to_bytes(4, "little")
-        else:
-            local, remote = bytes(r.local), bytes(r.remote)
-        if (local, _port(r.local_port), remote, _port(r.remote_port)) == (
-            want_local,
-            source[1],
-            want_remote,
-            destination[1],
-        ):
-            return int(r.pid)
+    family = socket.AF_INET if len(want_local) == 4 else socket.AF_INET6
+    for row in _rows(family, TCP_TABLE_OWNER_PID_CONNECTIONS):
+        found = (_row_bytes(row.local, family), _port(row.local_port), _row_bytes(row.remote, family))
+        if found == (want_local, source[1], want_remote) and _port(row.remote_port) == destination[1]:
+            return int(row.pid)
     return None
 
 
