@@ -32,6 +32,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_ALREADY_RUNNING = 3  # `serve` while this user's agent (or a change-pin) is running
 EXIT_PORT_TAKEN = 4  # `serve` could not hold every loopback address on any of its ports
+EXIT_UNSAFE_DIR = 5  # the lock's or pairing keys' folder is a link or another user's
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -286,7 +287,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     from cert_agent.common.logthread import write_in_background
 
     write_in_background()  # a stalled stderr must not stop the event loop
-    from cert_agent.agent.errors import AgentAlreadyRunning, ListenFailed
+    from cert_agent.agent.errors import AgentAlreadyRunning, ListenFailed, PrivateDirUnsafe
     from cert_agent.agent.instance import InstanceLock
 
     try:
@@ -302,6 +303,10 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         )
         print(exc.code, file=sys.stderr)
         return EXIT_PORT_TAKEN
+    except PrivateDirUnsafe as exc:
+        print(f"{exc.zh}\n{exc.describe()}", file=sys.stderr)
+        print(exc.code, file=sys.stderr)
+        return EXIT_UNSAFE_DIR
     except AgentAlreadyRunning as exc:
         where = f"端口 {exc.fields['port']}" if exc.fields.get("port") else "正在修改证书密码"
         print(f"证书助手已在运行（进程 {exc.fields.get('pid')}，{where}），无需再次启动", file=sys.stderr)

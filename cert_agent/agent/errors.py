@@ -37,7 +37,17 @@ class AgentAlreadyRunning(CertAgentError):
 
 
 class ListenFailed(CertAgentError):
+    """No port of the agent's range could be held on every loopback address (``ports``, and
+    ``holders``: who listens there); ``serve`` exits with 4."""
+
     code = "LISTEN_FAILED"
+
+
+class PrivateDirUnsafe(CertAgentError):
+    """A folder or file the agent keeps private (its lock, its pairing keys) is a link, another
+    user's, or cannot be made (``path``); ``serve`` exits with 5."""
+
+    code = "PRIVATE_DIR_UNSAFE"
 
 
 class OriginRefused(CertAgentError):

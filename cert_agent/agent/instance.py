@@ -5,7 +5,8 @@ Two writers on one token store can destroy it (SoftHSM2 rewrites its files on a 
 ``cert-agent serve`` and ``cert-agent change-pin`` take the same per-user lock. The lock is an
 OS file lock (flock on Unix, msvcrt on Windows): it ends with the process, however the process
 ends, so a stale file never blocks the next start. The file says who holds it (pid, command,
-port) for the message the second process prints and for ``doctor``.
+port) for the message the second process prints and for ``doctor``. The folder must be this
+user's own (mode 0700) and the file is opened without following links (``private_files``).
 """
 
 from __future__ import annotations
@@ -13,20 +14,28 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
 import platformdirs
 
-from cert_agent.agent.errors import AgentAlreadyRunning
+from cert_agent.agent.errors import AgentAlreadyRunning, PrivateDirUnsafe
+from cert_agent.agent.private_files import open_private, private_dir
 
 LOCK_NAME = "agent.lock"
 
 
 def runtime_dir() -> Path:
-    """The per-user runtime folder ($XDG_RUNTIME_DIR/cert-agent on Linux)."""
-    return Path(platformdirs.user_runtime_dir("cert-agent", appauthor=False))
+    """The per-user runtime folder ($XDG_RUNTIME_DIR/cert-agent on Linux; platformdirs falls
+    back to /run/user/UID, then /tmp/runtime-UID, and refuses a fallback another user made)."""
+    with warnings.catch_warnings():  # its fallback warning is for programs that say nothing
+        warnings.simplefilter("ignore")
+        try:
+            return Path(platformdirs.user_runtime_dir("cert-agent", appauthor=False))
+        except PermissionError as exc:
+            raise PrivateDirUnsafe(str(exc)) from None
 
 
 def lock_path() -> Path:
@@ -52,14 +61,24 @@ def _try_lock(handle: IO[str]) -> bool:
 
 
 def holder() -> dict[str, Any] | None:
-    """Who holds the lock now ({"pid", "command", "port"}), or None when nobody does."""
-    path = lock_path()
-    if not path.exists():
+    """Who holds the lock now ({"pid", "command", "port"}), or None when nobody does (or the
+    folder is not safe to look in)."""
+    try:
+        path = lock_path()
+        if not path.exists():
+            return None
+        handle = _open_lock(path)
+    except PrivateDirUnsafe:
         return None
-    with path.open("a+", encoding="utf-8") as handle:
+    with handle:
         if _try_lock(handle):
             return None  # nobody holds it; the lock ends as the file closes
         return _record(handle)
+
+
+def _open_lock(path: Path) -> IO[str]:
+    private_dir(path.parent)
+    return os.fdopen(open_private(path, os.O_RDWR | os.O_CREAT | os.O_APPEND), "a+", encoding="utf-8")
 
 
 def _record(handle: IO[str]) -> dict[str, Any]:
@@ -80,9 +99,7 @@ class InstanceLock:
         self._handle: IO[str] | None = None
 
     def __enter__(self) -> InstanceLock:
-        path = lock_path()
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handle = path.open("a+", encoding="utf-8")
+        handle = _open_lock(lock_path())
         if not _try_lock(handle):
             other = _record(handle)
             handle.close()

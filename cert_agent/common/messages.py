@@ -118,8 +118,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "cert-agent is already running for this user",
     ),
     "LISTEN_FAILED": (
-        "证书助手无法监听本机端口，该端口可能已被其他程序占用",
-        "the agent cannot listen on its loopback port",
+        "证书助手无法占用本机端口，端口已被其他程序占用",
+        "the agent cannot hold every loopback address on any of its ports",
+    ),
+    "PRIVATE_DIR_UNSAFE": (
+        "证书助手的私有目录不安全（不属于当前用户或是链接），请设置 XDG_RUNTIME_DIR 或联系管理员",
+        "a private folder or file of the agent is a link, another user's, or cannot be made",
     ),
     "ORIGIN_REFUSED": (
         "该网站未被允许使用证书助手",
