@@ -25,16 +25,20 @@ from tests.harness.verifier import Clock, Verifier, verifier_at
 
 @pytest.fixture(scope="session", autouse=True)
 def private_runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The per-user agent lock lives in $XDG_RUNTIME_DIR: tests use their own, never the
-    machine user's (where a real agent may run)."""
+    """The per-user agent lock lives in $XDG_RUNTIME_DIR, the pairing keys in $XDG_STATE_HOME:
+    tests use their own, never the machine user's (where a real agent may run)."""
     path = tmp_path_factory.mktemp("runtime")
-    saved = os.environ.get("XDG_RUNTIME_DIR")
+    path.chmod(0o700)  # what XDG requires of it (platformdirs falls back from anything else)
+    state = tmp_path_factory.mktemp("state")  # the agents' pairing keys
+    saved = {name: os.environ.get(name) for name in ("XDG_RUNTIME_DIR", "XDG_STATE_HOME")}
     os.environ["XDG_RUNTIME_DIR"] = str(path)
+    os.environ["XDG_STATE_HOME"] = str(state)
     yield path
-    if saved is None:
-        os.environ.pop("XDG_RUNTIME_DIR", None)
-    else:
-        os.environ["XDG_RUNTIME_DIR"] = saved
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def _use(fixtures: Fixtures) -> None:

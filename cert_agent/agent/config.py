@@ -18,6 +18,7 @@ listen_hosts = ["127.0.0.1", "::1"]   # loopback addresses to listen on
 handshake_timeout = 5       # seconds a connection may take to complete an allowed handshake
 max_pending_connections = 64      # connections waiting for their handshake; more close the oldest
 max_connections_per_origin = 32   # open WebSockets per origin; more close the oldest
+pairing_file = ""           # where pages' pairing keys are kept ("" = the user's state folder)
 """
 
 from __future__ import annotations
@@ -60,10 +61,16 @@ class AgentConfig:
     max_pending_connections: int = 64
     max_connections_per_origin: int = 32
     watch_readers: bool = True  # follow PC/SC readers and cards through pcscd (events at once)
+    pairing_file: str = ""  # the pages' pairing keys; "" is the user's state folder (pairing.py)
 
     def ports(self) -> range:
         """The ports the agent may listen on, in the order pages try them."""
         return range(self.port, min(self.port + self.port_range, 65536))
+
+    def pairing_path(self) -> Path:
+        from cert_agent.agent.pairing import default_pairing_file
+
+        return Path(self.pairing_file) if self.pairing_file else default_pairing_file()
 
     def origin_policy(self) -> OriginPolicy:
         return OriginPolicy.from_config(list(self.allowed_origins), self.port)
@@ -117,7 +124,10 @@ def _from_mapping(raw: dict[str, Any], where: str) -> AgentConfig:
     for key, value in raw.items():
         if key not in known:
             raise ConfigError(f"{where}: unknown key {key!r}")
-        if key in ("allowed_origins", "modules", "listen_hosts"):
+        if key == "pairing_file":
+            if not isinstance(value, str):
+                raise ConfigError(f"{where}: pairing_file must be a string (a path)")
+        elif key in ("allowed_origins", "modules", "listen_hosts"):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{where}: {key} must be a list of strings")
             if key == "listen_hosts" and not all(_is_loopback(v) for v in value):

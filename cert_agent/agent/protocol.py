@@ -7,6 +7,7 @@ A request is a JSON object ``{"id": ..., "method": ..., "params": {...}}``; the 
 
 from __future__ import annotations
 
+import base64
 import re
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -99,6 +100,22 @@ def nonce_param(params: dict[str, Any]) -> str:
             "challengeNonce", f"{NONCE_MIN_LENGTH} to {NONCE_MAX_LENGTH} printable ASCII characters are required"
         )
     return value
+
+
+def pairing_challenge_param(params: dict[str, Any]) -> bytes | None:
+    """``hello``'s ``pairingChallenge``: base64 of 16 to 64 random bytes, or absent."""
+    value = params.get("pairingChallenge")
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 128:
+        raise BadRequest("pairingChallenge", "base64 of 16 to 64 bytes is required")
+    try:
+        challenge = base64.b64decode(value, validate=True)
+    except ValueError:
+        raise BadRequest("pairingChallenge", "base64 of 16 to 64 bytes is required") from None
+    if not 16 <= len(challenge) <= 64:
+        raise BadRequest("pairingChallenge", "base64 of 16 to 64 bytes is required")
+    return challenge
 
 
 def algorithm_param(params: dict[str, Any]) -> SignatureAlgorithm | None:

@@ -25,11 +25,12 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from cert_agent import __version__
-from cert_agent.agent import peers, protocol
+from cert_agent.agent import pairing, peers, protocol
 from cert_agent.agent.config import AgentConfig
 from cert_agent.agent.errors import ListenFailed, OriginRefused, UnknownMethod, UnsupportedProtocol, UserRefused
 from cert_agent.agent.listener import ConnectionGuard
 from cert_agent.agent.origins import OriginPolicy
+from cert_agent.agent.pairing import PairingKeys
 from cert_agent.agent.ratelimit import FailureWindow, WindowsByKey, pin_attempt
 from cert_agent.agent.tokens import CardEvent, TokenEvent, TokenService
 from cert_agent.agent.worker_protocol import TokenView
@@ -52,9 +53,12 @@ SOCKETS_KEY = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
 class Connection:
     """One page's WebSocket: its origin, its wrong-PIN windows, and a lock for sending."""
 
-    def __init__(self, ws: web.WebSocketResponse, origin: str, config: AgentConfig, limits: PinLimits):
+    def __init__(
+        self, ws: web.WebSocketResponse, origin: str, config: AgentConfig, limits: PinLimits, pairing: PairingKeys
+    ):
         self.ws = ws
         self.origin = origin
+        self.pairing = pairing
         self.pin_failures = FailureWindow(config.pin_failures_per_connection, config.pin_failure_window)
         self._limits = limits
         self._send_lock = asyncio.Lock()
@@ -89,6 +93,7 @@ class PinLimits:
 
 
 LIMITS_KEY = web.AppKey("pin_limits", PinLimits)
+PAIRING_KEY = web.AppKey("pairing", PairingKeys)
 
 
 Handler = Callable[[Connection, TokenService, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -97,12 +102,25 @@ Handler = Callable[[Connection, TokenService, dict[str, Any]], Awaitable[dict[st
 async def hello(conn: Connection, service: TokenService, params: dict[str, Any]) -> dict[str, Any]:
     if protocol.PROTOCOL_VERSION not in protocol.protocol_versions_param(params):
         raise UnsupportedProtocol(f"agent speaks {protocol.PROTOCOL_VERSION}")
-    return {
+    challenge = protocol.pairing_challenge_param(params)
+    result: dict[str, Any] = {
         "agent": "cert-agent",
         "version": __version__,
         "protocolVersion": protocol.PROTOCOL_VERSION,
         "origin": conn.origin,
     }
+    if challenge is not None:
+        key = await asyncio.to_thread(conn.pairing.key, conn.origin)
+        result["paired"] = key is not None
+        if key is not None:
+            result["pairingProof"] = base64.b64encode(pairing.proof(key, conn.origin, challenge)).decode("ascii")
+    return result
+
+
+async def pair(conn: Connection, service: TokenService, params: dict[str, Any]) -> dict[str, Any]:
+    """This origin's pairing key (made on first use), for the page to keep."""
+    key = await asyncio.to_thread(conn.pairing.key_or_new, conn.origin)
+    return {"pairingKey": base64.b64encode(key).decode("ascii")}
 
 
 async def list_certificates(conn: Connection, service: TokenService, params: dict[str, Any]) -> dict[str, Any]:
@@ -151,6 +169,7 @@ async def change_pin(conn: Connection, service: TokenService, params: dict[str, 
 
 METHODS: dict[str, Handler] = {
     "hello": hello,
+    "pair": pair,
     "listCertificates": list_certificates,
     "authenticate": authenticate,
     "verifyPin": verify_pin,
@@ -211,7 +230,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     request.app[SOCKETS_KEY].add(ws)
     guard = request.app[GUARD_KEY]
     guard.upgraded(request.transport, origin, ws)
-    conn = Connection(ws, origin, config, request.app[LIMITS_KEY])
+    conn = Connection(ws, origin, config, request.app[LIMITS_KEY], request.app[PAIRING_KEY])
     log.info("connection opened for %s", origin)
     events = service.subscribe()
     forwarder = asyncio.create_task(_forward_events(conn, events))
@@ -280,12 +299,15 @@ async def _forward_events(conn: Connection, events: asyncio.Queue[TokenEvent | C
 # --- the application -------------------------------------------------------------------------
 
 
-def create_app(config: AgentConfig, service: TokenService, guard: ConnectionGuard) -> web.Application:
+def create_app(
+    config: AgentConfig, service: TokenService, guard: ConnectionGuard, pairing_keys: PairingKeys
+) -> web.Application:
     app = web.Application(client_max_size=config.max_message_bytes)
     app[CONFIG_KEY] = config
     app[SERVICE_KEY] = service
     app[POLICY_KEY] = config.origin_policy()
     app[LIMITS_KEY] = PinLimits.from_config(config)
+    app[PAIRING_KEY] = pairing_keys
     app[GUARD_KEY] = guard
     app[SOCKETS_KEY] = weakref.WeakSet()
     app.router.add_get("/ws", websocket)
@@ -323,6 +345,8 @@ async def start(config: AgentConfig) -> web.AppRunner:
         max_pending=config.max_pending_connections,
         max_per_origin=config.max_connections_per_origin,
     )
+    pairing_keys = PairingKeys(config.pairing_path())
+    await asyncio.to_thread(pairing_keys.load)  # a folder that is not the user's own: refused now
     port, failures = _bind(guard, config)
     if port is None:
         holders = [holder for p in config.ports() for holder in await asyncio.to_thread(peers.port_holders, p)]
@@ -334,7 +358,7 @@ async def start(config: AgentConfig) -> web.AppRunner:
             holders=[holder.to_dict() for holder in holders],
         )
     config = replace(config, port=port)
-    runner = web.AppRunner(create_app(config, TokenService(config), guard), access_log=None)
+    runner = web.AppRunner(create_app(config, TokenService(config), guard, pairing_keys), access_log=None)
     await runner.setup()
     server = runner.server
     if server is None:

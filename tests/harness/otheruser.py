@@ -15,6 +15,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 OTHER_UID = 65534  # nobody
@@ -142,3 +143,32 @@ def bind_as_another_user(host: str, port: int) -> str:
         user=OTHER_UID, group=OTHER_GID, extra_groups=[],
     )  # fmt: skip
     return done.stdout.strip()
+
+
+IMPOSTOR_SCRIPT = (Path(__file__).parent / "impostor_agent.py").read_text(encoding="utf-8")
+
+
+@contextlib.contextmanager
+def impostor_of_another_user(port: int, upstream: tuple[str, int]) -> Iterator[list[dict[str, Any]]]:
+    """An impostor agent of ``nobody`` on 127.0.0.1:``port`` that relays to the agent at
+    ``upstream`` (host, port) when it can; the list it yields fills with what it received once
+    the block ends."""
+    process = subprocess.Popen(
+        ["/usr/bin/python3", "-c", IMPOSTOR_SCRIPT, str(port), upstream[0], str(upstream[1])],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd="/",
+        user=OTHER_UID,
+        group=OTHER_GID,
+        extra_groups=[],
+    )
+    received: list[dict[str, Any]] = []
+    try:
+        assert process.stdout is not None
+        assert json.loads(process.stdout.readline())["kind"] == "ready"
+        yield received
+    finally:
+        process.terminate()
+        out, _ = process.communicate(timeout=10)
+        received.extend(json.loads(line) for line in out.splitlines() if line.strip())
