@@ -5,6 +5,7 @@ that relays to the real agent when it can, and Debian's Chromium."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from softhsm_fixtures import Fixtures
 from tests.harness.agent import certificate_of, free_port
 from tests.harness.browser import ARTIFACTS
 from tests.harness.otheruser import can_switch_user, impostor_of_another_user
+from tests.harness.pages import site
 from tests.test_browser_client import NONCE, call, page_with_agent
 
 pytestmark = pytest.mark.skipif(not can_switch_user(), reason="needs root on Linux to run a process as another user")
@@ -87,3 +89,22 @@ async def test_after_forgetting_its_pairing_a_page_pairs_again_with_the_one_agen
         )
     assert refused["code"] == "AGENT_IMPOSTOR"  # the real agent cannot prove a key it never made
     assert again == "ok"
+
+
+async def test_the_login_page_names_an_impostor_in_chinese_and_takes_no_pin(fixtures: Fixtures, tmp_path: Path) -> None:
+    squatted = free_port()
+    async with site(fixtures, tmp_path) as s:  # the first visit paired the page with the real agent
+        with impostor_of_another_user(squatted, ("127.0.0.1", s.agent.config.port)) as received:
+            await s.page.goto(f"{s.url}/?agentPorts={squatted}")
+            await s.page.wait_for_selector("body[data-ready=agent-missing]")
+            await s.shot("login-agent-impostor")
+            text = await s.page.inner_text("#agent-missing")
+            pin_disabled = await s.page.is_disabled("#pin")
+            repair_shown = await s.page.is_visible("#repair-agent")
+            await s.page.goto(f"{s.url}/?agentPorts={squatted},{s.agent.config.port}")
+            await s.page.wait_for_selector("body[data-ready]")
+            ready = await s.page.get_attribute("body", "data-ready")
+    assert "检测到本机有其他程序冒充证书助手" in text and "不要在本页输入证书密码" in text
+    assert pin_disabled and repair_shown
+    assert ready == "yes"  # with the real agent on a later port, the page goes on with it
+    assert all(f["method"] == "hello" for f in _frames(received))

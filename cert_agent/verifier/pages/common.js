@@ -1,18 +1,22 @@
 // Shared by the verifier's pages: the agent connection, the API, and error texts.
-import { connect, CertAgentError, localNetworkPermission } from "/static/cert-agent.js";
+import { connect, forgetPairing, CertAgentError, localNetworkPermission } from "/static/cert-agent.js";
 
-export { localNetworkPermission };
+export { forgetPairing, localNetworkPermission };
 
-/** The agent's port: ?agentPort= on first visit (development and tests), remembered for the tab. */
-export function agentPort() {
-  const fromQuery = new URLSearchParams(location.search).get("agentPort");
-  if (fromQuery) sessionStorage.setItem("agentPort", fromQuery);
-  const port = Number(sessionStorage.getItem("agentPort"));
-  return Number.isInteger(port) && port > 0 ? port : undefined;
+/**
+ * The agent's ports: ?agentPort=P or ?agentPorts=P,Q on a visit (development and tests),
+ * remembered for the tab; else cert-agent.js's own range.
+ */
+export function agentPorts() {
+  const query = new URLSearchParams(location.search);
+  const fromQuery = query.get("agentPorts") ?? query.get("agentPort");
+  if (fromQuery) sessionStorage.setItem("agentPorts", fromQuery);
+  const ports = (sessionStorage.getItem("agentPorts") ?? "").split(",").map(Number);
+  return ports.every((port) => Number.isInteger(port) && port > 0 && port < 65536) ? ports : undefined;
 }
 
 export async function connectAgent() {
-  return connect({ port: agentPort(), timeoutMs: 4000 });
+  return connect({ ports: agentPorts(), timeoutMs: 4000 });
 }
 
 /** POST JSON to the verifier; an error answer becomes a CertAgentError with its code and message. */

@@ -2,6 +2,7 @@
 import {
   api,
   connectAgent,
+  forgetPairing,
   showError,
   AGENT_HELP,
   certificateLabel,
@@ -210,8 +211,16 @@ async function start() {
     agent = await connectAgent();
   } catch (error) {
     const box = $("agent-missing");
-    if (error.code === "LOCAL_NETWORK_DENIED") box.textContent = error.message;
+    if (error.code === "LOCAL_NETWORK_DENIED" || error.code === "AGENT_IMPOSTOR") box.textContent = error.message;
     else box.innerHTML = AGENT_HELP; // static text of this page
+    if (error.code === "AGENT_IMPOSTOR") {
+      $("pin").disabled = true; // nothing typed here can reach the impostor
+      $("repair-agent").classList.remove("hidden");
+      $("repair-agent").addEventListener("click", () => {
+        forgetPairing();
+        location.reload();
+      });
+    }
     box.dataset.code = error.code;
     box.classList.remove("hidden");
     $("login").disabled = true;
