@@ -59,7 +59,20 @@ async def test_concurrent_wrong_pins_on_one_connection_reach_the_token_only_up_t
     assert right["error"]["code"] == "RATE_LIMITED"  # the window is full: not even the right PIN is tried
 
 
-async def test_concurrent_wrong_pins_from_many_connections_stop_at_the_origin_limit(
+async def test_concurrent_wrong_pins_from_many_connections_stop_at_the_origin_limit(fresh_fixtures: Fixtures) -> None:
+    async with running_agent(fresh_fixtures, pin_max_tries=100) as agent:  # a medium that locks late
+        token_id, _ = certificate_of(fresh_fixtures, "hairun-ec")
+
+        async def tab(number: int) -> Counter[str]:
+            async with connect(agent) as client:
+                return await _send_all_then_collect(client.ws, _verify_pin_frames(token_id, 5, f"t{number}-"))
+
+        total = sum(await asyncio.gather(*(tab(n) for n in range(10))), Counter())
+    limit = agent.config.pin_failures_per_origin
+    assert total == Counter({"PIN_INCORRECT": limit, "RATE_LIMITED": 50 - limit})
+
+
+async def test_a_page_never_spends_the_last_try_of_a_medium_whose_limit_is_known(
     fresh_agent: RunningAgent, fresh_fixtures: Fixtures
 ) -> None:
     token_id, _ = certificate_of(fresh_fixtures, "hairun-ec")
@@ -68,24 +81,35 @@ async def test_concurrent_wrong_pins_from_many_connections_stop_at_the_origin_li
         async with connect(fresh_agent) as client:
             return await _send_all_then_collect(client.ws, _verify_pin_frames(token_id, 5, f"t{number}-"))
 
-    results = await asyncio.gather(*(tab(n) for n in range(10)))
-    total = sum(results, Counter())
-    # the last of them reaches the configured retry limit (10) too, so it is answered PIN_LOCKED
-    assert total["PIN_INCORRECT"] + total["PIN_LOCKED"] == fresh_agent.config.pin_failures_per_origin
-    assert total["RATE_LIMITED"] == 50 - fresh_agent.config.pin_failures_per_origin
+    total = sum(await asyncio.gather(*(tab(n) for n in range(10))), Counter())
+    async with connect(fresh_agent) as client:
+        listed = await client.call("listCertificates")
+        right = await client.call("verifyPin", tokenId=token_id, pin="112233")
+    limit = fresh_agent.config.pin_max_tries
+    assert limit == 10
+    assert total == Counter({"PIN_INCORRECT": limit - 1, "PIN_TRIES_RESERVED": 50 - (limit - 1)})
+    (token,) = [t for t in listed["result"]["tokens"] if t["tokenId"] == token_id]
+    assert token["pinState"] == "final_try"  # not "locked": the medium never said so, the PIN field stays
+    assert right["error"]["code"] == "PIN_TRIES_RESERVED" and right["error"]["triesLeft"] == 1
+    assert "cert-agent verify-pin" in right["error"]["message"]
 
 
-async def test_wrong_pins_from_several_origins_stop_at_the_token_limit(fresh_fixtures: Fixtures) -> None:
-    origins = tuple(f"https://etax{n}.example.com" for n in range(4))
-    async with running_agent(fresh_fixtures, allowed_origins=origins, pin_failures_per_token=6) as agent:
+async def test_wrong_pins_from_several_origins_leave_another_origin_its_tries(fresh_fixtures: Fixtures) -> None:
+    hostile = tuple(f"https://etax{n}.example.com" for n in range(3))
+    honest = "https://etax.example.com"
+    async with running_agent(fresh_fixtures, allowed_origins=(*hostile, honest)) as agent:
         token_id, _ = certificate_of(fresh_fixtures, "hairun-ec")
 
         async def page(origin: str) -> Counter[str]:
             async with connect(agent, origin) as client:
                 return await _send_all_then_collect(client.ws, _verify_pin_frames(token_id, 5))
 
-        total = sum(await asyncio.gather(*(page(o) for o in origins)), Counter())
-    assert total == Counter({"PIN_INCORRECT": 6, "RATE_LIMITED": 14})
+        total = sum(await asyncio.gather(*(page(o) for o in hostile)), Counter())
+        async with connect(agent, honest) as client:
+            right = await client.call("verifyPin", tokenId=token_id, pin="112233")
+    share = (10 - 2) // 3  # the others' shares leave at least two of the medium's ten tries
+    assert total == Counter({"PIN_INCORRECT": 3 * share, "PIN_TRIES_RESERVED": 15 - 3 * share})
+    assert right["result"] == {"verified": True}
 
 
 async def test_pin_attempts_abandoned_by_closing_the_connection_still_count(fresh_fixtures: Fixtures) -> None:

@@ -199,16 +199,15 @@ async def test_wrong_pins_are_rate_limited_per_connection_before_the_token_is_as
     assert reply["result"] == {"verified": True}
 
 
-async def test_wrong_pins_are_rate_limited_per_origin_across_connections(
-    fresh_agent: RunningAgent, fresh_fixtures: Fixtures
-) -> None:
-    token_id, _ = certificate_of(fresh_fixtures, "hairun-ec")
-    for _ in range(2):
-        async with connect(fresh_agent) as client:
-            for _ in range(5):
-                await client.call("verifyPin", tokenId=token_id, pin="000000")
-    async with connect(fresh_agent) as client:
-        reply = await client.call("verifyPin", tokenId=token_id, pin="112233")
+async def test_wrong_pins_are_rate_limited_per_origin_across_connections(fresh_fixtures: Fixtures) -> None:
+    async with running_agent(fresh_fixtures, pin_max_tries=100) as agent:  # a medium that locks late
+        token_id, _ = certificate_of(fresh_fixtures, "hairun-ec")
+        for _ in range(2):
+            async with connect(agent) as client:
+                for _ in range(5):
+                    await client.call("verifyPin", tokenId=token_id, pin="000000")
+        async with connect(agent) as client:
+            reply = await client.call("verifyPin", tokenId=token_id, pin="112233")
     assert reply["error"]["code"] == "RATE_LIMITED"
 
 
@@ -369,22 +368,20 @@ async def test_a_module_that_does_not_load_is_reported_and_the_others_serve(fixt
     assert problem["error"]["code"] == "MODULE_LOAD_FAILED"
 
 
-async def test_reaching_the_known_retry_limit_reports_the_token_locked_and_a_later_success_unlocks_it(
-    fresh_fixtures: Fixtures,
-) -> None:
-    # The medium's retry limit is configured (3); SoftHSM2 itself never locks, like a medium
-    # unlocked elsewhere (the vendor's tool): the next right PIN is still passed to the token.
+async def test_the_last_try_of_the_known_limit_is_shown_and_held_back_from_pages(fresh_fixtures: Fixtures) -> None:
+    # The medium's retry limit is configured (3); SoftHSM2 itself never locks. Two wrong PINs
+    # leave one try: the token shows final_try (its PIN field stays), and a page's third PIN,
+    # even the right one, is not presented: the last try is the user's own (cert-agent verify-pin).
     async with running_agent(fresh_fixtures, pin_max_tries=3) as agent, connect(agent) as client:
         token_id, _ = certificate_of(fresh_fixtures, "hairun-ec")
-        replies = [await client.call("verifyPin", tokenId=token_id, pin="000000") for _ in range(3)]
-        assert [r["error"].get("triesLeft") for r in replies[:2]] == [2, 1]
-        assert replies[2]["error"]["code"] == "PIN_LOCKED"
-        locked = await _pin_state_event(client, "locked")  # (SoftHSM2 also says count_low on the way)
-        assert locked["data"]["tokenId"] == token_id
+        replies = [await client.call("verifyPin", tokenId=token_id, pin="000000") for _ in range(2)]
+        assert [r["error"].get("triesLeft") for r in replies] == [2, 1]
+        final = await _pin_state_event(client, "final_try")
+        assert final["data"]["tokenId"] == token_id
         listed = await client.call("listCertificates")
-        assert {t["tokenId"]: t["pinState"] for t in listed["result"]["tokens"]}[token_id] == "locked"
-        assert "result" in await client.call("verifyPin", tokenId=token_id, pin="112233")
-        await _pin_state_event(client, "ok")
+        assert {t["tokenId"]: t["pinState"] for t in listed["result"]["tokens"]}[token_id] == "final_try"
+        held = await client.call("verifyPin", tokenId=token_id, pin="112233")
+        assert held["error"]["code"] == "PIN_TRIES_RESERVED" and held["error"]["triesLeft"] == 1
 
 
 async def _pin_state_event(client: Client, state: str) -> dict[str, Any]:

@@ -67,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the old PIN, then the new PIN, as two lines of standard input",
     )
 
+    verify = sub.add_parser(
+        "verify-pin",
+        parents=[common],
+        help="verify the certificate PIN once yourself (验证证书密码), e.g. to spend a medium's last try",
+    )
+    verify.add_argument("--token", metavar="LABEL", required=True, help="label of the token")
+    verify.add_argument("--pin-stdin", action="store_true", help="read the PIN as one line of standard input")
+
     doctor = sub.add_parser("doctor", parents=[common], help="check modules, tokens, pcscd, the agent, autostart")
     doctor.add_argument("--config", type=Path, help="the agent's TOML configuration (its origins)")
 
@@ -105,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tokens": cmd_tokens,
         "certs": cmd_certs,
         "change-pin": cmd_change_pin,
+        "verify-pin": cmd_verify_pin,
         "doctor": cmd_doctor,
         "autostart": cmd_autostart,
         "browser-policy": cmd_browser_policy,
@@ -201,6 +210,75 @@ def cmd_change_pin(args: argparse.Namespace, out: TextIO) -> int:
             driver.close()
     print(f"证书密码已修改（{args.token}）", file=out)
     return EXIT_OK
+
+
+def cmd_verify_pin(args: argparse.Namespace, out: TextIO) -> int:
+    """Verify the PIN as the user's own action: through the running agent when one serves (so
+    its counts of wrong PINs learn the outcome, and a medium's last try may be spent), else on
+    the medium directly."""
+    from cert_agent.agent.instance import InstanceLock, holder
+
+    running = holder()
+    text = sys.stdin.readline().rstrip("\r\n") if args.pin_stdin else getpass.getpass("证书密码 (PIN): ")
+    with Pin(text) as pin:
+        del text
+        if running is not None and running.get("command") == "serve" and running.get("port"):
+            error = _verify_through_agent(int(running["port"]), args.token, pin)
+            if error is not None:  # the agent's own words for it (with triesLeft in the message)
+                print(f"错误：{error.get('message', '')}", file=sys.stderr)
+                print(error.get("code", "INTERNAL_ERROR"), file=sys.stderr)
+                return EXIT_ERROR
+        else:
+            with InstanceLock("verify-pin"):
+                driver = _driver(args)
+                try:
+                    driver.verify_pin(driver.find_token(label=args.token), pin)
+                finally:
+                    driver.close()
+    print(f"证书密码正确（{args.token}） (the PIN is right)", file=out)
+    return EXIT_OK
+
+
+def _verify_through_agent(port: int, label: str, pin: Pin) -> dict[str, Any] | None:
+    """verifyPin over this user's own control connection (``control.py``): None when the PIN
+    is right, else the agent's error object."""
+    import asyncio
+
+    import aiohttp
+
+    from cert_agent.agent import control
+    from cert_agent.agent.errors import WorkerFailed
+    from cert_agent.drivers.errors import TokenAmbiguous, TokenNotFound
+
+    token = control.read_token(port)
+    if token is None:
+        raise WorkerFailed(f"the running agent on port {port} left no control token")
+
+    async def ask() -> dict[str, Any]:
+        url = f"ws://127.0.0.1:{port}/ws"
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session,
+            session.ws_connect(url, headers={control.HEADER: token}) as ws,
+        ):
+            await ws.send_json({"id": 1, "method": "listCertificates"})
+            tokens = (await _reply(ws, 1)).get("result", {}).get("tokens", [])
+            ids = [t["tokenId"] for t in tokens if t.get("label") == label]
+            if len(ids) != 1:
+                raise (TokenNotFound(label) if not ids else TokenAmbiguous(label))
+            params = {"tokenId": ids[0], "pin": pin.reveal().decode("utf-8")}
+            await ws.send_json({"id": 2, "method": "verifyPin", "params": params})
+            return await _reply(ws, 2)
+
+    reply = asyncio.run(ask())
+    error: dict[str, Any] | None = reply.get("error")
+    return error
+
+
+async def _reply(ws: Any, request_id: int) -> dict[str, Any]:
+    while True:
+        message: dict[str, Any] = await ws.receive_json(timeout=120)
+        if message.get("id") == request_id:
+            return message
 
 
 def _read_pins(from_stdin: bool) -> tuple[str, str]:

@@ -30,6 +30,13 @@ class RateLimited(CertAgentError):
         super().__init__(retryAfter=retry_after)
 
 
+class PinTriesReserved(CertAgentError):
+    """The PIN was not presented: the medium's last try is kept for the user's own action, or
+    this site has spent its share of the medium's tries in a row (``triesLeft`` when known)."""
+
+    code = "PIN_TRIES_RESERVED"
+
+
 class AgentAlreadyRunning(CertAgentError):
     """Another cert-agent process of this user holds the per-user lock (``pid``, ``port``)."""
 

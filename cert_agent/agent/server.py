@@ -25,14 +25,14 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from cert_agent import __version__
-from cert_agent.agent import pairing, peers, protocol
+from cert_agent.agent import control, pairing, peers, protocol
 from cert_agent.agent.config import AgentConfig
 from cert_agent.agent.errors import ListenFailed, OriginRefused, UnknownMethod, UnsupportedProtocol, UserRefused
 from cert_agent.agent.listener import ConnectionGuard
 from cert_agent.agent.origins import OriginPolicy
 from cert_agent.agent.pairing import PairingKeys
 from cert_agent.agent.ratelimit import FailureWindow, WindowsByKey, pin_attempt
-from cert_agent.agent.tokens import CardEvent, TokenEvent, TokenService
+from cert_agent.agent.tokens import USER_ACTION, CardEvent, TokenEvent, TokenService
 from cert_agent.agent.worker_protocol import TokenView
 from cert_agent.common.errors import BadJson, CertAgentError
 from cert_agent.common.logfilters import quiet_bad_requests
@@ -72,14 +72,16 @@ class Connection:
 
     def pin_attempt(self, token_id: str) -> contextlib.AbstractContextManager[None]:
         """Admit one PIN-bearing request for ``token_id`` through the connection's, the
-        origin's and the token's windows (RateLimited when any is full). Called inside the
-        token's PIN gate, so the token's own count is exact when it is checked."""
-        return pin_attempt([self.pin_failures, self._limits.by_origin[self.origin], self._limits.by_token[token_id]])
+        origin's and the token-and-origin windows (RateLimited when any is full). Called inside
+        the token's PIN gate, so the counts are exact when they are checked. Another origin's
+        wrong PINs on the same token never fill this origin's windows."""
+        by_token = self._limits.by_token[f"{token_id}\n{self.origin}"]
+        return pin_attempt([self.pin_failures, self._limits.by_origin[self.origin], by_token])
 
 
 @dataclass(frozen=True)
 class PinLimits:
-    """The wrong-PIN windows shared by every connection: per origin and per token."""
+    """The wrong-PIN windows shared by every connection: per origin, and per token and origin."""
 
     by_origin: WindowsByKey
     by_token: WindowsByKey
@@ -94,6 +96,7 @@ class PinLimits:
 
 LIMITS_KEY = web.AppKey("pin_limits", PinLimits)
 PAIRING_KEY = web.AppKey("pairing", PairingKeys)
+CONTROL_KEY = web.AppKey("control", control.ControlToken)
 
 
 Handler = Callable[[Connection, TokenService, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -133,6 +136,8 @@ async def authenticate(conn: Connection, service: TokenService, params: dict[str
     cert_id = protocol.cert_id_param(params)
     nonce = protocol.nonce_param(params)
     requested = protocol.algorithm_param(params)
+    if conn.origin == USER_ACTION:
+        raise OriginRefused("the user's own connection signs no login: there is no site to bind it to")
     with protocol.pin_or_pad(params, "pin", service.has_pin_pad(token_id)) as pin:
         cert, info = _certificate(service, token_id, cert_id)
         algorithm = choose_algorithm(requested, info.key_type, info.key_size)
@@ -142,7 +147,7 @@ async def authenticate(conn: Connection, service: TokenService, params: dict[str
         initial = pin is not None and pin.equals(INITIAL_PIN)
         async with service.pin_gate(token_id):
             with conn.pin_attempt(token_id):
-                signature = await service.sign(token_id, cert_id, pin, data, algorithm)
+                signature = await service.sign(token_id, cert_id, pin, data, algorithm, conn.origin)
     certificate = base64.b64encode(cert.der).decode("ascii")
     return {"authToken": auth_token(certificate, algorithm, signature), "initialPin": initial}
 
@@ -153,7 +158,7 @@ async def verify_pin(conn: Connection, service: TokenService, params: dict[str, 
     with protocol.pin_or_pad(params, "pin", pin_pad) as pin:
         async with service.pin_gate(token_id):
             with conn.pin_attempt(token_id):
-                await service.verify_pin(token_id, pin)
+                await service.verify_pin(token_id, pin, conn.origin)
     return {"verified": True}
 
 
@@ -163,7 +168,7 @@ async def change_pin(conn: Connection, service: TokenService, params: dict[str, 
     with protocol.pin_or_pad(params, "oldPin", pin_pad) as old, protocol.pin_or_pad(params, "newPin", pin_pad) as new:
         async with service.pin_gate(token_id):
             with conn.pin_attempt(token_id):
-                await service.change_pin(token_id, old, new)
+                await service.change_pin(token_id, old, new, conn.origin)
     return {"changed": True}
 
 
@@ -220,7 +225,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     if stranger is not None:
         log.warning("refused handshake: the peer is %s, not this agent's user (peer=%s)", stranger, request.remote)
         return web.json_response({"error": UserRefused().to_dict()}, status=403)
-    refusal = policy.host_refusal(host) or policy.origin_refusal(origin)
+    presented = request.headers.get(control.HEADER)
+    if presented is not None:  # the user's own cert-agent command, not a page (control.py)
+        origin = USER_ACTION if request.app[CONTROL_KEY].matches(presented) else None
+    refusal = policy.host_refusal(host) or (None if origin == USER_ACTION else policy.origin_refusal(origin))
     if refusal or origin is None:
         log.warning("refused handshake: %s (origin=%r host=%r peer=%s)", refusal, origin, host, request.remote)
         return web.json_response({"error": OriginRefused(refusal or "").to_dict()}, status=403)
@@ -358,7 +366,14 @@ async def start(config: AgentConfig) -> web.AppRunner:
             holders=[holder.to_dict() for holder in holders],
         )
     config = replace(config, port=port)
-    runner = web.AppRunner(create_app(config, TokenService(config), guard, pairing_keys), access_log=None)
+    app = create_app(config, TokenService(config), guard, pairing_keys)
+    try:
+        app[CONTROL_KEY] = await asyncio.to_thread(control.ControlToken, port)
+    except CertAgentError:
+        await guard.close()
+        raise
+    app.on_cleanup.append(lambda app: asyncio.to_thread(app[CONTROL_KEY].remove))
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     server = runner.server
     if server is None:

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, replace
 
 from cert_agent.agent.config import AgentConfig
-from cert_agent.agent.errors import MediumDriverMissing, TokenTimeout, WorkerFailed
+from cert_agent.agent.errors import MediumDriverMissing, PinTriesReserved, TokenTimeout, WorkerFailed
 from cert_agent.agent.pcsc import Cards, ReaderWatcher
 from cert_agent.agent.worker_protocol import (
     ChangePin,
@@ -30,13 +30,20 @@ from cert_agent.common.algorithms import SignatureAlgorithm
 from cert_agent.common.errors import CertAgentError
 from cert_agent.drivers.catalog import current_system, default_catalog
 from cert_agent.drivers.errors import PinIncorrect, PinLocked, TokenNotFound, TokenNotPresent
-from cert_agent.drivers.models import CKF_USER_PIN_LOCKED, MediumProblem, ModuleProblem, PinState
+from cert_agent.drivers.models import (
+    CKF_USER_PIN_FINAL_TRY,
+    CKF_USER_PIN_LOCKED,
+    MediumProblem,
+    ModuleProblem,
+    PinState,
+)
 from cert_agent.drivers.pin import Pin
 
 log = logging.getLogger("cert_agent.tokens")
 REMOVAL_SCANS = 2  # consecutive scans that must miss a token before it counts as removed
 IN_USE_GRACE = 2.0  # seconds after a PIN operation during which a scan's miss does not count
 SCAN_WAIT = 2.0  # seconds a scan waits for a module's answer before publishing the others' news
+USER_ACTION = "cert-agent:local"  # the "origin" of the user's own PIN typed at cert-agent verify-pin
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,7 @@ class TokenService:
         self._stopping = False
         self._missed: dict[str, int] = {}
         self._wrong_pins: dict[str, int] = {}  # consecutive wrong PINs by token, across worker restarts
+        self._wrong_by_origin: dict[tuple[str, str], int] = {}  # the same, by token and origin
         self._pin_gates: dict[str, asyncio.Lock] = {}
         self._last_pin_use: dict[str, float] = {}
         self._locked: set[str] = set()  # tokens a return code (or the known limit) said are locked
@@ -152,18 +160,52 @@ class TokenService:
             gate = self._pin_gates[token_id] = asyncio.Lock()
         return gate
 
-    async def verify_pin(self, token_id: str, pin: Pin | None) -> None:
-        await self._with_pin(VerifyPin(token_id, pin))
+    def admit_pin(self, token_id: str, origin: str) -> None:
+        """Refuse (PinTriesReserved) a PIN from ``origin`` that could cost tries it may not spend.
+
+        Called inside the token's PIN gate, so the counts are exact. Where the medium's retry
+        limit is known (the catalog, the configuration, or its own final-try flag):
+        - no page ever spends the last try: with one try left only the user's own action
+          (``cert-agent verify-pin``, origin ``USER_ACTION``) may present a PIN;
+        - each origin may spend at most its share of the tries in a row, so that the other
+          configured origins together always leave at least two: one origin's wrong PINs can
+          never make another origin's right PIN wait (``docs/threat-model.md``)."""
+        if origin == USER_ACTION:
+            return
+        left = self.tries_left(token_id, self._reported_tries(token_id))
+        if left is not None and left <= 1:
+            raise PinTriesReserved(token_id, triesLeft=left)
+        share = self.origin_share(token_id)
+        if share is not None and self._wrong_by_origin.get((token_id, origin), 0) >= share:
+            raise PinTriesReserved(token_id, triesLeft=left)
+
+    def origin_share(self, token_id: str) -> int | None:
+        """How many wrong PINs in a row one origin may spend on this medium (None: its limit is
+        unknown). With n allowed origins, the others' shares add up to at most limit - 2."""
+        limit = self.retry_limit(token_id)
+        if limit is None:
+            return None
+        others = len(self._config.allowed_origins) - 1
+        if others < 1:
+            return max(1, limit - 1)
+        return max(1, (limit - 2) // others)
+
+    def _reported_tries(self, token_id: str) -> int | None:
+        view = self._tokens.get(token_id)
+        return 1 if view is not None and view.token.flags & CKF_USER_PIN_FINAL_TRY else None
+
+    async def verify_pin(self, token_id: str, pin: Pin | None, origin: str) -> None:
+        await self._with_pin(VerifyPin(token_id, pin), origin)
         self.request_scan()  # a PIN to be changed or a count-low flag may have cleared
 
-    async def change_pin(self, token_id: str, old: Pin | None, new: Pin | None) -> None:
-        await self._with_pin(ChangePin(token_id, old, new))
+    async def change_pin(self, token_id: str, old: Pin | None, new: Pin | None, origin: str) -> None:
+        await self._with_pin(ChangePin(token_id, old, new), origin)
         self.request_scan()
 
     async def sign(
-        self, token_id: str, cert_id: bytes, pin: Pin | None, data: bytes, algorithm: SignatureAlgorithm
+        self, token_id: str, cert_id: bytes, pin: Pin | None, data: bytes, algorithm: SignatureAlgorithm, origin: str
     ) -> bytes:
-        signature = await self._with_pin(Sign(token_id, cert_id, pin, data, algorithm))
+        signature = await self._with_pin(Sign(token_id, cert_id, pin, data, algorithm), origin)
         if not isinstance(signature, bytes):
             raise WorkerFailed(f"{token_id}: no signature in the reply")
         return signature
@@ -190,27 +232,37 @@ class TokenService:
                 known.append(left)
         return min(known) if known else None
 
-    async def _with_pin(self, request: VerifyPin | ChangePin | Sign) -> ScanResult | bytes | None:
-        """A PIN-bearing call in the token's module worker. Wrong PINs are counted here, per token, so
-        that the count survives a worker restart; a right PIN starts the count again."""
+    async def _with_pin(self, request: VerifyPin | ChangePin | Sign, origin: str) -> ScanResult | bytes | None:
+        """A PIN-bearing call in the token's module worker. Wrong PINs are counted here, per token
+        and per origin, so that the count survives a worker restart; a right PIN starts both
+        counts again. The daemon's own count never marks a medium locked (only the medium's
+        answer or flags do): it shows the final try, and the next PIN is held back."""
         token_id = request.token_id
+        self.admit_pin(token_id, origin)
         try:
             result = await self._call(token_id, request)
         except PinIncorrect as exc:
             self._wrong_pins[token_id] = self._wrong_pins.get(token_id, 0) + 1
+            key = (token_id, origin)
+            self._wrong_by_origin[key] = self._wrong_by_origin.get(key, 0) + 1
             self.request_scan()
             limit = self.retry_limit(token_id)
             if limit is not None and self._wrong_pins[token_id] >= limit:
-                self._set_locked(token_id, True)  # the medium's known limit is reached
-                raise PinLocked(exc.detail) from None
-            raise PinIncorrect(exc.detail, tries_left=self.tries_left(token_id, exc.tries_left)) from None
+                raise PinLocked(exc.detail) from None  # the medium's known limit is reached
+            tries_left = self.tries_left(token_id, exc.tries_left)
+            if tries_left is not None and tries_left <= 1 and token_id in self._tokens:
+                self._emit(TokenEvent("tokenChanged", token_id, self._shown(self._tokens[token_id])))
+            raise PinIncorrect(exc.detail, tries_left=tries_left) from None
         except PinLocked:
             self._set_locked(token_id, True)  # the module said CKR_PIN_LOCKED, whatever the flags say
             self.request_scan()
             raise
         finally:
             self._last_pin_use[token_id] = time.monotonic()  # the medium was just used (see _in_use)
-        self._wrong_pins.pop(token_id, None)
+        if self._wrong_pins.pop(token_id, None) is not None and token_id in self._tokens:
+            self._emit(TokenEvent("tokenChanged", token_id, self._shown(self._tokens[token_id])))
+        for key in [key for key in self._wrong_by_origin if key[0] == token_id]:
+            del self._wrong_by_origin[key]
         self._set_locked(token_id, False)  # unlocked elsewhere (vendor tool, lockout reset): noticed
         return result
 
@@ -228,10 +280,16 @@ class TokenService:
 
     def _shown(self, view: TokenView) -> TokenView:
         """The token as pages see it: locked when a module's answer said so, even where the
-        token's flags do not (tpm2-pkcs11 never sets them)."""
-        if view.token_id not in self._locked or view.token.pin_state is PinState.LOCKED:
+        token's flags do not (tpm2-pkcs11 never sets them); at its final try when the daemon's
+        count of wrong PINs in a row leaves one try of the known limit (the PIN field stays)."""
+        if view.token.pin_state is PinState.LOCKED:
             return view
-        return replace(view, token=replace(view.token, flags=view.token.flags | CKF_USER_PIN_LOCKED))
+        if view.token_id in self._locked:
+            return replace(view, token=replace(view.token, flags=view.token.flags | CKF_USER_PIN_LOCKED))
+        limit = self.retry_limit(view.token_id)
+        if limit is not None and self._wrong_pins.get(view.token_id, 0) >= limit - 1:
+            return replace(view, token=replace(view.token, flags=view.token.flags | CKF_USER_PIN_FINAL_TRY))
+        return view
 
     # --- scanning -----------------------------------------------------------------------------
 

@@ -113,6 +113,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "证书密码错误次数过多，请稍后再试",
         "too many wrong PINs; try again later",
     ),
+    "PIN_TRIES_RESERVED": (
+        "证书密码已连续输错多次，为防止证书介质被锁定，本页暂不提交证书密码。"
+        "请确认密码后，在本机运行 cert-agent verify-pin 验证一次证书密码",
+        "the PIN was not presented: the medium's last try (or this site's share of its tries) "
+        "is kept for the user's own cert-agent verify-pin",
+    ),
     "AGENT_ALREADY_RUNNING": (
         "证书助手已在运行（每个用户只能运行一个）；修改证书密码请在电子税务局【账户中心】—【税务数字证书】中进行，或先停止证书助手",
         "cert-agent is already running for this user",
