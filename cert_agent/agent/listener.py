@@ -10,8 +10,8 @@ hold the daemon's file descriptors and starve the real page:
 - each allowed origin keeps at most ``max_connections_per_origin`` open WebSockets; a new one
   closes that origin's oldest (1013 try again later). An open WebSocket lives while it answers
   the heartbeat pings, which closes a vanished peer's connection within a minute;
-- accept() failures (out of file descriptors) back off and are logged at most once per
-  ``ACCEPT_ERROR_LOG_INTERVAL`` seconds, with the count of those not logged.
+- accept() failures (out of file descriptors) back off and are logged at a bounded rate
+  (``common/accept.py``).
 
 On loopback a peer address names nothing (any local process can use any 127.0.0.0/8 source),
 so the caps are per origin and in all, never per peer address.
@@ -24,15 +24,14 @@ import contextlib
 import errno
 import logging
 import socket
-import time
 from collections import OrderedDict, deque
 
 from aiohttp import WSCloseCode, web
 
+from cert_agent.common.accept import AcceptErrors, accept_forever
+
 log = logging.getLogger("cert_agent.listener")
-ACCEPT_ERROR_LOG_INTERVAL = 10.0
 ABSENT_ADDRESS = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
-ACCEPT_BACKOFF = 0.1  # seconds to wait after a failed accept(): never a busy loop
 
 
 class ConnectionGuard:
@@ -45,8 +44,7 @@ class ConnectionGuard:
         self._sockets: list[socket.socket] = []
         self._loops: list[asyncio.Task[None]] = []
         self._closing: set[asyncio.Task[None]] = set()
-        self._accept_errors = 0
-        self._last_error_log = -ACCEPT_ERROR_LOG_INTERVAL
+        self._accept_errors = AcceptErrors(log)
 
     # --- listening ------------------------------------------------------------------------------
 
@@ -78,7 +76,8 @@ class ConnectionGuard:
         ``protocol_factory`` (aiohttp's server)."""
         for sock in self._sockets:
             name = f"accept {sock.getsockname()[:2]}"
-            self._loops.append(asyncio.create_task(self._accept_loop(sock, protocol_factory), name=name))
+            loop = accept_forever(sock, protocol_factory, self._admit, self._accept_errors)
+            self._loops.append(asyncio.create_task(loop, name=name))
 
     async def close(self) -> None:
         for task in self._loops:
@@ -92,31 +91,6 @@ class ConnectionGuard:
             timer.cancel()
             transport.close()
         self._pending.clear()
-
-    async def _accept_loop(self, sock: socket.socket, protocol_factory: web.Server) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                conn, _ = await loop.sock_accept(sock)
-            except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: wait, then try again
-                self._log_accept_error(exc)
-                await asyncio.sleep(ACCEPT_BACKOFF)
-                continue
-            try:
-                transport, _ = await loop.connect_accepted_socket(protocol_factory, conn)
-            except OSError as exc:
-                conn.close()
-                self._log_accept_error(exc)
-                continue
-            self._admit(transport)
-
-    def _log_accept_error(self, exc: OSError) -> None:
-        self._accept_errors += 1
-        now = time.monotonic()
-        if now - self._last_error_log >= ACCEPT_ERROR_LOG_INTERVAL:
-            log.warning("cannot accept connections: %s (%d failures since the last report)", exc, self._accept_errors)
-            self._accept_errors = 0
-            self._last_error_log = now
 
     # --- connections waiting for their handshake ------------------------------------------------
 

@@ -139,6 +139,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "该连接来自本机的其他用户，证书助手只为启动它的用户服务",
         "the connection comes from another local user; the agent serves only its own user",
     ),
+    "REQUEST_TIMEOUT": (
+        "请求超时，请重试",
+        "the request body did not arrive in time",
+    ),
     "TOKEN_INVALID": (
         "登录凭证无效，请重新登录",
         "the authentication token is invalid",

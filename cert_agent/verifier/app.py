@@ -25,14 +25,17 @@ from cert_agent.verifier.errors import (
     MethodNotAllowed,
     NotFound,
     NotLoggedIn,
+    RequestTimeout,
     UnsupportedMediaType,
 )
+from cert_agent.verifier.listener import GUARD_KEY, HttpGuard, guarded
 from cert_agent.verifier.login import LoginService
 from cert_agent.verifier.logs import request_ids
 from cert_agent.verifier.store import LoginKind, Session
 
 log = logging.getLogger("cert_agent.verifier")
 MAX_BODY_BYTES = 32 * 1024
+BODY_TIMEOUT = 10.0  # seconds for a request body, once a handler reads it
 SESSION_COOKIE = "etax_session"
 PURGE_INTERVAL = 300.0  # seconds between purges of expired rows
 PAGES = Path(__file__).resolve().parent / "pages"
@@ -137,7 +140,11 @@ def _http_error(exc: web.HTTPException, request: web.Request) -> CertAgentError:
 async def json_body(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise BodyTooLarge(str(request.content_length))
-    raw = await request.read()
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):  # a body sent a byte at a time holds nothing for long
+            raw = await request.read()
+    except TimeoutError:
+        raise RequestTimeout(f"the body did not arrive within {BODY_TIMEOUT:g} s") from None
     try:
         body = jsontext.loads(raw)
     except jsontext.JsonRejected as exc:
@@ -292,9 +299,16 @@ def _lifetime(purge_interval: float | None) -> Callable[[web.Application], Async
 
 
 def create_app(
-    login: LoginService, *, secure_cookies: bool = False, purge_interval: float | None = PURGE_INTERVAL
+    login: LoginService,
+    *,
+    secure_cookies: bool = False,
+    purge_interval: float | None = PURGE_INTERVAL,
+    guard: HttpGuard | None = None,
 ) -> web.Application:
-    app = web.Application(middlewares=[request_ids, errors_as_json, same_origin_writes], client_max_size=MAX_BODY_BYTES)
+    middlewares = [guarded, request_ids, errors_as_json, same_origin_writes]
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
+    if guard is not None:
+        app[GUARD_KEY] = guard
     app.on_response_prepare.append(security_headers)
     app[LOGIN_KEY] = login
     app[SECURE_KEY] = secure_cookies

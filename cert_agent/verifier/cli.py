@@ -61,13 +61,29 @@ class VerifierConfig:
     sms_per_attempt: int = 3  # codes per login attempt (10 minutes)
     sms_per_person_per_hour: int = 5
     sms_per_phone_per_day: int = 10
+    # slow and many clients (verifier/listener.py)
+    max_connections: int = 1000  # open at once (lowered to what RLIMIT_NOFILE allows)
+    request_timeout: float = 10.0  # seconds for a request's headers, and keep-alive idle time
 
 
 _TEXT_KEYS = ("origin", "host", "sms_gateway_url", "sms_gateway_token_env", "ocsp_url")
 _BOOL_KEYS = ("allow_fetching", "secure_cookies", "ocsp", "ocsp_nonce")
 _PATH_KEYS = ("database", "outbox", "ocsp_responder_certificate")
-_COUNT_KEYS = ("sms_resend_interval", "sms_per_attempt", "sms_per_person_per_hour", "sms_per_phone_per_day")
-_SECONDS_KEYS = ("sms_timeout", "purge_interval", "ocsp_timeout", "ocsp_allowed_skew", "ocsp_max_age")
+_COUNT_KEYS = (
+    "sms_resend_interval",
+    "sms_per_attempt",
+    "sms_per_person_per_hour",
+    "sms_per_phone_per_day",
+    "max_connections",
+)
+_SECONDS_KEYS = (
+    "sms_timeout",
+    "purge_interval",
+    "ocsp_timeout",
+    "ocsp_allowed_skew",
+    "ocsp_max_age",
+    "request_timeout",
+)
 _PATH_LIST_KEYS = ("trust_anchors", "intermediates", "crls")
 
 
@@ -314,8 +330,10 @@ def _serve(config: VerifierConfig, settings: ValidatorSettings) -> int:
     from aiohttp import web
 
     from cert_agent.common.logfilters import quiet_bad_requests
+    from cert_agent.common.running import until_stopped
     from cert_agent.verifier.app import create_app
     from cert_agent.verifier.errors import StoreUnavailable
+    from cert_agent.verifier.listener import HttpGuard
     from cert_agent.verifier.login import LoginService
     from cert_agent.verifier.sms import HttpGatewaySender, OutboxSender, SmsSender
     from cert_agent.verifier.store import open_store
@@ -337,22 +355,32 @@ def _serve(config: VerifierConfig, settings: ValidatorSettings) -> int:
         else OutboxSender(config.outbox, announce)
     )
 
-    async def application() -> web.Application:
+    async def serve() -> None:
+        guard = HttpGuard(max_connections=config.max_connections, request_timeout=config.request_timeout)
         store = await open_store(config.database, pool_size=config.database_pool_size)
         login = LoginService(store, AuthTokenValidator(settings), sender, sms_limits=sms_limits(config))
-        return create_app(login, secure_cookies=config.secure_cookies, purge_interval=config.purge_interval)
+        app = create_app(login, secure_cookies=config.secure_cookies, purge_interval=config.purge_interval, guard=guard)
+        runner = web.AppRunner(app, access_log=None, keepalive_timeout=config.request_timeout)
+        await runner.setup()  # the cleanup it registers closes the store
+        try:
+            guard.listen(config.host, config.port)
+            if runner.server is None:
+                raise RuntimeError("the aiohttp runner has no server after setup")
+            guard.serve(runner.server)
+            listening = f"cert-verifier listening on http://{config.host}:{config.port}/ (origin {config.origin})"
+            logging.getLogger("cert_agent.verifier").info("at most %d connections at once", guard.max_connections)
+            await until_stopped(lambda: print(listening, flush=True))
+        finally:
+            await guard.close()
+            await runner.cleanup()
 
-    listening = f"cert-verifier listening on http://{config.host}:{config.port}/ (origin {config.origin})"
     try:
-        web.run_app(  # aiohttp's runner: signals, graceful stop, cleanup (which closes the store)
-            application(),
-            host=config.host,
-            port=config.port,
-            access_log=None,
-            print=lambda _: print(listening, flush=True),
-        )
+        asyncio.run(serve())
     except StoreUnavailable as exc:
         print(f"数据库不可用 (database unavailable): {exc.describe()}", file=sys.stderr)
+        return EXIT_INVALID
+    except OSError as exc:
+        print(f"无法监听 (cannot listen on) {config.host}:{config.port}: {exc.strerror}", file=sys.stderr)
         return EXIT_INVALID
     return EXIT_OK
 

@@ -157,6 +157,13 @@ class BodyTooLarge(CertAgentError):
     http_status = 413
 
 
+class RequestTimeout(CertAgentError):
+    """A request body that did not arrive in time (a client sending a byte at a time)."""
+
+    code = "REQUEST_TIMEOUT"
+    http_status = 408
+
+
 class SmsRateLimited(CertAgentError):
     """Too many SMS codes for this login, person or phone; ``retryAfter`` is in seconds."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import resource
 import signal
 import subprocess
 import sys
@@ -159,13 +160,20 @@ class VerifierProcess:
         subprocess.run(command, check=True, capture_output=True)
         self.process: subprocess.Popen[str] | None = None
 
-    def start(self) -> None:
+    def start(self, *, nofile: int | None = None) -> None:
+        """Start it; ``nofile`` sets its RLIMIT_NOFILE (systemd's default is 1024)."""
         self.log = (self.directory / "stderr.log").open("w", encoding="utf-8")  # a file: never a full pipe
+
+        def limit() -> None:
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cert_agent.verifier", "serve", "--config", str(self.config)],
             stdout=subprocess.PIPE,
             stderr=self.log,
             text=True,
+            preexec_fn=limit,
         )
         assert self.process.stdout is not None and "listening" in self.process.stdout.readline()
 
