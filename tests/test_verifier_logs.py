@@ -4,6 +4,7 @@ session id or a PIN."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -58,3 +59,20 @@ async def test_the_logs_are_json_lines_with_request_ids_and_no_secrets(fixtures:
     assert refused and refused[0]["request_id"] == made_here  # the refusal is tied to its request
     for secret in (code, session_id, step["attemptId"]):
         assert secret not in stderr
+
+
+async def test_control_characters_in_a_path_cannot_forge_a_text_log_line(fixtures: Fixtures, tmp_path: Path) -> None:
+    verifier = VerifierProcess(fixtures, tmp_path / "v")  # the default text log
+    verifier.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", verifier.port)
+        writer.write(
+            b"GET /x%0A2026-01-01%20INFO%20forged%1B[31mred%E2%80%A8 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        await reader.read()
+        writer.close()
+    finally:
+        log = verifier.stop()
+    assert "\x1b" not in log and "\u2028" not in log
+    assert not any(line.startswith("2026-01-01 INFO forged") for line in log.splitlines())
+    assert "/x\\x0a2026-01-01 INFO forged\\x1b[31mred\\u2028" in log

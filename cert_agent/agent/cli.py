@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from cert_agent import __version__
 from cert_agent.agent.config import DEFAULT_PORT, AgentConfig, default_config_path, load_config
 from cert_agent.common.errors import CertAgentError
+from cert_agent.common.logtext import use_safe_text
 from cert_agent.common.running import require_extra
 from cert_agent.drivers.modules import default_modules
 from cert_agent.drivers.pin import Pin
@@ -109,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    use_safe_text("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handlers = {
         "tokens": cmd_tokens,
         "certs": cmd_certs,

@@ -39,6 +39,7 @@ from cert_agent.agent.worker_protocol import (
     WorkerRequest,
 )
 from cert_agent.common.errors import CertAgentError
+from cert_agent.common.logtext import use_safe_text
 from cert_agent.common.logthread import write_in_background
 from cert_agent.drivers.errors import TokenNotPresent
 from cert_agent.drivers.models import Token, TokenCertificate
@@ -178,6 +179,7 @@ def serve(conn: Connection, module: str) -> None:
     """The worker's loop: requests in, each to its token's lane; ends when the daemon goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's; it stops the workers
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
+    use_safe_text("%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
     log_writer = write_in_background()  # the daemon's stderr: a stall there must not stop a lane
     lanes = Lanes(Worker(module), conn)
     while True:

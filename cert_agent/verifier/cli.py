@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cert_agent.common.errors import CertAgentError
+from cert_agent.common.logtext import use_safe_text
 from cert_agent.common.running import require_extra
 from cert_agent.verifier.importer import ImportError_, check_records, read_sources
 
@@ -223,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    use_safe_text("%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "check-token":
         return cmd_check_token(args)
     if args.command == "import":

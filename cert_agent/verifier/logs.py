@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from cert_agent.common.logtext import SafeTextFormatter
 from cert_agent.common.logthread import write_in_background
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -66,7 +67,7 @@ def configure(log_format: str, level: int = logging.INFO) -> None:
     if log_format == "json":
         handler.setFormatter(JsonLinesFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
+        handler.setFormatter(SafeTextFormatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     write_in_background(filters=[RequestIdFilter()])  # the id is read in the thread that logs
