@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import resource
 import time
 from pathlib import Path
@@ -70,3 +71,22 @@ async def test_the_verifier_keeps_answering_health_while_1100_slow_clients_hold_
 
 def _peek_eof(reader: asyncio.StreamReader) -> bool:
     return reader.exception() is not None
+
+
+async def test_health_says_corrupt_when_the_sqlite_file_is_overwritten_under_the_running_verifier(
+    fixtures: Fixtures, tmp_path: Path
+) -> None:
+    verifier = VerifierProcess(fixtures, tmp_path / "v", settings="integrity_interval = 0.5\n")
+    verifier.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{verifier.url}/api/health") as before:
+                assert before.status == 200 and (await before.json())["database"] == "ok"
+            database = tmp_path / "v" / "v.db"
+            database.write_bytes(os.urandom(database.stat().st_size))
+            await asyncio.sleep(1)  # past the interval: the next health check looks again
+            async with session.get(f"{verifier.url}/api/health") as after:
+                status, body = after.status, await after.json()
+    finally:
+        verifier.stop()
+    assert status == 503 and body["database"] == "corrupt"

@@ -65,6 +65,7 @@ class VerifierConfig:
     # slow and many clients (verifier/listener.py)
     max_connections: int = 1000  # open at once (lowered to what RLIMIT_NOFILE allows)
     request_timeout: float = 10.0  # seconds for a request's headers, and keep-alive idle time
+    integrity_interval: float = 30.0  # seconds between SQLite quick checks behind /api/health
 
 
 _TEXT_KEYS = ("origin", "host", "sms_gateway_url", "sms_gateway_token_env", "ocsp_url")
@@ -84,6 +85,7 @@ _SECONDS_KEYS = (
     "ocsp_allowed_skew",
     "ocsp_max_age",
     "request_timeout",
+    "integrity_interval",
 )
 _PATH_LIST_KEYS = ("trust_anchors", "intermediates", "crls")
 
@@ -359,7 +361,9 @@ def _serve(config: VerifierConfig, settings: ValidatorSettings) -> int:
 
     async def serve() -> None:
         guard = HttpGuard(max_connections=config.max_connections, request_timeout=config.request_timeout)
-        store = await open_store(config.database, pool_size=config.database_pool_size)
+        store = await open_store(
+            config.database, pool_size=config.database_pool_size, integrity_interval=config.integrity_interval
+        )
         login = LoginService(store, AuthTokenValidator(settings), sender, sms_limits=sms_limits(config))
         app = create_app(login, secure_cookies=config.secure_cookies, purge_interval=config.purge_interval, guard=guard)
         runner = web.AppRunner(app, access_log=None, keepalive_timeout=config.request_timeout)

@@ -232,7 +232,7 @@ class LoginService:
         now = self.clock()
         try:
             await self.store.ping()
-            database = "ok"
+            database = await self.store.integrity()  # "ok" or "corrupt"
         except StoreUnavailable:
             database = "unavailable"
         crls = []

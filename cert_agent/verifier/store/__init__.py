@@ -24,7 +24,7 @@ from cert_agent.verifier.store.records import (
     Step,
 )
 from cert_agent.verifier.store.schema import MIGRATIONS
-from cert_agent.verifier.store.sql import SqlStore
+from cert_agent.verifier.store.sql import INTEGRITY_INTERVAL, SqlStore
 from cert_agent.verifier.store.sqlite import SqliteDatabase
 
 POSTGRESQL_SCHEMES = ("postgresql://", "postgres://")
@@ -34,16 +34,19 @@ def is_postgresql(location: str | Path) -> bool:
     return isinstance(location, str) and location.startswith(POSTGRESQL_SCHEMES)
 
 
-async def open_store(location: str | Path, *, pool_size: int = 10) -> SqlStore:
+async def open_store(
+    location: str | Path, *, pool_size: int = 10, integrity_interval: float = INTEGRITY_INTERVAL
+) -> SqlStore:
     """The store at ``location`` — a ``postgresql://`` URL or an SQLite file path — with its
-    schema brought up to date."""
+    schema brought up to date; SQLite's quick check (health) at most every
+    ``integrity_interval`` seconds."""
     if is_postgresql(location):
         from cert_agent.verifier.store.postgres import PostgresDatabase
 
         database: Database = await PostgresDatabase.open(str(location), pool_size=pool_size)
     else:
         database = await SqliteDatabase.open(location)
-    store = SqlStore(database)
+    store = SqlStore(database, integrity_interval=integrity_interval)
     try:
         await store.migrate()
     except BaseException:

@@ -70,5 +70,6 @@ class Store(Directory, Challenges, LoginAttempts, Sessions, AuditLog, Protocol):
     """Everything the verifier keeps, in one database."""
 
     async def ping(self) -> None: ...  # raises StoreUnavailable when the database cannot be used
+    async def integrity(self) -> str: ...  # "ok" or "corrupt" (SQLite's quick_check, rate-bounded)
     async def purge(self, now: dt.datetime, keep_sends_since: dt.datetime, today: str) -> dict[str, int]: ...
     async def close(self) -> None: ...

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 from typing import Any
 
 from cert_agent.verifier.store.database import Database
@@ -40,11 +41,16 @@ def _day(value: dt.date | str) -> dt.date:
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
 
 
+INTEGRITY_INTERVAL = 30.0  # seconds between SQLite quick checks (health)
+
+
 class SqlStore:
     """Every interface of ``interfaces`` over one ``Database``. Open it with ``open_store``."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, integrity_interval: float = INTEGRITY_INTERVAL) -> None:
         self.database = database
+        self._integrity_interval = integrity_interval
+        self._integrity: tuple[float, str] | None = None  # (when, verdict) of the last quick check
 
     async def migrate(self) -> int:
         """Apply the migrations this database lacks, in one transaction (several instances
@@ -66,6 +72,22 @@ class SqlStore:
         """A trivial read: StoreUnavailable when the database cannot be used."""
         async with self.database.connection() as db:
             await db.fetchone("SELECT version FROM schema_version")
+
+    async def integrity(self) -> str:
+        """ "ok", or "corrupt" when SQLite's quick_check finds damage (a file overwritten under
+        the running service). Its cost grows with the file, so it runs at most once every
+        ``integrity_interval`` seconds however often health is asked. PostgreSQL checks its
+        own pages as it reads them: "ok" whenever it answers."""
+        from cert_agent.verifier.store.sqlite import SqliteDatabase
+
+        if not isinstance(self.database, SqliteDatabase):
+            return "ok"
+        now = time.monotonic()
+        if self._integrity is not None and now - self._integrity[0] < self._integrity_interval:
+            return self._integrity[1]
+        verdict = "ok" if await self.database.quick_check() else "corrupt"
+        self._integrity = (now, verdict)
+        return verdict
 
     async def close(self) -> None:
         await self.database.close()

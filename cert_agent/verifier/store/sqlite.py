@@ -12,7 +12,7 @@ import asyncio
 import datetime as dt
 import sqlite3
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import asynccontextmanager, closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +62,9 @@ class _SqliteConnection:
     cached by sqlite3; cursors are left to the garbage collector rather than closed with a
     second hop)."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: Path | str = "") -> None:
         self._db = db
+        self._path = str(path)
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         cursor = await self._db.execute(sql, [_value(p) for p in params])
@@ -83,8 +84,9 @@ class _SqliteConnection:
 class SqliteDatabase:
     dialect = Dialect.SQLITE
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: Path | str = "") -> None:
         self._db = db
+        self._path = str(path)
         self._connection = _SqliteConnection(db)
         self._lock = asyncio.Lock()
 
@@ -108,7 +110,7 @@ class SqliteDatabase:
             with suppress(Exception):
                 await db.close()  # stop its thread, which would otherwise outlive the event loop
             raise
-        return cls(db)
+        return cls(db, path)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[_SqliteConnection]:
@@ -130,6 +132,20 @@ class SqliteDatabase:
                             await self._db.execute("ROLLBACK")
                     raise
 
+    async def quick_check(self) -> bool:
+        """SQLite's quick_check on the file as it is on disk: on a connection of its own, so no
+        page the service's connection caches can hide damage. True when it says "ok"."""
+        return await asyncio.to_thread(_quick_check, self._path)
+
     async def close(self) -> None:
         async with self._lock:
             await self._db.close()
+
+
+def _quick_check(path: str) -> bool:
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
+            row = db.execute("PRAGMA quick_check(1)").fetchone()
+    except sqlite3.Error:  # "file is not a database" and its kin
+        return False
+    return row is not None and row[0] == "ok"
