@@ -27,6 +27,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from cert_agent.agent.fileformats import desktop_exec, reg_string
+
 NAME = "cert-agent"
 LAUNCH_AGENT_LABEL = "cn.cert-agent.agent"
 WINDOWS_RUN_KEY = r"Software\Microsoft\Windows\CurrentVersion\Run"
@@ -50,7 +52,7 @@ def xdg_autostart_entry(command: list[str], *, systemd_skip: bool = False) -> st
             "Type=Application",
             "Name=证书助手 (cert-agent)",
             f"Comment={DESCRIPTION}",
-            f"Exec={shlex.join(command)}",
+            f"Exec={desktop_exec(command)}",
             "Terminal=false",
             "NoDisplay=true",
             "X-GNOME-Autostart-enabled=true",
@@ -101,10 +103,9 @@ def windows_run_command(command: list[str]) -> str:
 
 def windows_run_reg(command: list[str]) -> str:
     """The same value as a .reg file, for administrators who deploy it."""
-    value = windows_run_command(command).replace("\\", "\\\\").replace('"', '\\"')
-    return (
-        f'Windows Registry Editor Version 5.00\r\n\r\n[HKEY_CURRENT_USER\\{WINDOWS_RUN_KEY}]\r\n"{NAME}"="{value}"\r\n'
-    )
+    value = reg_string(windows_run_command(command))
+    key = f"[HKEY_CURRENT_USER\\{WINDOWS_RUN_KEY}]"
+    return f"Windows Registry Editor Version 5.00\r\n\r\n{key}\r\n{reg_string(NAME)}={value}\r\n"
 
 
 # --- enable, disable, status for the current user ---------------------------------------------

@@ -25,6 +25,7 @@ import plistlib
 from collections.abc import Iterable
 from pathlib import Path
 
+from cert_agent.agent.fileformats import reg_string
 from cert_agent.agent.origins import normalize_origin
 
 POLICIES = ("LocalNetworkAccessAllowedForUrls", "LoopbackNetworkAllowedForUrls")
@@ -62,7 +63,7 @@ def windows_policy_reg(origins: Iterable[str]) -> str:
     for key in WINDOWS_KEYS.values():
         for name, urls in values.items():
             lines.append(f"[HKEY_LOCAL_MACHINE\\{key}\\{name}]")
-            lines.extend(f'"{index}"="{url}"' for index, url in enumerate(urls, start=1))
+            lines.extend(f"{reg_string(str(index))}={reg_string(url)}" for index, url in enumerate(urls, start=1))
             lines.append("")
     return "\r\n".join(lines)
 
