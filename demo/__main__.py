@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def run_demo(fixtures: Fixtures, directory: Path, port: int, agent_port: int) -> None:
+    from cert_agent.agent.server import CONFIG_KEY
     from cert_agent.agent.server import start as start_agent
     from cert_agent.verifier.app import create_app
     from demo.services import seeded_login_service
@@ -65,11 +66,16 @@ async def run_demo(fixtures: Fixtures, directory: Path, port: int, agent_port: i
     try:
         await web.TCPSite(verifier, "127.0.0.1", port).start()
         agent_config = AgentConfig(
-            port=agent_port, allowed_origins=(origin,), modules=(fixtures.module,), pin_max_tries=10
+            port=agent_port,
+            allowed_origins=(origin,),
+            modules=(fixtures.module,),
+            pin_max_tries=10,
+            pairing_file=str(directory / "pairing.json"),  # the demo's own, never the user's
         )
         agent = await start_agent(agent_config)
+        bound = agent.app[CONFIG_KEY].port  # the next port of the range when another holds the first
         try:
-            await until_stopped(lambda: _print_welcome(origin, agent_port, fixtures))
+            await until_stopped(lambda: _print_welcome(origin, bound, fixtures))
             print("\n正在停止演示 (stopping)…", flush=True)
         finally:
             await agent.cleanup()
