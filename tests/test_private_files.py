@@ -19,37 +19,25 @@ EXIT_UNSAFE_DIR = 5
 needs_root = pytest.mark.skipif(not can_switch_user(), reason="needs root on Linux to make files of another user")
 
 
-@needs_root
-def test_the_lock_never_follows_a_link_planted_in_a_folder_of_another_user(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("folder_owner", ["another user", "the user"])
+def test_the_lock_never_follows_a_link_planted_in_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, folder_owner: str
 ) -> None:
+    if folder_owner == "another user" and not can_switch_user():
+        pytest.skip("needs root on Linux to make files of another user")
     runtime = tmp_path / "runtime"
     runtime.mkdir(mode=0o700)
     planted = runtime / "cert-agent"
-    planted.mkdir()
+    planted.mkdir(mode=0o700)
     victim = tmp_path / "victim.txt"
     victim.write_text("the user's own file", encoding="utf-8")
     (planted / "agent.lock").symlink_to(victim)
-    os.chown(planted, OTHER_UID, OTHER_GID)
+    if folder_owner == "another user":
+        os.chown(planted, OTHER_UID, OTHER_GID)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     with pytest.raises(PrivateDirUnsafe), InstanceLock("serve"):
         pass
     assert victim.read_text(encoding="utf-8") == "the user's own file"
-
-
-def test_the_lock_never_follows_a_link_even_in_the_users_own_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    runtime = tmp_path / "runtime"
-    runtime.mkdir(mode=0o700)
-    (runtime / "cert-agent").mkdir(mode=0o700)
-    victim = tmp_path / "victim.txt"
-    victim.write_text("keep", encoding="utf-8")
-    (runtime / "cert-agent" / "agent.lock").symlink_to(victim)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
-    with pytest.raises(PrivateDirUnsafe), InstanceLock("serve"):
-        pass
-    assert victim.read_text(encoding="utf-8") == "keep"
 
 
 def test_a_loose_mode_on_the_users_own_lock_folder_is_tightened(

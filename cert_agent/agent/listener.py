@@ -28,7 +28,7 @@ from collections import OrderedDict, deque
 
 from aiohttp import WSCloseCode, web
 
-from cert_agent.common.accept import AcceptErrors, accept_forever
+from cert_agent.common.accept import Acceptor
 
 log = logging.getLogger("cert_agent.listener")
 ABSENT_ADDRESS = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
@@ -41,10 +41,8 @@ class ConnectionGuard:
         self._max_per_origin = max_per_origin
         self._pending: OrderedDict[asyncio.BaseTransport, asyncio.TimerHandle] = OrderedDict()
         self._open: dict[str, deque[web.WebSocketResponse]] = {}
-        self._sockets: list[socket.socket] = []
-        self._loops: list[asyncio.Task[None]] = []
+        self._acceptor = Acceptor(log)
         self._closing: set[asyncio.Task[None]] = set()
-        self._accept_errors = AcceptErrors(log)
 
     # --- listening ------------------------------------------------------------------------------
 
@@ -65,28 +63,19 @@ class ConnectionGuard:
                 for other in bound:
                     other.close()
                 raise OSError(exc.errno, f"{host}:{port}: {exc.strerror}") from None
-            sock.setblocking(False)
             bound.append(sock)
         if not bound:
             raise OSError(errno.EADDRNOTAVAIL, f"none of {', '.join(hosts)} exists on this machine")
-        self._sockets.extend(bound)
+        for sock in bound:
+            self._acceptor.add(sock)
 
     def serve(self, protocol_factory: web.Server) -> None:
         """Accept on every bound socket and serve each connection with a protocol from
         ``protocol_factory`` (aiohttp's server)."""
-        for sock in self._sockets:
-            name = f"accept {sock.getsockname()[:2]}"
-            loop = accept_forever(sock, protocol_factory, self._admit, self._accept_errors)
-            self._loops.append(asyncio.create_task(loop, name=name))
+        self._acceptor.start(protocol_factory, self._admit)
 
     async def close(self) -> None:
-        for task in self._loops:
-            task.cancel()
-        for task in self._loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        for sock in self._sockets:
-            sock.close()
+        await self._acceptor.close()
         for transport, timer in list(self._pending.items()):
             timer.cancel()
             transport.close()

@@ -6,6 +6,7 @@ descriptors costs a few log lines, never a flood (asyncio's own accept logs each
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
@@ -57,3 +58,30 @@ async def accept_forever(
             errors.failed(exc)
             continue
         admitted(transport)
+
+
+class Acceptor:
+    """Listening sockets and the accept loops on them, started and stopped together."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        self.sockets: list[socket.socket] = []
+        self._loops: list[asyncio.Task[None]] = []
+        self._errors = AcceptErrors(log)
+
+    def add(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.sockets.append(sock)
+
+    def start(self, protocol_factory: web.Server, admitted: Callable[[asyncio.BaseTransport], None]) -> None:
+        for sock in self.sockets:
+            loop = accept_forever(sock, protocol_factory, admitted, self._errors)
+            self._loops.append(asyncio.create_task(loop, name=f"accept {sock.getsockname()[:2]}"))
+
+    async def close(self) -> None:
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for sock in self.sockets:
+            sock.close()

@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from cert_agent.common.accept import AcceptErrors, accept_forever
+from cert_agent.common.accept import Acceptor
 
 log = logging.getLogger("cert_agent.verifier.listener")
 DESCRIPTOR_RESERVE = 64  # descriptors kept for the database, CRL files, the log
@@ -47,29 +47,17 @@ class HttpGuard:
         self._timeout = request_timeout
         # every open connection, oldest first, with its deadline (None while it is answered)
         self._open: OrderedDict[asyncio.BaseTransport, asyncio.TimerHandle | None] = OrderedDict()
-        self._sockets: list[socket.socket] = []
-        self._loops: list[asyncio.Task[None]] = []
-        self._errors = AcceptErrors(log)
+        self._acceptor = Acceptor(log)
 
     def listen(self, host: str, port: int) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.create_server((host, port), family=family, backlog=512)
-        sock.setblocking(False)
-        self._sockets.append(sock)
+        self._acceptor.add(socket.create_server((host, port), family=family, backlog=512))
 
     def serve(self, protocol_factory: web.Server) -> None:
-        for sock in self._sockets:
-            loop = accept_forever(sock, protocol_factory, self._admit, self._errors)
-            self._loops.append(asyncio.create_task(loop, name=f"accept {sock.getsockname()[:2]}"))
+        self._acceptor.start(protocol_factory, self._admit)
 
     async def close(self) -> None:
-        for task in self._loops:
-            task.cancel()
-        for task in self._loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        for sock in self._sockets:
-            sock.close()
+        await self._acceptor.close()
         for timer in self._open.values():
             if timer is not None:
                 timer.cancel()

@@ -65,20 +65,22 @@ class Handshake:
         return json.loads(self.body)
 
 
+AS_OTHER_USER: dict[str, Any] = {"cwd": "/", "user": OTHER_UID, "group": OTHER_GID, "extra_groups": []}
+
+
 def can_switch_user() -> bool:
     return sys.platform == "linux" and os.geteuid() == 0
 
 
 def handshake(host: str, port: int, origin: str, *, uid: int | None = OTHER_UID) -> Handshake:
     """One WebSocket upgrade request from a process of ``uid`` (None: this process's user)."""
-    extra: dict[str, Any] = {} if uid is None else {"user": uid, "group": OTHER_GID, "extra_groups": []}
+    extra: dict[str, Any] = {"cwd": "/"} if uid is None else {**AS_OTHER_USER, "user": uid}
     done = subprocess.run(
         ["/usr/bin/python3", "-c", HANDSHAKE_SCRIPT, host, str(port), origin],
         capture_output=True,
         text=True,
         timeout=30,
         check=True,
-        cwd="/",
         **extra,
     )
     reply = json.loads(done.stdout)
@@ -107,10 +109,7 @@ def listener_of_another_user(host: str, port: int) -> Iterator[subprocess.Popen[
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        cwd="/",
-        user=OTHER_UID,
-        group=OTHER_GID,
-        extra_groups=[],
+        **AS_OTHER_USER,
     )
     try:
         assert process.stdout is not None and process.stdout.readline().strip() == "listening"
@@ -139,10 +138,13 @@ def bind_as_another_user(host: str, port: int) -> str:
     )
     done = subprocess.run(
         ["/usr/bin/python3", "-c", script, host, str(port)],
-        capture_output=True, text=True, timeout=30, check=True, cwd="/",
-        user=OTHER_UID, group=OTHER_GID, extra_groups=[],
-    )  # fmt: skip
-    return done.stdout.strip()
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+        **AS_OTHER_USER,
+    )
+    return str(done.stdout).strip()
 
 
 IMPOSTOR_SCRIPT = (Path(__file__).parent / "impostor_agent.py").read_text(encoding="utf-8")
@@ -158,10 +160,7 @@ def impostor_of_another_user(port: int, upstream: tuple[str, int]) -> Iterator[l
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        cwd="/",
-        user=OTHER_UID,
-        group=OTHER_GID,
-        extra_groups=[],
+        **AS_OTHER_USER,
     )
     received: list[dict[str, Any]] = []
     try:

@@ -21,16 +21,7 @@ class MacPeers:
 
     def peer_user(self, local: Address, peer: Address) -> LocalUser | None:
         name = f"{_host(peer)}:{peer[1]}->{_host(local)}:{local[1]}"
-        try:
-            out = subprocess.run(
-                [LSOF, "-nP", "-a", f"-iTCP@{_host(peer)}:{peer[1]}", "-Fnu"],
-                capture_output=True,
-                text=True,
-                timeout=2,
-                check=False,
-            ).stdout
-        except (OSError, subprocess.TimeoutExpired):
-            return None
+        out = _lsof("-a", f"-iTCP@{_host(peer)}:{peer[1]}", "-Fnu")
         uid: str | None = None
         for line in out.splitlines():  # p<pid>, u<uid>, then f<fd>, n<name> per open file
             if line.startswith("u"):
@@ -40,16 +31,7 @@ class MacPeers:
         return None
 
     def port_holders(self, port: int) -> list[PortHolder]:
-        try:
-            out = subprocess.run(
-                [LSOF, "-nP", f"-iTCP:{port}", "-sTCP:LISTEN", "-Fpcun"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-                check=False,
-            ).stdout
-        except (OSError, subprocess.TimeoutExpired):
-            return []
+        out = _lsof(f"-iTCP:{port}", "-sTCP:LISTEN", "-Fpcun")
         holders, pid, command, uid = [], None, None, "?"
         for line in out.splitlines():
             kind, value = line[:1], line[1:]
@@ -62,6 +44,14 @@ class MacPeers:
             elif kind == "n":
                 holders.append(PortHolder(value, f"uid {uid}", uid == str(os.geteuid()), pid, command))
         return holders
+
+
+def _lsof(*args: str) -> str:
+    """lsof's field output ("" when it cannot run)."""
+    try:
+        return subprocess.run([LSOF, "-nP", *args], capture_output=True, text=True, timeout=5, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
 
 
 def _host(address: Address) -> str:
