@@ -454,27 +454,29 @@ def cmd_browser_policy(args: argparse.Namespace, out: TextIO) -> int:
 
 def running_agent_pin_states(config_path: Path | None) -> dict[str, str]:
     """The PIN state of each token as this user's running agent shows it (empty when none runs,
-    or it does not answer within 5 s). Asked over its WebSocket, as one of its allowed origins:
-    a local program of the same user, not a page."""
+    or it does not answer within 5 s). Asked over the user's own control connection
+    (``control.py``): a local program of the same user, not a page, so no origin is needed.
+    (``config_path`` is kept for the command line's sake; the running agent says its port.)"""
     import asyncio
 
     import aiohttp
 
+    from cert_agent.agent import control
     from cert_agent.agent.instance import holder
 
     running = holder()
-    try:
-        origins = load_config(config_path).allowed_origins
-    except ValueError:
+    if running is None or running.get("command") != "serve" or not running.get("port"):
         return {}
-    if running is None or running.get("command") != "serve" or not running.get("port") or not origins:
+    port = int(running["port"])
+    token = control.read_token(port)
+    if token is None:
         return {}
 
     async def ask() -> dict[str, str]:
-        url = f"ws://127.0.0.1:{running['port']}/ws"
+        url = f"ws://127.0.0.1:{port}/ws"
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
-            session.ws_connect(url, origin=origins[0]) as ws,
+            session.ws_connect(url, headers={control.HEADER: token}) as ws,
         ):
             await ws.send_json({"id": 1, "method": "listCertificates"})
             while True:
