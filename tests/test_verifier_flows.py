@@ -132,6 +132,19 @@ async def test_agency_login_chooses_among_clients_with_an_active_agreement(verif
     assert session["enterprise"]["name"] == "青岛蓝海制造有限公司" and session["person"]["personId"] == "p-zhao"
 
 
+async def test_a_code_cannot_be_sent_again_once_the_agency_is_choosing_its_client(verifier: Verifier) -> None:
+    status, step = await verifier.certificate_step("xinda-ec", kind="agency")
+    assert status == 200, step
+    assert (await _through_sms(verifier, step))[0] == 200
+    person = step["persons"][0]["personId"]
+    resend_status, resend = await verifier.post("/api/login/sms", {"attemptId": step["attemptId"], "personId": person})
+    assert resend["error"]["code"] == "LOGIN_EXPIRED", (resend_status, resend)
+    status, session = await verifier.post(
+        "/api/login/client", {"attemptId": step["attemptId"], "clientId": TAXPAYERS["lanhai"].taxpayer_id}
+    )
+    assert status == 200 and session["enterprise"]["name"] == "青岛蓝海制造有限公司"  # still choosing the client
+
+
 async def test_agency_without_agreements_is_told_there_is_no_relationship(verifier: Verifier) -> None:
     status, step = await verifier.certificate_step("hengxin-ec", kind="agency")
     assert status == 200

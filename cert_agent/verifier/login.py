@@ -141,6 +141,8 @@ class LoginService:
     async def send_code(self, attempt_id: str, person_id: str) -> dict[str, Any]:
         now = self.clock()
         attempt = await self._attempt(attempt_id, now)
+        if attempt.step not in (Step.CHOOSE_PERSON, Step.VERIFY_CODE):  # a resend is VERIFY_CODE
+            raise LoginExpired("the second factor of this login is already passed")
         if person_id not in attempt.persons:
             raise NoRelationship(person_id)
         await self._check_lock(person_id, now)
