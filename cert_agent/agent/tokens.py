@@ -85,7 +85,7 @@ class TokenService:
         self._wrong_by_origin: dict[tuple[str, str], int] = {}  # the same, by token and origin
         self._pin_gates: dict[str, asyncio.Lock] = {}
         self._last_pin_use: dict[str, float] = {}
-        self._locked: set[str] = set()  # tokens a return code (or the known limit) said are locked
+        self._locked: set[str] = set()  # tokens a module's CKR_PIN_LOCKED said are locked
         self._cards: Cards = {}  # reader -> ATR of its card (None: empty), as pcscd last said
         self._cards_version = 0  # counts card changes, so a scan begun before one is not judged by it
         self._medium_problems: tuple[MediumProblem, ...] = ()
@@ -239,6 +239,7 @@ class TokenService:
         answer or flags do): it shows the final try, and the next PIN is held back."""
         token_id = request.token_id
         self.admit_pin(token_id, origin)
+        shown_before = self._shown_state(token_id)
         try:
             result = await self._call(token_id, request)
         except PinIncorrect as exc:
@@ -249,34 +250,34 @@ class TokenService:
             limit = self.retry_limit(token_id)
             if limit is not None and self._wrong_pins[token_id] >= limit:
                 raise PinLocked(exc.detail) from None  # the medium's known limit is reached
-            tries_left = self.tries_left(token_id, exc.tries_left)
-            if tries_left is not None and tries_left <= 1 and token_id in self._tokens:
-                self._emit(TokenEvent("tokenChanged", token_id, self._shown(self._tokens[token_id])))
-            raise PinIncorrect(exc.detail, tries_left=tries_left) from None
+            raise PinIncorrect(exc.detail, tries_left=self.tries_left(token_id, exc.tries_left)) from None
         except PinLocked:
-            self._set_locked(token_id, True)  # the module said CKR_PIN_LOCKED, whatever the flags say
+            self._locked.add(token_id)  # the module said CKR_PIN_LOCKED, whatever the flags say
             self.request_scan()
             raise
+        else:
+            # A right PIN: the counts start again, and a lock only a return code told us of is
+            # over (unlocked elsewhere: a vendor tool, a lockout reset). A request still goes to
+            # a token believed locked (it refuses without counting), so this is noticed.
+            self._wrong_pins.pop(token_id, None)
+            for key in [key for key in self._wrong_by_origin if key[0] == token_id]:
+                del self._wrong_by_origin[key]
+            self._locked.discard(token_id)
+            return result
         finally:
             self._last_pin_use[token_id] = time.monotonic()  # the medium was just used (see _in_use)
-        if self._wrong_pins.pop(token_id, None) is not None and token_id in self._tokens:
-            self._emit(TokenEvent("tokenChanged", token_id, self._shown(self._tokens[token_id])))
-        for key in [key for key in self._wrong_by_origin if key[0] == token_id]:
-            del self._wrong_by_origin[key]
-        self._set_locked(token_id, False)  # unlocked elsewhere (vendor tool, lockout reset): noticed
-        return result
+            self._announce_if_changed(token_id, shown_before)
 
-    def _set_locked(self, token_id: str, locked: bool) -> None:
-        """Remember what a return code (not a token flag) said about the PIN lock. A request
-        still goes to the token (a locked medium refuses it without counting), so an unlock done
-        elsewhere shows on the next try. A change is pushed as a tokenChanged event."""
-        if locked == (token_id in self._locked) or token_id not in self._tokens:
-            return
-        if locked:
-            self._locked.add(token_id)
-        else:
-            self._locked.discard(token_id)
-        self._emit(TokenEvent("tokenChanged", token_id, self._shown(self._tokens[token_id])))
+    def _shown_state(self, token_id: str) -> PinState | None:
+        view = self._tokens.get(token_id)
+        return None if view is None else self._shown(view).token.pin_state
+
+    def _announce_if_changed(self, token_id: str, before: PinState | None) -> None:
+        """Push tokenChanged when the PIN state pages see moved (final try, locked, back to ok)
+        because of what the daemon counted or a module answered, not a token flag a scan sees."""
+        view = self._tokens.get(token_id)
+        if view is not None and before is not None and self._shown(view).token.pin_state != before:
+            self._emit(TokenEvent("tokenChanged", token_id, self._shown(view)))
 
     def _shown(self, view: TokenView) -> TokenView:
         """The token as pages see it: locked when a module's answer said so, even where the
