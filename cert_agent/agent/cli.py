@@ -218,14 +218,14 @@ def cmd_verify_pin(args: argparse.Namespace, out: TextIO) -> int:
     """Verify the PIN as the user's own action: through the running agent when one serves (so
     its counts of wrong PINs learn the outcome, and a medium's last try may be spent), else on
     the medium directly."""
-    from cert_agent.agent.instance import InstanceLock, holder
+    from cert_agent.agent.instance import InstanceLock, serving_port
 
-    running = holder()
+    port = serving_port()
     text = sys.stdin.readline().rstrip("\r\n") if args.pin_stdin else getpass.getpass("证书密码 (PIN): ")
     with Pin(text) as pin:
         del text
-        if running is not None and running.get("command") == "serve" and running.get("port"):
-            error = _verify_through_agent(int(running["port"]), args.token, pin)
+        if port is not None:
+            error = _verify_through_agent(port, args.token, pin)
             if error is not None:  # the agent's own words for it (with triesLeft in the message)
                 print(f"错误：{error.get('message', '')}", file=sys.stderr)
                 print(error.get("code", "INTERNAL_ERROR"), file=sys.stderr)
@@ -246,41 +246,20 @@ def _verify_through_agent(port: int, label: str, pin: Pin) -> dict[str, Any] | N
     is right, else the agent's error object."""
     import asyncio
 
-    import aiohttp
-
     from cert_agent.agent import control
-    from cert_agent.agent.errors import WorkerFailed
     from cert_agent.drivers.errors import TokenAmbiguous, TokenNotFound
 
-    token = control.read_token(port)
-    if token is None:
-        raise WorkerFailed(f"the running agent on port {port} left no control token")
-
     async def ask() -> dict[str, Any]:
-        url = f"ws://127.0.0.1:{port}/ws"
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session,
-            session.ws_connect(url, headers={control.HEADER: token}) as ws,
-        ):
-            await ws.send_json({"id": 1, "method": "listCertificates"})
-            tokens = (await _reply(ws, 1)).get("result", {}).get("tokens", [])
+        async with control.connect(port, timeout=120) as ws:
+            tokens = (await control.call(ws, 1, "listCertificates", {}, 120)).get("result", {}).get("tokens", [])
             ids = [t["tokenId"] for t in tokens if t.get("label") == label]
             if len(ids) != 1:
                 raise (TokenNotFound(label) if not ids else TokenAmbiguous(label))
             params = {"tokenId": ids[0], "pin": pin.reveal().decode("utf-8")}
-            await ws.send_json({"id": 2, "method": "verifyPin", "params": params})
-            return await _reply(ws, 2)
+            return await control.call(ws, 2, "verifyPin", params, 120)
 
-    reply = asyncio.run(ask())
-    error: dict[str, Any] | None = reply.get("error")
+    error: dict[str, Any] | None = asyncio.run(ask()).get("error")
     return error
-
-
-async def _reply(ws: Any, request_id: int) -> dict[str, Any]:
-    while True:
-        message: dict[str, Any] = await ws.receive_json(timeout=120)
-        if message.get("id") == request_id:
-            return message
 
 
 def _read_pins(from_stdin: bool) -> tuple[str, str]:
@@ -400,11 +379,10 @@ def _port_span(ports: list[int]) -> str:
 
 
 def _holder_lines(holders: list[dict[str, Any]]) -> list[str]:
-    """Who holds the ports, one line each (from ``peers.PortHolder.to_dict``)."""
-    lines = []
-    for h in holders:
-        process = f"，进程 {h['pid']} ({h.get('command') or '?'})" if h.get("pid") is not None else ""
-        lines.append(f"{h['address']} 被用户 {h['user']} 占用{process} (held by {h['user']})")
+    """Who holds the ports, one line each (``ListenFailed`` carries ``PortHolder.to_dict``)."""
+    from cert_agent.agent.peers import PortHolder
+
+    lines = [f"{PortHolder(**h)} (held by {h['user']})" for h in holders]
     return lines or ["（无法查明占用者 / the holder could not be told）"]
 
 
@@ -462,32 +440,21 @@ def running_agent_pin_states(config_path: Path | None) -> dict[str, str]:
     import aiohttp
 
     from cert_agent.agent import control
-    from cert_agent.agent.instance import holder
+    from cert_agent.agent.errors import WorkerFailed
+    from cert_agent.agent.instance import serving_port
 
-    running = holder()
-    if running is None or running.get("command") != "serve" or not running.get("port"):
-        return {}
-    port = int(running["port"])
-    token = control.read_token(port)
-    if token is None:
+    port = serving_port()
+    if port is None:
         return {}
 
     async def ask() -> dict[str, str]:
-        url = f"ws://127.0.0.1:{port}/ws"
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
-            session.ws_connect(url, headers={control.HEADER: token}) as ws,
-        ):
-            await ws.send_json({"id": 1, "method": "listCertificates"})
-            while True:
-                message = await ws.receive_json(timeout=5)
-                if message.get("id") == 1:
-                    tokens = message.get("result", {}).get("tokens", [])
-                    return {t["tokenId"]: t["pinState"] for t in tokens}
+        async with control.connect(port, timeout=5) as ws:
+            reply = await control.call(ws, 1, "listCertificates", {}, 5)
+            return {t["tokenId"]: t["pinState"] for t in reply.get("result", {}).get("tokens", [])}
 
     try:
         return asyncio.run(ask())
-    except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError, TypeError):
+    except (WorkerFailed, aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError, TypeError):
         return {}
 
 
@@ -506,11 +473,10 @@ def agent_status() -> str:
 def port_report(config: AgentConfig) -> list[str]:
     """The agent's ports that another user holds (for doctor): a page tries them in order, so a
     squatter there is met before this user's agent (the page's pairing check refuses it)."""
-    from cert_agent.agent.instance import holder
+    from cert_agent.agent.instance import serving_port
     from cert_agent.agent.peers import port_holders
 
-    running = holder()
-    serving = running.get("port") if running is not None and running.get("command") == "serve" else None
+    serving = serving_port()
     lines = []
     for port in config.ports():
         if port == serving:

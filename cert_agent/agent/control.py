@@ -16,9 +16,13 @@ import contextlib
 import hmac
 import os
 import secrets
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
-from cert_agent.agent.errors import PrivateDirUnsafe
+import aiohttp
+
+from cert_agent.agent.errors import PrivateDirUnsafe, WorkerFailed
 from cert_agent.agent.instance import runtime_dir
 from cert_agent.agent.private_files import open_private, private_dir
 
@@ -59,3 +63,30 @@ def read_token(port: int) -> str | None:
             return handle.read().strip() or None
     except (PrivateDirUnsafe, OSError, ValueError):  # not there, or not ours: not to be trusted
         return None
+
+
+# --- the command's side --------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def connect(port: int, timeout: float) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    """The user's own WebSocket to their agent on ``port``; WorkerFailed when it left no token."""
+    token = read_token(port)
+    if token is None:
+        raise WorkerFailed(f"the running agent on port {port} left no control token")
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+        session.ws_connect(f"ws://127.0.0.1:{port}/ws", headers={HEADER: token}) as ws,
+    ):
+        yield ws
+
+
+async def call(
+    ws: aiohttp.ClientWebSocketResponse, request_id: int, method: str, params: dict[str, Any], timeout: float
+) -> dict[str, Any]:
+    """One request and its reply (events and other replies passed over)."""
+    await ws.send_json({"id": request_id, "method": method, "params": params})
+    while True:
+        message: dict[str, Any] = await ws.receive_json(timeout=timeout)
+        if message.get("id") == request_id:
+            return message

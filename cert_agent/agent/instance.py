@@ -76,6 +76,14 @@ def holder() -> dict[str, Any] | None:
         return _record(handle)
 
 
+def serving_port() -> int | None:
+    """The port of this user's running ``cert-agent serve`` (None when none serves)."""
+    running = holder()
+    if running is None or running.get("command") != "serve" or not isinstance(running.get("port"), int):
+        return None
+    return int(running["port"])
+
+
 def _open_lock(path: Path) -> IO[str]:
     private_dir(path.parent)
     return os.fdopen(open_private(path, os.O_RDWR | os.O_CREAT | os.O_APPEND), "a+", encoding="utf-8")
