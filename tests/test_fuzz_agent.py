@@ -12,6 +12,7 @@ batches sent at once on one connection. Properties:
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import sys
@@ -25,13 +26,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cert_agent.agent import server
 from cert_agent.common import jsontext
 from softhsm_fixtures import Fixtures, build_fixtures
 from tests.harness.agent import ALLOWED_ORIGIN, free_port
 from tests.harness.daemon import Daemon
 from tests.harness.fuzz import CASES, documented_codes, edge_text, json_values
 
-METHODS = ["hello", "listCertificates", "authenticate", "verifyPin", "changePin"]
+METHODS = sorted(server.METHODS)  # every method the agent serves, pair included
 CODES = documented_codes()
 
 
@@ -103,6 +105,9 @@ def request_frames(draw: st.DrawFn, agent: ServedAgent) -> str:
         "challengeNonce": st.text(min_size=40, max_size=600) | json_values,
         "algorithm": st.sampled_from(["ES256", "ES384", "PS256", "RS256", "RS512", "none", "es256"]) | json_values,
         "protocolVersions": st.lists(st.integers(-5, 5), max_size=4) | json_values,
+        "pairingChallenge": st.binary(max_size=80).map(lambda b: base64.b64encode(b).decode())
+        | edge_text
+        | json_values,
     }
     for name in draw(st.sets(st.sampled_from(sorted(field_values)))):
         params[name] = draw(field_values[name])
