@@ -1,1 +1,1 @@
-"""Install artifacts for the desktop agent, rendered from cert_agent.agent.autostart and browser_policy."""
+"""Install artifacts for the desktop agent, rendered from cert_agent.desktop.autostart and browser_policy."""

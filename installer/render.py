@@ -1,5 +1,5 @@
-"""Render every platform's install artifacts from the one source (``cert_agent.agent.autostart``
-and ``cert_agent.agent.browser_policy``) into a folder, for the packages to pick up.
+"""Render every platform's install artifacts from the one source (``cert_agent.desktop.autostart``
+and ``cert_agent.desktop.browser_policy``) into a folder, for the packages to pick up.
 
     python -m installer.render --origin https://etax.example.com --out dist/installer
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cert_agent.agent import autostart, browser_policy
+from cert_agent.desktop import autostart, browser_policy
 
 LINUX_COMMAND = ["/opt/cert-agent/bin/cert-agent", "serve"]
 MACOS_COMMAND = ["/Applications/cert-agent.app/Contents/MacOS/cert-agent", "serve"]

@@ -67,14 +67,14 @@ def fresh_fixtures(tmp_path: Path) -> Fixtures:
 
 @pytest.fixture
 def driver(fixtures: Fixtures) -> Iterator[Pkcs11Driver]:
-    loaded = Pkcs11Driver([fixtures.module], pin_max_tries=10)
+    loaded = Pkcs11Driver([fixtures.module])
     yield loaded
     loaded.close()
 
 
 @pytest.fixture
 def fresh_driver(fresh_fixtures: Fixtures) -> Iterator[Pkcs11Driver]:
-    loaded = Pkcs11Driver([fresh_fixtures.module], pin_max_tries=10)
+    loaded = Pkcs11Driver([fresh_fixtures.module])
     yield loaded
     loaded.close()
 

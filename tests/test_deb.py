@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from cert_agent.agent import browser_policy
+from cert_agent.desktop import browser_policy
 from softhsm_fixtures import Fixtures
 from tests.harness.daemon import Daemon
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cert_agent.agent import autostart, browser_policy
+from cert_agent.desktop import autostart, browser_policy
 from installer.render import render
 
 ORIGIN = "https://etax.example.com"

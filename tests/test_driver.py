@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography.exceptions import InvalidSignature
 
+from cert_agent.agent.tokens.pins import PinAccounting
 from cert_agent.common.algorithms import SignatureAlgorithm
 from cert_agent.common.errors import CertAgentError
 from cert_agent.drivers.errors import (
@@ -22,10 +23,10 @@ from cert_agent.drivers.errors import (
     PrivateKeyNotFound,
     TokenNotPresent,
 )
-from cert_agent.drivers.mechanisms import plan_signature
 from cert_agent.drivers.models import Medium, PinState, Token
 from cert_agent.drivers.pin import Pin
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
+from cert_agent.drivers.pkcs11.mechanisms import plan_signature
 from softhsm_fixtures import Fixtures
 from tests.harness.signatures import verify_signature
 
@@ -232,17 +233,20 @@ def test_right_pin_verifies_and_leaves_no_login_state(driver: Pkcs11Driver, fixt
 
 
 def test_wrong_pin_says_how_many_tries_are_left(fresh_driver: Pkcs11Driver, fresh_fixtures: Fixtures) -> None:
+    # The driver reports what the medium says (SoftHSM2: nothing); the daemon's accounting, fed
+    # by the known limit, says how many are left, and a right PIN starts the count again.
+    pins = PinAccounting(configured_limit=10, origins=1)
     token = _token(fresh_driver, fresh_fixtures, "ukey")
-    with pytest.raises(PinIncorrect) as first:
-        fresh_driver.verify_pin(token, Pin("000000"))
-    with pytest.raises(PinIncorrect) as second:
-        fresh_driver.verify_pin(token, Pin("000001"))
-    assert (first.value.tries_left, second.value.tries_left) == (9, 8)
-    assert first.value.to_dict()["triesLeft"] == 9 and "9" in first.value.message
-    fresh_driver.verify_pin(token, Pin("112233"))  # a success resets the count
-    with pytest.raises(PinIncorrect) as third:
-        fresh_driver.verify_pin(token, Pin("000000"))
-    assert third.value.tries_left == 9
+    told = []
+    for pin in ("000000", "000001", "112233", "000000"):
+        try:
+            fresh_driver.verify_pin(token, Pin(pin))
+            pins.right_pin(token.token_id)
+        except PinIncorrect as exc:
+            assert exc.tries_left is None  # SoftHSM2's flags say nothing of the count
+            told.append(pins.wrong_pin(token, "https://etax.example", exc))
+    assert [error.to_dict()["triesLeft"] for error in told] == [9, 8, 9]
+    assert "9" in told[0].message
 
 
 def test_wrong_pin_on_final_try_token_reports_one_try_left(driver: Pkcs11Driver, fixtures: Fixtures) -> None:
@@ -259,7 +263,7 @@ def test_locked_token_says_so_without_a_pin_being_tried(driver: Pkcs11Driver, fi
         assert caught.value.code == "PIN_LOCKED" and "锁定" in caught.value.message
 
 
-def test_tries_left_are_unknown_without_a_configured_limit(fresh_fixtures: Fixtures) -> None:
+def test_a_driver_alone_does_not_guess_the_tries_left(fresh_fixtures: Fixtures) -> None:
     driver = Pkcs11Driver([fresh_fixtures.module])
     try:
         with pytest.raises(PinIncorrect) as caught:
@@ -316,7 +320,7 @@ def test_policy_refusal_never_reaches_the_token(fresh_driver: Pkcs11Driver, fres
     real = fresh_driver.find_token(label=fresh_fixtures.token("initial-pin").label)
     # A token reference to a module that is not loaded: touching it would fail with
     # MODULE_LOAD_FAILED, so PIN_POLICY proves that the policy ran first.
-    ghost = Token("/not/loaded.so", 0, "ghost", "0", "", "", 0, Medium.OTHER)
+    ghost = Token("/not/loaded.so", 0, "ghost", "0", "", "", Medium.OTHER)
     for token in (ghost, real):
         with pytest.raises(PinPolicyViolation) as caught:
             fresh_driver.change_pin(token, Pin("88888888"), Pin("88888888"))
@@ -390,7 +394,7 @@ def test_rescan_shows_a_token_plugged_back_in(fresh_driver: Pkcs11Driver, fresh_
 def test_the_token_flag_bits_of_the_models_are_pkcs11s() -> None:
     import PyKCS11
 
-    from cert_agent.drivers.models import TOKEN_FLAGS
+    from cert_agent.drivers.pkcs11.tokeninfo import TOKEN_FLAGS
 
     assert {name: getattr(PyKCS11, name) for name in TOKEN_FLAGS} == TOKEN_FLAGS
 
@@ -400,10 +404,10 @@ def test_tokens_that_share_a_serial_or_have_none_are_told_apart_by_slot() -> Non
     # the rule is checked on the driver's own values; tpm2-pkcs11 (every token 0000000000000000)
     # is where it meets a real module (issue 12).
     from cert_agent.drivers.models import Medium
-    from cert_agent.drivers.pkcs11 import _distinct
+    from cert_agent.drivers.pkcs11.discovery import _distinct
 
     def token(slot: int, serial: str) -> Token:
-        return Token("/usr/lib/x.so", slot, f"label {slot}", serial, "vendor", "model", 0, Medium.OTHER)
+        return Token("/usr/lib/x.so", slot, f"label {slot}", serial, "vendor", "model", Medium.OTHER)
 
     tokens = _distinct([token(1, "0000000000000000"), token(2, "0000000000000000"), token(3, "A1"), token(4, "")])
     ids = [t.token_id for t in tokens]
@@ -416,7 +420,7 @@ def test_tokens_that_share_a_serial_or_have_none_are_told_apart_by_slot() -> Non
 
 
 def test_token_info_strings_lose_their_blank_and_nul_padding() -> None:
-    from cert_agent.drivers.pkcs11 import _clean
+    from cert_agent.drivers.pkcs11.discovery import _clean
 
     assert _clean("TPM2-PKCS11\x00\x00\x00   ") == "TPM2-PKCS11"
     assert _clean("  税务UKey 初心科技  ") == "税务UKey 初心科技"
@@ -426,9 +430,9 @@ def test_a_rescan_waits_for_the_calls_under_way_and_holds_new_ones_back() -> Non
     import threading
     import time
 
-    from cert_agent.drivers.pkcs11 import _ModuleGate
+    from cert_agent.drivers.pkcs11.sharing import ModuleSharing
 
-    gate = _ModuleGate()
+    gate = ModuleSharing()
     order: list[str] = []
     in_call = threading.Event()
 
@@ -461,9 +465,9 @@ def test_a_rescan_gives_way_to_a_call_that_hangs_and_then_holds_nobody_back() ->
     import threading
     import time
 
-    from cert_agent.drivers.pkcs11 import _ModuleGate
+    from cert_agent.drivers.pkcs11.sharing import ModuleSharing
 
-    gate = _ModuleGate()
+    gate = ModuleSharing()
     release, entered = threading.Event(), threading.Event()
 
     def hung_call() -> None:
@@ -492,9 +496,9 @@ def test_no_call_starts_during_a_rescan_begun_when_none_was_under_way() -> None:
     import threading
     import time
 
-    from cert_agent.drivers.pkcs11 import _ModuleGate
+    from cert_agent.drivers.pkcs11.sharing import ModuleSharing
 
-    gate = _ModuleGate()
+    gate = ModuleSharing()
     order: list[str] = []
 
     def call() -> None:
@@ -514,9 +518,9 @@ def test_a_call_inside_a_call_is_not_held_back_by_a_waiting_rescan() -> None:
     import threading
     import time
 
-    from cert_agent.drivers.pkcs11 import _ModuleGate
+    from cert_agent.drivers.pkcs11.sharing import ModuleSharing
 
-    gate = _ModuleGate()
+    gate = ModuleSharing()
     inner_took: list[float] = []
     entered = threading.Event()
 

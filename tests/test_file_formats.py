@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cert_agent.agent.autostart import windows_run_reg, xdg_autostart_entry
-from cert_agent.agent.browser_policy import windows_policy_reg
-from cert_agent.agent.fileformats import desktop_exec, reg_string
+from cert_agent.desktop.autostart import windows_run_reg, xdg_autostart_entry
+from cert_agent.desktop.browser_policy import windows_policy_reg
+from cert_agent.desktop.fileformats import desktop_exec, reg_string
 
 ARGUMENT = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=30)
 

@@ -2,7 +2,7 @@
 tokens), as an agency keeps its clients' UKeys on one PC: all listed with distinct ids, each
 usable, and hung media delay nothing but their own requests: a TPM that stops answering (its
 process stopped: real, and it hangs both of its tokens) and one SoftHSM2 token stuck in C_Login
-while the 17 others of its module, in the same worker process, go on (a double: see tests/hang)."""
+while the 17 others of its module, in the same worker process, go on (a double: see tests/doubles/hang)."""
 
 from __future__ import annotations
 

@@ -64,7 +64,7 @@ def test_errors_cross_process_boundaries_with_their_fields() -> None:
 
 
 def test_a_pin_crosses_the_worker_pipe_only_inside_a_typed_request() -> None:
-    from cert_agent.agent import worker_protocol as wire
+    from cert_agent.agent.workers import protocol as wire
 
     request = wire.VerifyPin("module#serial", Pin("Qd2026tax"))
     envelope = wire.loads(wire.dumps(wire.Envelope(1, request, timeout=5.0)))

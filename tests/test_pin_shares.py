@@ -43,7 +43,7 @@ async def test_origin_b_right_pin_is_never_refused_while_origin_a_sends_wrong_pi
                     b_codes.append("OK" if "result" in reply else reply["error"]["code"])
 
         await asyncio.gather(*(attacker(n) for n in range(3)), taxpayer())
-        wrong_in_a_row = agent.service._wrong_pins.get(token_id, 0)
+        wrong_in_a_row = agent.service.wrong_in_a_row(token_id)
     assert b_codes and set(b_codes) == {"OK"}, b_codes
     assert a_codes["PIN_INCORRECT"] > 0
     assert set(a_codes) <= {"PIN_INCORRECT", "PIN_TRIES_RESERVED", "RATE_LIMITED"}

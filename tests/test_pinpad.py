@@ -29,7 +29,7 @@ from tests.harness.agent import (
     verify_auth_token,
 )
 
-PIN_PAD_DOUBLE = Path(__file__).parent / "pinpad"
+PIN_PAD_DOUBLE = Path(__file__).parent / "doubles" / "pinpad"
 
 
 @asynccontextmanager

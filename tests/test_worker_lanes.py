@@ -11,9 +11,9 @@ import threading
 import time
 from multiprocessing.connection import Connection, Pipe
 
-from cert_agent.agent import worker_protocol as wire
-from cert_agent.agent.worker import Lanes
-from cert_agent.agent.worker_protocol import Envelope, Reply, Scan, ScanResult, VerifyPin, WorkerRequest
+from cert_agent.agent.workers import protocol as wire
+from cert_agent.agent.workers.child import Lanes
+from cert_agent.agent.workers.protocol import Envelope, Reply, Scan, ScanResult, VerifyPin, WorkerRequest
 from cert_agent.drivers.pin import Pin
 
 

@@ -25,8 +25,8 @@ from cert_agent.common.running import require_extra
 from cert_agent.drivers.modules import default_modules
 from cert_agent.drivers.pin import Pin
 
-if TYPE_CHECKING:  # the driver (python-pkcs11, cryptography) loads only for the commands that use it
-    from cert_agent.drivers.pkcs11 import Pkcs11Driver
+if TYPE_CHECKING:  # the drivers (python-pkcs11, cryptography) load only for the commands that use them
+    from cert_agent.drivers.interface import TokenDriver
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -131,10 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
 
 
-def _driver(args: argparse.Namespace, modules: list[str] | None = None) -> Pkcs11Driver:
-    from cert_agent.drivers.pkcs11 import Pkcs11Driver
+def _driver(args: argparse.Namespace, modules: list[str] | None = None) -> TokenDriver:
+    from cert_agent.drivers.factory import open_driver
 
-    return Pkcs11Driver(modules or args.module or default_modules())
+    return open_driver(modules or args.module or default_modules())
 
 
 def cmd_tokens(args: argparse.Namespace, out: TextIO) -> int:
@@ -310,7 +310,7 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
             print(line, file=out)
     except ValueError:
         pass  # the configuration error is reported below
-    from cert_agent.agent import autostart, browser_policy
+    from cert_agent.desktop import autostart, browser_policy
 
     state = autostart.status(Path.home())
     print(
@@ -387,7 +387,7 @@ def _holder_lines(holders: list[dict[str, Any]]) -> list[str]:
 
 
 def cmd_autostart(args: argparse.Namespace, out: TextIO) -> int:
-    from cert_agent.agent import autostart
+    from cert_agent.desktop import autostart
 
     home = Path.home()
     if args.action == "enable":
@@ -404,7 +404,7 @@ def cmd_autostart(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_browser_policy(args: argparse.Namespace, out: TextIO) -> int:
-    from cert_agent.agent import browser_policy
+    from cert_agent.desktop import browser_policy
 
     try:
         origins = args.allow_origin or list(load_config(args.config).allowed_origins)
@@ -489,8 +489,8 @@ def port_report(config: AgentConfig) -> list[str]:
 
 def _report_cards(token_readers: list[str], out: TextIO) -> bool:
     """Each card in a reader, and whether a loaded module shows it; False if one has no driver."""
-    from cert_agent.agent.pcsc import current_cards
     from cert_agent.drivers.catalog import current_system, default_catalog
+    from cert_agent.drivers.pcsc import current_cards
 
     all_driven = True
     for reader, atr in sorted(current_cards().items()):
@@ -527,11 +527,11 @@ def pcscd_status() -> tuple[bool, str]:
     return True, f"pcscd: 运行中，{len(found)} 个读卡器 (running, {len(found)} readers)"
 
 
-def _problems(driver: Pkcs11Driver) -> list[dict[str, Any]]:
+def _problems(driver: TokenDriver) -> list[dict[str, Any]]:
     return [p.to_dict() for p in driver.problems]
 
 
-def _print_problems(driver: Pkcs11Driver) -> None:
+def _print_problems(driver: TokenDriver) -> None:
     for problem in driver.problems:
         print(f"✗ {problem.error.message}: {problem.error.detail} [{problem.error.code}]", file=sys.stderr)
 

@@ -1,7 +1,7 @@
 """The user's own connection to their running agent (``cert-agent verify-pin``).
 
 Some things only the user may do, never a page: spend a medium's last PIN try, or a try beyond
-a site's share (``TokenService.admit_pin``). The agent writes a random token into a private
+a site's share (``PinAccounting.admit``). The agent writes a random token into a private
 file of the user's runtime folder when it starts (``control-PORT.token``, mode 0600, folder
 0700) and removes it when it stops; a WebSocket handshake that carries it in the
 ``X-Cert-Agent-Control`` header is the user's own (origin ``cert-agent:local``). A page can

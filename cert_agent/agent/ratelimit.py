@@ -5,7 +5,7 @@ down, while a page that guesses PINs is stopped long before a medium would lock.
 
 An attempt counts from the moment it is admitted, not from the moment the token answers: an
 admitted attempt holds a place in every window it passes until its outcome is known. The agent
-admits a token's PIN attempts one at a time (``TokenService.pin_gate``), so PINs sent all at
+admits a token's PIN attempts one at a time (``TokenService.pin_turn``), so PINs sent all at
 once are judged in turn and the ones past the limit are refused before they reach the token;
 the places held by attempts under way matter for a connection or origin using several tokens
 at once.

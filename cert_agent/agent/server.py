@@ -33,7 +33,7 @@ from cert_agent.agent.origins import OriginPolicy
 from cert_agent.agent.pairing import PairingKeys
 from cert_agent.agent.ratelimit import FailureWindow, WindowsByKey, pin_attempt
 from cert_agent.agent.tokens import USER_ACTION, CardEvent, TokenEvent, TokenService
-from cert_agent.agent.worker_protocol import TokenView
+from cert_agent.agent.workers.protocol import TokenView
 from cert_agent.common.errors import BadJson, CertAgentError
 from cert_agent.common.logfilters import quiet_bad_requests
 from cert_agent.common.running import until_stopped
@@ -73,7 +73,7 @@ class Connection:
     def pin_attempt(self, token_id: str) -> contextlib.AbstractContextManager[None]:
         """Admit one PIN-bearing request for ``token_id`` through the connection's, the
         origin's and the token-and-origin windows (RateLimited when any is full). Called inside
-        the token's PIN gate, so the counts are exact when they are checked. Another origin's
+        the token's PIN turn, so the counts are exact when they are checked. Another origin's
         wrong PINs on the same token never fill this origin's windows."""
         by_token = self._limits.by_token[f"{token_id}\n{self.origin}"]
         return pin_attempt([self.pin_failures, self._limits.by_origin[self.origin], by_token])
@@ -127,7 +127,7 @@ async def pair(conn: Connection, service: TokenService, params: dict[str, Any]) 
 
 
 async def list_certificates(conn: Connection, service: TokenService, params: dict[str, Any]) -> dict[str, Any]:
-    await service.refresh()
+    await service.scan_now()
     return {"tokens": [_token_json(view) for view in service.tokens()], "problems": _problems_json(service)}
 
 
@@ -145,7 +145,7 @@ async def authenticate(conn: Connection, service: TokenService, params: dict[str
         # Whether the PIN is the media's well-known initial one: the page asks the user to
         # change it, without knowing (or keeping) the value itself. (Unknown on a PIN pad.)
         initial = pin is not None and pin.equals(INITIAL_PIN)
-        async with service.pin_gate(token_id):
+        async with service.pin_turn(token_id):
             with conn.pin_attempt(token_id):
                 signature = await service.sign(token_id, cert_id, pin, data, algorithm, conn.origin)
     certificate = base64.b64encode(cert.der).decode("ascii")
@@ -156,7 +156,7 @@ async def verify_pin(conn: Connection, service: TokenService, params: dict[str, 
     token_id = protocol.string_param(params, "tokenId")
     pin_pad = service.token(token_id).token.pin_pad  # an unknown token is TOKEN_NOT_FOUND, not an attempt
     with protocol.pin_or_pad(params, "pin", pin_pad) as pin:
-        async with service.pin_gate(token_id):
+        async with service.pin_turn(token_id):
             with conn.pin_attempt(token_id):
                 await service.verify_pin(token_id, pin, conn.origin)
     return {"verified": True}
@@ -166,7 +166,7 @@ async def change_pin(conn: Connection, service: TokenService, params: dict[str, 
     token_id = protocol.string_param(params, "tokenId")
     pin_pad = service.token(token_id).token.pin_pad
     with protocol.pin_or_pad(params, "oldPin", pin_pad) as old, protocol.pin_or_pad(params, "newPin", pin_pad) as new:
-        async with service.pin_gate(token_id):
+        async with service.pin_turn(token_id):
             with conn.pin_attempt(token_id):
                 await service.change_pin(token_id, old, new, conn.origin)
     return {"changed": True}

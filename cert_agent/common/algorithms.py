@@ -1,11 +1,12 @@
-"""Signature algorithms by their JOSE names, as the Web eID token carries them.
+"""Signature algorithms by the names the Web eID token carries (JOSE's, ES256 ... RS512).
 
-Plain data, importable without a PKCS#11 binding: the daemon's main process and the verifier use it; the
-driver maps each algorithm to PKCS#11 mechanisms (``drivers/mechanisms.py``).
+Plain data, importable without any driver: the daemon's main process and the verifier use it;
+each driver maps an algorithm to what its library does (``drivers/pkcs11/mechanisms.py``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -21,6 +22,10 @@ class Padding(StrEnum):
 
 
 class SignatureAlgorithm(StrEnum):
+    """A signature algorithm by the name the auth token carries (JOSE's, where JOSE names it).
+    What each one means is the table ``_SPECS`` below, not the shape of its name, so an algorithm
+    JOSE does not name (SM2 with SM3) is one more row."""
+
     ES256 = "ES256"
     ES384 = "ES384"
     ES512 = "ES512"
@@ -32,21 +37,46 @@ class SignatureAlgorithm(StrEnum):
     RS512 = "RS512"
 
     @property
+    def spec(self) -> AlgorithmSpec:
+        return _SPECS[self]
+
+    @property
     def hash_name(self) -> str:
-        """The hashlib name of the algorithm's hash: sha256, sha384 or sha512."""
-        return f"sha{self.value[2:]}"
+        """The hashlib name of the algorithm's hash (sha256, sha384, sha512)."""
+        return self.spec.hash_name
 
     @property
     def hash_size(self) -> int:
-        return int(self.value[2:]) // 8
+        return self.spec.hash_size
 
     @property
     def padding(self) -> Padding:
-        return {"E": Padding.ECDSA, "P": Padding.PSS, "R": Padding.PKCS1V15}[self.value[0]]
+        return self.spec.padding
 
     @property
     def key_type(self) -> KeyType:
-        return KeyType.EC if self.padding is Padding.ECDSA else KeyType.RSA
+        return self.spec.key_type
+
+
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    key_type: KeyType
+    padding: Padding
+    hash_name: str
+    hash_size: int  # bytes
+
+
+_SPECS = {
+    SignatureAlgorithm.ES256: AlgorithmSpec(KeyType.EC, Padding.ECDSA, "sha256", 32),
+    SignatureAlgorithm.ES384: AlgorithmSpec(KeyType.EC, Padding.ECDSA, "sha384", 48),
+    SignatureAlgorithm.ES512: AlgorithmSpec(KeyType.EC, Padding.ECDSA, "sha512", 64),
+    SignatureAlgorithm.PS256: AlgorithmSpec(KeyType.RSA, Padding.PSS, "sha256", 32),
+    SignatureAlgorithm.PS384: AlgorithmSpec(KeyType.RSA, Padding.PSS, "sha384", 48),
+    SignatureAlgorithm.PS512: AlgorithmSpec(KeyType.RSA, Padding.PSS, "sha512", 64),
+    SignatureAlgorithm.RS256: AlgorithmSpec(KeyType.RSA, Padding.PKCS1V15, "sha256", 32),
+    SignatureAlgorithm.RS384: AlgorithmSpec(KeyType.RSA, Padding.PKCS1V15, "sha384", 48),
+    SignatureAlgorithm.RS512: AlgorithmSpec(KeyType.RSA, Padding.PKCS1V15, "sha512", 64),
+}
 
 
 def default_algorithm(key_type: str, key_size: int) -> SignatureAlgorithm:

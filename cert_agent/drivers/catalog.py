@@ -1,9 +1,10 @@
-"""The media catalog: what is known about tax media and their PKCS#11 modules, as data
+"""The media catalog: what is known about tax media and their libraries, as data
 (``media.json``), read into typed entries and checked field by field.
 
 An entry says how to recognise a medium (ATR patterns with masks for a card in a reader; the
 manufacturer and model strings of its token), which module file drives it on each OS, what
-kind of medium it is (税务UKey / 金税盘 / 税控盘), its PIN retry limit when the vendor states
+kind of medium it is (税务UKey / 金税盘 / 税控盘), the interface its library speaks
+(PKCS#11 or SKF, GM/T 0016; PKCS#11 where the entry does not say), its PIN retry limit when the vendor states
 one, whether the module must be re-initialised to see tokens created after it loaded, and the
 public source of these facts. Entries made for the tests say so (``test``).
 
@@ -33,8 +34,10 @@ MEDIA = {
 SYSTEMS = ("linux", "darwin", "windows")
 _FIELDS = {
     "id", "name", "medium", "test", "manufacturer", "model", "atrs", "modules", "pinMaxTries",
-    "reinitForNewTokens", "loadByDefault", "source", "notes",
+    "reinitForNewTokens", "loadByDefault", "source", "notes", "interface",
 }  # fmt: skip
+_OPTIONAL = {"notes", "interface"}
+INTERFACES = ("pkcs11", "skf")  # what an entry's library speaks (drivers/factory.py opens it so)
 
 
 class CatalogError(ValueError):
@@ -67,6 +70,7 @@ class MediaEntry:
     load_by_default: bool
     source: str
     notes: str
+    interface: str = "pkcs11"  # "pkcs11" or "skf": the interface its library speaks
 
     def module_files(self, system: str) -> tuple[str, ...]:
         return self.modules.get(system, ())
@@ -101,6 +105,10 @@ class MediaCatalog:
         if key not in self._by_token:
             self._by_token[key] = next((e for e in self.entries if e.describes_token(*key)), None)
         return self._by_token[key]
+
+    def for_module(self, module: str) -> MediaEntry | None:
+        """The first entry naming ``module`` as one of its files."""
+        return next((e for e in self.entries if e.names_module(module)), None)
 
     def reinitializes(self, module: str) -> bool:
         """``module`` shows tokens added after C_Initialize only once initialized again."""
@@ -146,7 +154,7 @@ def _entry(raw: Any, index: int) -> MediaEntry:
     if not isinstance(raw, dict):
         raise CatalogError(f"{where}: an object is required")
     where = f"entry {raw.get('id', index)!r}"
-    missing, unknown = _FIELDS - set(raw) - {"notes"}, set(raw) - _FIELDS
+    missing, unknown = _FIELDS - set(raw) - _OPTIONAL, set(raw) - _FIELDS
     if missing or unknown:
         raise CatalogError(f"{where}: missing {sorted(missing)} / unknown {sorted(unknown)}")
 
@@ -192,7 +200,14 @@ def _entry(raw: Any, index: int) -> MediaEntry:
         load_by_default=flag("loadByDefault"),
         source=str(text("source")),
         notes=str(text("notes")),
+        interface=_interface(raw.get("interface", "pkcs11"), where),
     )
+
+
+def _interface(value: Any, where: str) -> str:
+    if value not in INTERFACES:
+        raise CatalogError(f"{where}: interface must be one of {', '.join(INTERFACES)}")
+    return str(value)
 
 
 def _atr(raw: Any, where: str) -> AtrPattern:

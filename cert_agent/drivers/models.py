@@ -1,41 +1,21 @@
-"""Plain values the driver returns: tokens, their PIN state and medium, and certificates.
+"""Plain values every driver returns: tokens, their PIN status and medium, and certificates.
 
-Free of the PKCS#11 binding, so that the daemon's own process (which never loads a PKCS#11 module) can use
-them: the token flag bits are the PKCS#11 specification's values (v2.40, CK_TOKEN_INFO.flags).
+Free of any library binding, so that the daemon's own process (which never loads a vendor library)
+can use them, and the same for every interface a driver speaks (PKCS#11, SKF): what a library
+reports in its own terms (PKCS#11 token flags, SKF PIN info) is turned into these fields inside
+its driver (``drivers/pkcs11/tokeninfo.py``).
 """
 
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from cert_agent.common.errors import CertAgentError
 from cert_agent.common.taxpayer_id import TaxpayerId
-
-# CK_TOKEN_INFO.flags bits (PKCS#11 v2.40, section 3.2)
-CKF_WRITE_PROTECTED = 0x00000002
-CKF_LOGIN_REQUIRED = 0x00000004
-CKF_USER_PIN_INITIALIZED = 0x00000008
-CKF_PROTECTED_AUTHENTICATION_PATH = 0x00000100
-CKF_TOKEN_INITIALIZED = 0x00000400
-CKF_USER_PIN_COUNT_LOW = 0x00010000
-CKF_USER_PIN_FINAL_TRY = 0x00020000
-CKF_USER_PIN_LOCKED = 0x00040000
-CKF_USER_PIN_TO_BE_CHANGED = 0x00080000
-TOKEN_FLAGS = {
-    "CKF_LOGIN_REQUIRED": CKF_LOGIN_REQUIRED,
-    "CKF_PROTECTED_AUTHENTICATION_PATH": CKF_PROTECTED_AUTHENTICATION_PATH,
-    "CKF_WRITE_PROTECTED": CKF_WRITE_PROTECTED,
-    "CKF_USER_PIN_INITIALIZED": CKF_USER_PIN_INITIALIZED,
-    "CKF_USER_PIN_COUNT_LOW": CKF_USER_PIN_COUNT_LOW,
-    "CKF_USER_PIN_FINAL_TRY": CKF_USER_PIN_FINAL_TRY,
-    "CKF_USER_PIN_LOCKED": CKF_USER_PIN_LOCKED,
-    "CKF_USER_PIN_TO_BE_CHANGED": CKF_USER_PIN_TO_BE_CHANGED,
-    "CKF_TOKEN_INITIALIZED": CKF_TOKEN_INITIALIZED,
-}
 
 
 class Medium(StrEnum):
@@ -60,28 +40,26 @@ def medium_of(label: str, model: str) -> Medium:
 
 
 class PinState(StrEnum):
-    """The user PIN's state as the token flags report it (PKCS#11 CK_TOKEN_INFO.flags)."""
+    """The user PIN's state, as the medium reports it (each driver maps its library's words)."""
 
     OK = "ok"
-    COUNT_LOW = "count_low"  # CKF_USER_PIN_COUNT_LOW: a recent attempt failed
-    FINAL_TRY = "final_try"  # CKF_USER_PIN_FINAL_TRY: one more failure locks it
-    LOCKED = "locked"  # CKF_USER_PIN_LOCKED
-    TO_BE_CHANGED = "to_be_changed"  # CKF_USER_PIN_TO_BE_CHANGED
-    NOT_INITIALIZED = "not_initialized"  # no CKF_USER_PIN_INITIALIZED
+    COUNT_LOW = "count_low"  # a recent attempt failed
+    FINAL_TRY = "final_try"  # one more failure locks it
+    LOCKED = "locked"
+    TO_BE_CHANGED = "to_be_changed"  # still the initial PIN, or expired
+    NOT_INITIALIZED = "not_initialized"  # no user PIN set
 
 
-def pin_state_of(flags: int) -> PinState:
-    if flags & CKF_USER_PIN_LOCKED:
-        return PinState.LOCKED
-    if not flags & CKF_USER_PIN_INITIALIZED:
-        return PinState.NOT_INITIALIZED
-    if flags & CKF_USER_PIN_FINAL_TRY:
-        return PinState.FINAL_TRY
-    if flags & CKF_USER_PIN_TO_BE_CHANGED:
-        return PinState.TO_BE_CHANGED
-    if flags & CKF_USER_PIN_COUNT_LOW:
-        return PinState.COUNT_LOW
-    return PinState.OK
+@dataclass(frozen=True)
+class PinStatus:
+    """What the medium says of its user PIN: its state, and the tries left before it locks and
+    the retry limit where the library reports them (SKF does; PKCS#11 says only "final try" and
+    "locked", so ``tries_left`` is 1 or 0 there and None otherwise)."""
+
+    state: PinState = PinState.OK
+    tries_left: int | None = None
+    max_tries: int | None = None
+    pin_pad: bool = False  # the PIN is typed on the reader's own keypad, never by the agent
 
 
 @dataclass(frozen=True)
@@ -123,7 +101,9 @@ class CertificateInfo:
 
 @dataclass(frozen=True)
 class Token:
-    """One token in one slot of one module, as C_GetTokenInfo described it."""
+    """One medium as its library shows it: for PKCS#11 a token in a slot of a module; for SKF an
+    application of a device. ``module`` is the library's path, ``slot_id`` where the library
+    shows the medium now (a PKCS#11 slot, an SKF device's index)."""
 
     module: str
     slot_id: int
@@ -131,10 +111,11 @@ class Token:
     serial: str
     manufacturer: str
     model: str
-    flags: int
     medium: Medium
+    pin: PinStatus = PinStatus()
+    flags: tuple[str, ...] = ()  # the library's own words for the medium's state (CKF_... names)
     slot_tag: str = ""  # set when the serial alone does not tell this token apart (see token_id)
-    reader: str = ""  # CK_SLOT_INFO.slotDescription: for smart-card modules, the reader's name
+    reader: str = ""  # for smart-card media, the reader's name as the library gives it
 
     @property
     def token_id(self) -> str:
@@ -146,17 +127,18 @@ class Token:
 
     @property
     def pin_state(self) -> PinState:
-        return pin_state_of(self.flags)
+        return self.pin.state
 
     @property
     def pin_pad(self) -> bool:
-        """The PIN is typed on the reader's own keypad (CKF_PROTECTED_AUTHENTICATION_PATH): the
-        agent logs in with no PIN and the reader collects it."""
-        return bool(self.flags & CKF_PROTECTED_AUTHENTICATION_PATH)
+        """The PIN is typed on the reader's own keypad: the agent presents no PIN and the
+        reader collects it."""
+        return self.pin.pin_pad
 
-    @property
-    def flag_names(self) -> list[str]:
-        return [name for name, bit in TOKEN_FLAGS.items() if self.flags & bit]
+    def with_pin_state(self, state: PinState) -> Token:
+        """This token as shown with another PIN state (the daemon's inference)."""
+        tries = {PinState.LOCKED: 0, PinState.FINAL_TRY: 1}.get(state, self.pin.tries_left)
+        return replace(self, pin=replace(self.pin, state=state, tries_left=tries))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -170,7 +152,7 @@ class Token:
             "medium": self.medium.value,
             "pinState": self.pin_state.value,
             "pinPad": self.pin_pad,
-            "flags": self.flag_names,
+            "flags": list(self.flags),
             "reader": self.reader,
         }
 
@@ -180,7 +162,7 @@ class TokenCertificate:
     """A certificate object on a token. ``info`` is None exactly when ``error`` says why."""
 
     token: Token
-    object_id: bytes  # CKA_ID, shared with the private key
+    object_id: bytes  # what names the certificate and its key on the medium (PKCS#11 CKA_ID)
     object_label: str
     der: bytes
     has_private_key: bool
@@ -204,8 +186,9 @@ class TokenCertificate:
 
 
 @dataclass(frozen=True)
-class ModuleProblem:
-    """A module that did not load or could not be listed; the other modules go on."""
+class LibraryProblem:
+    """A library (PKCS#11 module, SKF library) that did not load or could not be listed; the
+    others go on."""
 
     module: str
     error: CertAgentError

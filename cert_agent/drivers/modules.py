@@ -1,5 +1,5 @@
-"""Where PKCS#11 modules are found when the user names none: the media catalog's modules for
-this OS that are present on disk (``catalog.py``, ``media.json``)."""
+"""Where vendor libraries (PKCS#11 modules, SKF libraries) are found when the user names none: the
+media catalog's libraries for this OS that are present on disk (``catalog.py``, ``media.json``)."""
 
 from __future__ import annotations
 

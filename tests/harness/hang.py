@@ -1,4 +1,4 @@
-"""Tokens that stop answering on demand, through the double in tests/hang (see its docstring)."""
+"""Tokens that stop answering on demand, through the double in tests/doubles/hang (see its docstring)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-HANG_DOUBLE = Path(__file__).parent.parent / "hang"
+HANG_DOUBLE = Path(__file__).parent.parent / "doubles" / "hang"
 
 
 class HungMedia:

@@ -1,14 +1,15 @@
-"""What runs inside a module's worker process: a Pkcs11Driver serving typed requests, one thread
-per token.
+"""What runs inside a library's worker process: a driver serving typed requests, one thread per
+token.
 
-The daemon keeps PKCS#11 out of its own process: a module that crashes takes only its worker
-with it, and the daemon's memory holds no module. There is one worker per PKCS#11 module. Inside
-it every token has a lane (a thread of its own) and scans have one more, so a token whose call
-hangs holds up only its own lane: python-pkcs11 releases the GIL during PKCS#11 calls, and the
-module is initialized for threads. Requests and replies are the types of ``worker_protocol``;
+The daemon keeps vendor libraries out of its own process: a library that crashes takes only its
+worker with it, and the daemon's memory holds none. There is one worker per library (PKCS#11
+module or SKF library), with the driver ``drivers.factory.open_driver`` picks for it. Inside it
+every token has a lane (a thread of its own) and scans have one more, so a token whose call hangs
+holds up only its own lane: every driver releases the GIL during library calls. Requests and
+replies are the types of ``protocol.py``;
 every PIN a request carries is wiped when the request has been served (or dropped).
 
-Started as ``python -m cert_agent.agent.worker FD MODULE`` (``workerproc``) with FD one end of a
+Started as ``python -m cert_agent.agent.workers.child FD MODULE`` (``process.py``) with FD one end of a
 socket pair; on Windows through multiprocessing (``serve`` with a pipe).
 """
 
@@ -25,9 +26,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 
-from cert_agent.agent import worker_protocol as wire
 from cert_agent.agent.errors import TokenTimeout
-from cert_agent.agent.worker_protocol import (
+from cert_agent.agent.workers import protocol as wire
+from cert_agent.agent.workers.protocol import (
     ChangePin,
     Envelope,
     Reply,
@@ -42,22 +43,22 @@ from cert_agent.common.errors import CertAgentError
 from cert_agent.common.logtext import use_safe_text
 from cert_agent.common.logthread import write_in_background
 from cert_agent.drivers.errors import TokenNotPresent
+from cert_agent.drivers.factory import open_driver
 from cert_agent.drivers.models import Token, TokenCertificate
 from cert_agent.drivers.pin import wiped
-from cert_agent.drivers.pkcs11 import Pkcs11Driver
 
 log = logging.getLogger("cert_agent.worker")
 SCAN_LANE = "scan"
 
 
 class Worker:
-    """One module's driver, the tokens it has seen, and their certificates (read once per
+    """One library's driver, the tokens it has seen, and their certificates (read once per
     inserted token). Safe to call from the lanes' threads at the same time."""
 
     def __init__(self, module: str) -> None:
         # No count of wrong PINs here: the daemon keeps it per token, so it survives a restart
-        # of this process. Tries left reported from here come from the token's flags only.
-        self.driver = Pkcs11Driver([module])
+        # of this process. Tries left reported from here are the medium's own word only.
+        self.driver = open_driver([module])
         self._known: dict[str, Token] = {}
         self._certificates: dict[str, tuple[TokenCertificate, ...]] = {}
 
@@ -89,9 +90,9 @@ class Worker:
             if token.token_id not in self._certificates:
                 try:
                     self._certificates[token.token_id] = tuple(self.driver.certificates(token))
-                    # Ask for its mechanisms now: the first PIN a user types then costs what
+                    # Read what signing needs now: the first PIN a user types then costs what
                     # every later one does.
-                    self.driver.mechanisms(token)
+                    self.driver.prepare(token)
                 except TokenNotPresent:
                     continue  # pulled out between the two calls
                 except CertAgentError as exc:
@@ -198,7 +199,7 @@ def serve(conn: Connection, module: str) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """``python -m cert_agent.agent.worker FD MODULE``: serve ``MODULE`` over socket ``FD``."""
+    """``python -m cert_agent.agent.workers.child FD MODULE``: serve ``MODULE`` over socket ``FD``."""
     fd, module = int(argv[0]), argv[1]
     os.dup2(2, 1)  # what a module prints goes to stderr; stdout is the daemon's
     serve(Connection(fd), module)

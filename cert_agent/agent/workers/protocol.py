@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from cert_agent.common.algorithms import SignatureAlgorithm
 from cert_agent.common.errors import CertAgentError
-from cert_agent.drivers.models import ModuleProblem, Token, TokenCertificate
+from cert_agent.drivers.models import LibraryProblem, Token, TokenCertificate
 from cert_agent.drivers.pin import Pin
 
 
@@ -72,7 +72,7 @@ class TokenView:
 @dataclass(frozen=True)
 class ScanResult:
     tokens: tuple[TokenView, ...]
-    problems: tuple[ModuleProblem, ...]
+    problems: tuple[LibraryProblem, ...]
 
 
 @dataclass(frozen=True)

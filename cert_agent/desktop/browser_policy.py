@@ -25,8 +25,8 @@ import plistlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from cert_agent.agent.fileformats import reg_string
 from cert_agent.agent.origins import normalize_origin
+from cert_agent.desktop.fileformats import reg_string
 
 POLICIES = ("LocalNetworkAccessAllowedForUrls", "LoopbackNetworkAllowedForUrls")
 FILE_NAME = "cert-agent.json"

@@ -27,7 +27,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from cert_agent.agent.fileformats import desktop_exec, reg_string
+from cert_agent.desktop.fileformats import desktop_exec, reg_string
 
 NAME = "cert-agent"
 LAUNCH_AGENT_LABEL = "cn.cert-agent.agent"

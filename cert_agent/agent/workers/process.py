@@ -1,11 +1,11 @@
-"""The daemon's side of a module's worker process: start it, call it, stop it.
+"""The daemon's side of a library's worker process: start it, call it, stop it.
 
-A worker (``worker.py``) serves one PKCS#11 module, each token on a thread of its own, so the
+A worker (``child.py``) serves one vendor library, each token on a thread of its own, so the
 daemon may have many calls to one worker under way at once: each request goes out numbered and
 its reply is matched by number when it comes back, in whatever order the tokens finish. This
-module imports nothing of PKCS#11, so the daemon's own process stays small.
+module imports no driver, so the daemon's own process stays small.
 
-On Linux and macOS the worker is a plain ``python -m cert_agent.agent.worker`` child talking over
+On Linux and macOS the worker is a plain ``python -m cert_agent.agent.workers.child`` child talking over
 one end of a socket pair (no multiprocessing machinery, whose fork server and resource tracker
 would cost two more processes); on Windows, multiprocessing's "spawn" with a pipe. Either way it
 starts with the daemon's environment of the moment (SOFTHSM2_CONF, TPM2_PKCS11_*, ...).
@@ -25,20 +25,22 @@ import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
-from cert_agent.agent import worker_protocol as wire
 from cert_agent.agent.errors import WorkerFailed
-from cert_agent.agent.worker_protocol import Envelope, Reply, ScanResult, WorkerRequest
+from cert_agent.agent.workers import protocol as wire
+from cert_agent.agent.workers.protocol import Envelope, Reply, ScanResult, WorkerRequest
 
 
 def _run(conn: Any, module: str, environment: dict[str, str]) -> None:  # Windows: the spawned child
     os.environ.clear()
     os.environ.update(environment)
-    from cert_agent.agent import worker
+    from cert_agent.agent.workers import child as worker
 
     worker.serve(conn, module)
 
 
 class WorkerProcess:
+    """One library's worker: numbered calls out, replies matched by number as they come back."""
+
     def __init__(self, name: str, module: str) -> None:
         self.name = name
         self._loop = asyncio.get_running_loop()
@@ -48,7 +50,7 @@ class WorkerProcess:
         self._process: subprocess.Popen[bytes] | multiprocessing.process.BaseProcess
         if os.name == "posix":
             ours, theirs = socket.socketpair()
-            command = [sys.executable, "-m", "cert_agent.agent.worker", str(theirs.fileno()), module]
+            command = [sys.executable, "-m", "cert_agent.agent.workers.child", str(theirs.fileno()), module]
             self._process = subprocess.Popen(command, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
             theirs.close()
             self._conn: Any = Connection(ours.detach())
