@@ -1,4 +1,5 @@
-"""The ``cert-agent`` command: tokens, certs, change-pin, doctor.
+"""The ``cert-agent`` command: tokens, certs, change-pin, verify-pin, doctor, autostart,
+browser-policy, serve.
 
 Output is a readable table for people and ``--json`` for machines. A PIN is never accepted on
 the command line: ``change-pin`` prompts for it, or reads it from standard input with
@@ -9,31 +10,32 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import logging
 import sys
-import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from cert_agent import __version__
-from cert_agent.agent.config import DEFAULT_PORT, AgentConfig, default_config_path, load_config
+from cert_agent.agent.config import DEFAULT_PORT, default_config_path, load_config
+from cert_agent.agent.exitcodes import (
+    EXIT_ALREADY_RUNNING,
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_PORT_TAKEN,
+    EXIT_UNSAFE_DIR,
+    EXIT_USAGE,
+)
+from cert_agent.agent.tables import print_json, print_table
 from cert_agent.common.errors import CertAgentError
 from cert_agent.common.logtext import use_safe_text
 from cert_agent.common.running import require_extra
+from cert_agent.desktop import commands as desktop_commands
 from cert_agent.drivers.modules import default_modules
 from cert_agent.drivers.pin import Pin
 
 if TYPE_CHECKING:  # the drivers (python-pkcs11, cryptography) load only for the commands that use them
     from cert_agent.drivers.interface import TokenDriver
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_ALREADY_RUNNING = 3  # `serve` while this user's agent (or a change-pin) is running
-EXIT_PORT_TAKEN = 4  # `serve` could not hold every loopback address on any of its ports
-EXIT_UNSAFE_DIR = 5  # the lock's or pairing keys' folder is a link or another user's
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,10 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     certs = sub.add_parser("certs", parents=[common], help="list certificates on the tokens")
     certs.add_argument("--json", action="store_true", help="machine-readable output")
-    certs.add_argument("--token", metavar="LABEL", help="only the token with this label")
+    certs.add_argument("--label", "--token", dest="label", metavar="LABEL", help="only the token with this label")
 
     change = sub.add_parser("change-pin", parents=[common], help="change the certificate PIN (修改证书密码)")
-    change.add_argument("--token", metavar="LABEL", required=True, help="label of the token")
+    change.add_argument("--label", "--token", dest="label", metavar="LABEL", required=True, help="label of the token")
     change.add_argument(
         "--pin-stdin",
         action="store_true",
@@ -73,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="verify the certificate PIN once yourself (验证证书密码), e.g. to spend a medium's last try",
     )
-    verify.add_argument("--token", metavar="LABEL", required=True, help="label of the token")
+    verify.add_argument("--label", "--token", dest="label", metavar="LABEL", required=True, help="label of the token")
     verify.add_argument("--pin-stdin", action="store_true", help="read the PIN as one line of standard input")
 
     doctor = sub.add_parser("doctor", parents=[common], help="check modules, tokens, pcscd, the agent, autostart")
@@ -117,8 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "change-pin": cmd_change_pin,
         "verify-pin": cmd_verify_pin,
         "doctor": cmd_doctor,
-        "autostart": cmd_autostart,
-        "browser-policy": cmd_browser_policy,
+        "autostart": desktop_commands.cmd_autostart,
+        "browser-policy": desktop_commands.cmd_browser_policy,
         "serve": cmd_serve,
     }
     try:
@@ -143,15 +145,15 @@ def cmd_tokens(args: argparse.Namespace, out: TextIO) -> int:
         tokens = driver.tokens()
         # The running agent may know more than the flags: a module that said CKR_PIN_LOCKED
         # without setting CKF_USER_PIN_LOCKED (tpm2-pkcs11). Its word wins.
-        known = running_agent_pin_states(args.config)
+        known = running_agent_pin_states()
         listed = [t.to_dict() | ({"pinState": known[t.token_id]} if t.token_id in known else {}) for t in tokens]
         if args.json:
-            _print_json(out, {"tokens": listed, "problems": _problems(driver)})
+            print_json(out, {"tokens": listed, "problems": _problems(driver)})
         else:
             rows = [
                 [t["label"], t["medium"], t["serial"], t["manufacturer"], t["model"], t["pinState"]] for t in listed
             ]
-            _print_table(out, ["标签 label", "介质 medium", "序列号 serial", "厂商", "型号", "PIN"], rows)
+            print_table(out, ["标签 label", "介质 medium", "序列号 serial", "厂商", "型号", "PIN"], rows)
             _print_problems(driver)
     finally:
         driver.close()
@@ -161,9 +163,9 @@ def cmd_tokens(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_certs(args: argparse.Namespace, out: TextIO) -> int:
     driver = _driver(args)
     try:
-        certs = driver.certificates(driver.find_token(label=args.token)) if args.token else driver.all_certificates()
+        certs = driver.certificates(driver.find_token(label=args.label)) if args.label else driver.all_certificates()
         if args.json:
-            _print_json(out, {"certificates": [c.to_dict() for c in certs], "problems": _problems(driver)})
+            print_json(out, {"certificates": [c.to_dict() for c in certs], "problems": _problems(driver)})
         else:
             rows = []
             for cert in certs:
@@ -184,7 +186,7 @@ def cmd_certs(args: argparse.Namespace, out: TextIO) -> int:
                         info.not_after.date().isoformat(),
                     ]
                 )
-            _print_table(out, ["介质", "证书ID", "名称", "纳税人识别号", "密钥", "有效期至"], rows)
+            print_table(out, ["介质", "证书ID", "名称", "纳税人识别号", "密钥", "有效期至"], rows)
             _print_problems(driver)
     finally:
         driver.close()
@@ -199,7 +201,7 @@ def cmd_change_pin(args: argparse.Namespace, out: TextIO) -> int:
     with InstanceLock("change-pin"):
         driver = _driver(args)
         try:
-            token = driver.find_token(label=args.token)
+            token = driver.find_token(label=args.label)
             if token.pin_pad:  # the reader's keypad asks for both PINs; none is typed here
                 print("请在读卡器的密码键盘上输入原证书密码，再输入新证书密码 (use the reader's PIN pad)", file=out)
                 driver.change_pin(token, None, None)
@@ -210,7 +212,7 @@ def cmd_change_pin(args: argparse.Namespace, out: TextIO) -> int:
                     driver.change_pin(token, old, new)
         finally:
             driver.close()
-    print(f"证书密码已修改（{args.token}）", file=out)
+    print(f"证书密码已修改（{args.label}）", file=out)
     return EXIT_OK
 
 
@@ -225,7 +227,7 @@ def cmd_verify_pin(args: argparse.Namespace, out: TextIO) -> int:
     with Pin(text) as pin:
         del text
         if port is not None:
-            error = _verify_through_agent(port, args.token, pin)
+            error = _verify_through_agent(port, args.label, pin)
             if error is not None:  # the agent's own words for it (with triesLeft in the message)
                 print(f"错误：{error.get('message', '')}", file=sys.stderr)
                 print(error.get("code", "INTERNAL_ERROR"), file=sys.stderr)
@@ -234,10 +236,10 @@ def cmd_verify_pin(args: argparse.Namespace, out: TextIO) -> int:
             with InstanceLock("verify-pin"):
                 driver = _driver(args)
                 try:
-                    driver.verify_pin(driver.find_token(label=args.token), pin)
+                    driver.verify_pin(driver.find_token(label=args.label), pin)
                 finally:
                     driver.close()
-    print(f"证书密码正确（{args.token}） (the PIN is right)", file=out)
+    print(f"证书密码正确（{args.label}） (the PIN is right)", file=out)
     return EXIT_OK
 
 
@@ -246,17 +248,16 @@ def _verify_through_agent(port: int, label: str, pin: Pin) -> dict[str, Any] | N
     is right, else the agent's error object."""
     import asyncio
 
-    from cert_agent.agent import control
+    from cert_agent.agent.client import control_client
     from cert_agent.drivers.errors import TokenAmbiguous, TokenNotFound
 
     async def ask() -> dict[str, Any]:
-        async with control.connect(port, timeout=120) as ws:
-            tokens = (await control.call(ws, 1, "listCertificates", {}, 120)).get("result", {}).get("tokens", [])
+        async with control_client(port, timeout=120) as agent:
+            tokens = (await agent.call("listCertificates")).get("result", {}).get("tokens", [])
             ids = [t["tokenId"] for t in tokens if t.get("label") == label]
             if len(ids) != 1:
                 raise (TokenNotFound(label) if not ids else TokenAmbiguous(label))
-            params = {"tokenId": ids[0], "pin": pin.reveal().decode("utf-8")}
-            return await control.call(ws, 2, "verifyPin", params, 120)
+            return await agent.call("verifyPin", tokenId=ids[0], pin=pin.reveal().decode("utf-8"))
 
     error: dict[str, Any] | None = asyncio.run(ask()).get("error")
     return error
@@ -277,57 +278,14 @@ def _read_pins(from_stdin: bool) -> tuple[str, str]:
 
 
 def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
-    healthy = True
+    from cert_agent.agent.doctor import run_doctor
+
     modules = args.module or default_modules()
-    if not modules:
-        print("✗ 未找到 PKCS#11 模块 (no PKCS#11 module found; use --module)", file=out)
-        healthy = False
     driver = _driver(args, modules)
-    token_readers: list[str] = []
     try:
-        failed = {p.module: p for p in driver.problems}
-        for module in modules:
-            if module in failed:
-                print(f"✗ 模块 {module}: {failed[module].error.detail}", file=out)
-                healthy = False
-                continue
-            tokens = [t for t in driver.tokens() if t.module == module]
-            token_readers += [t.reader for t in tokens if t.reader]
-            print(f"✓ 模块 {module}: {len(tokens)} 个证书介质", file=out)
-            for token in tokens:
-                print(
-                    f"    {token.label} ({token.medium.value}, {token.serial}, PIN {token.pin_state.value})", file=out
-                )
+        healthy = run_doctor(driver, modules, args.config, out)
     finally:
         driver.close()
-    pcsc_ok, pcsc_text = pcscd_status()
-    print(("✓ " if pcsc_ok else "✗ ") + pcsc_text, file=out)
-    if pcsc_ok and not _report_cards(token_readers, out):
-        healthy = False
-    print(agent_status(), file=out)
-    try:
-        for line in port_report(load_config(args.config)):
-            print(line, file=out)
-    except ValueError:
-        pass  # the configuration error is reported below
-    from cert_agent.desktop import autostart, browser_policy
-
-    state = autostart.status(Path.home())
-    print(
-        ("✓ 开机自动启动：已开启 " if state.enabled else "• 开机自动启动：未开启 ") + f"(autostart: {state.where})",
-        file=out,
-    )
-    try:
-        origins = load_config(args.config).allowed_origins
-    except ValueError as exc:
-        print(f"✗ 配置错误 (configuration error): {exc}", file=out)
-        return EXIT_ERROR
-    for browser, allowed in browser_policy.status(origins).items():
-        mark = "✓" if allowed else "•"
-        print(
-            f"{mark} {browser} 浏览器策略 (managed policy) {'允许' if allowed else '未允许'} {', '.join(origins)}",
-            file=out,
-        )
     return EXIT_OK if healthy else EXIT_ERROR
 
 
@@ -386,60 +344,15 @@ def _holder_lines(holders: list[dict[str, Any]]) -> list[str]:
     return lines or ["（无法查明占用者 / the holder could not be told）"]
 
 
-def cmd_autostart(args: argparse.Namespace, out: TextIO) -> int:
-    from cert_agent.desktop import autostart
-
-    home = Path.home()
-    if args.action == "enable":
-        state = autostart.enable(home, autostart.agent_command())
-    elif args.action == "disable":
-        state = autostart.disable(home)
-    else:
-        state = autostart.status(home)
-    print(
-        f"开机自动启动 (autostart): {'已开启 enabled' if state.enabled else '未开启 disabled'} ({state.where})",
-        file=out,
-    )
-    return EXIT_OK
-
-
-def cmd_browser_policy(args: argparse.Namespace, out: TextIO) -> int:
-    from cert_agent.desktop import browser_policy
-
-    try:
-        origins = args.allow_origin or list(load_config(args.config).allowed_origins)
-        browser_policy.policy(origins)  # validates: exact origins only
-    except ValueError as exc:
-        print(f"配置错误 (configuration error): {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if not origins and args.action != "remove":
-        print("没有配置允许的网站 (no allowed origins configured)", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        if args.action == "install":
-            for path in browser_policy.install(origins, args.root):
-                print(f"已写入 (written): {path}", file=out)
-        elif args.action == "remove":
-            for path in browser_policy.remove(args.root):
-                print(f"已删除 (removed): {path}", file=out)
-    except PermissionError as exc:
-        print(f"需要管理员权限 (run as root): {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    for browser, allowed in browser_policy.status(origins, args.root).items():
-        print(f"{browser}: {'允许 allowed' if allowed else '未允许 not allowed'} {', '.join(origins)}", file=out)
-    return EXIT_OK
-
-
-def running_agent_pin_states(config_path: Path | None) -> dict[str, str]:
+def running_agent_pin_states() -> dict[str, str]:
     """The PIN state of each token as this user's running agent shows it (empty when none runs,
     or it does not answer within 5 s). Asked over the user's own control connection
-    (``control.py``): a local program of the same user, not a page, so no origin is needed.
-    (``config_path`` is kept for the command line's sake; the running agent says its port.)"""
+    (``control.py``): a local program of the same user, not a page, so no origin is needed."""
     import asyncio
 
     import aiohttp
 
-    from cert_agent.agent import control
+    from cert_agent.agent.client import control_client
     from cert_agent.agent.errors import WorkerFailed
     from cert_agent.agent.instance import serving_port
 
@@ -448,83 +361,14 @@ def running_agent_pin_states(config_path: Path | None) -> dict[str, str]:
         return {}
 
     async def ask() -> dict[str, str]:
-        async with control.connect(port, timeout=5) as ws:
-            reply = await control.call(ws, 1, "listCertificates", {}, 5)
+        async with control_client(port, timeout=5) as agent:
+            reply = await agent.call("listCertificates")
             return {t["tokenId"]: t["pinState"] for t in reply.get("result", {}).get("tokens", [])}
 
     try:
         return asyncio.run(ask())
     except (WorkerFailed, aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError, TypeError):
         return {}
-
-
-def agent_status() -> str:
-    """Whether this user's agent is running, and on which port (for doctor)."""
-    from cert_agent.agent.instance import holder
-
-    running = holder()
-    if running is None:
-        return "✗ 证书助手未运行 (cert-agent serve is not running)"
-    if running.get("command") != "serve":
-        return f"• 证书助手正在修改证书密码 (change-pin running, pid {running.get('pid')})"
-    return f"✓ 证书助手运行中，端口 {running.get('port')} (cert-agent serve running, pid {running.get('pid')})"
-
-
-def port_report(config: AgentConfig) -> list[str]:
-    """The agent's ports that another user holds (for doctor): a page tries them in order, so a
-    squatter there is met before this user's agent (the page's pairing check refuses it)."""
-    from cert_agent.agent.instance import serving_port
-    from cert_agent.agent.peers import port_holders
-
-    serving = serving_port()
-    lines = []
-    for port in config.ports():
-        if port == serving:
-            break  # ports after this user's agent are never reached by its pages
-        for taken in port_holders(port):
-            if not taken.mine:
-                lines.append(f"✗ 端口 {port}: {taken}；网页会先尝试该端口 (port {port} is held by {taken.user})")
-    return lines
-
-
-def _report_cards(token_readers: list[str], out: TextIO) -> bool:
-    """Each card in a reader, and whether a loaded module shows it; False if one has no driver."""
-    from cert_agent.drivers.catalog import current_system, default_catalog
-    from cert_agent.drivers.pcsc import current_cards
-
-    all_driven = True
-    for reader, atr in sorted(current_cards().items()):
-        if atr is None:
-            continue
-        if any(reader in r or r in reader for r in token_readers):
-            print(f"✓ 读卡器 {reader}: 证书介质 (ATR {atr.hex().upper()})", file=out)
-            continue
-        all_driven = False
-        entry = default_catalog().for_atr(atr)
-        advice = (
-            f"请安装“{entry.name}”({', '.join(entry.module_files(current_system())) or '见厂商说明'})"
-            if entry
-            else "请安装介质厂商提供的驱动程序"
-        )
-        print(
-            f"✗ 读卡器 {reader}: 已检测到证书介质 (ATR {atr.hex().upper()})，但未安装其驱动程序；{advice}"
-            " (a medium is in the reader but no driver for it is installed)",
-            file=out,
-        )
-    return all_driven
-
-
-def pcscd_status() -> tuple[bool, str]:
-    """Whether the PC/SC service answers, and how many readers it has."""
-    from smartcard.Exceptions import SmartcardException
-    from smartcard.pcsc.PCSCExceptions import BaseSCardException
-    from smartcard.System import readers
-
-    try:
-        found = readers()
-    except (SmartcardException, BaseSCardException) as exc:
-        return False, f"pcscd: 无法连接 (not reachable: {exc})"
-    return True, f"pcscd: 运行中，{len(found)} 个读卡器 (running, {len(found)} readers)"
 
 
 def _problems(driver: TokenDriver) -> list[dict[str, Any]]:
@@ -534,24 +378,6 @@ def _problems(driver: TokenDriver) -> list[dict[str, Any]]:
 def _print_problems(driver: TokenDriver) -> None:
     for problem in driver.problems:
         print(f"✗ {problem.error.message}: {problem.error.detail} [{problem.error.code}]", file=sys.stderr)
-
-
-def _print_json(out: TextIO, data: Any) -> None:
-    json.dump(data, out, ensure_ascii=False, indent=2)
-    out.write("\n")
-
-
-def _width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
-
-
-def _print_table(out: TextIO, headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max([_width(h)] + [_width(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    for row in [headers, *rows]:
-        cells = [cell + " " * (widths[i] - _width(cell)) for i, cell in enumerate(row)]
-        out.write("  ".join(cells).rstrip() + "\n")
-    if not rows:
-        out.write("（无 none）\n")
 
 
 def run() -> None:

@@ -18,7 +18,6 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
@@ -79,14 +78,3 @@ async def connect(port: int, timeout: float) -> AsyncIterator[aiohttp.ClientWebS
         session.ws_connect(f"ws://127.0.0.1:{port}/ws", headers={HEADER: token}) as ws,
     ):
         yield ws
-
-
-async def call(
-    ws: aiohttp.ClientWebSocketResponse, request_id: int, method: str, params: dict[str, Any], timeout: float
-) -> dict[str, Any]:
-    """One request and its reply (events and other replies passed over)."""
-    await ws.send_json({"id": request_id, "method": method, "params": params})
-    while True:
-        message: dict[str, Any] = await ws.receive_json(timeout=timeout)
-        if message.get("id") == request_id:
-            return message

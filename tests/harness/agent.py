@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import os
@@ -19,6 +18,7 @@ from typing import Any
 import aiohttp
 from cryptography import x509
 
+from cert_agent.agent.client import AgentClient
 from cert_agent.agent.config import AgentConfig
 from cert_agent.agent.tokens import TokenService
 from softhsm_fixtures import Fixtures
@@ -94,46 +94,9 @@ async def running_agent(fixtures: Fixtures, **overrides: Any) -> AsyncIterator[R
         await runner.cleanup()
 
 
+Client = AgentClient  # a page's connection: the protocol client the cert-agent command uses too
+
 NONCE = base64.b64encode(os.urandom(32)).decode()
-
-
-class Client:
-    """A page's connection: numbered requests, replies matched by id, events kept aside."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self._next = 0
-        self._replies: dict[Any, dict[str, Any]] = {}
-        self.events: list[dict[str, Any]] = []
-
-    async def call(self, method: str, **params: Any) -> dict[str, Any]:
-        self._next += 1
-        request_id = self._next
-        await self.ws.send_json({"id": request_id, "method": method, "params": params})
-        return await self.reply(request_id)
-
-    async def reply(self, request_id: Any, timeout: float = 30) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            while request_id not in self._replies:
-                message = await self.ws.receive_json()
-                if "event" in message:
-                    self.events.append(message)
-                else:
-                    self._replies[message["id"]] = message
-        return self._replies.pop(request_id)
-
-    async def event(self, name: str, timeout: float = 10) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            while True:
-                for event in self.events:
-                    if event["event"] == name:
-                        self.events.remove(event)
-                        return event
-                message = await self.ws.receive_json()
-                if "event" in message:
-                    self.events.append(message)
-                else:
-                    self._replies[message["id"]] = message
 
 
 @asynccontextmanager
