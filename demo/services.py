@@ -7,9 +7,10 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
+from cert_agent.verifier.factors.sms import SmsFactor
+from cert_agent.verifier.factors.sms_senders import OutboxSender
 from cert_agent.verifier.importer import check_records
 from cert_agent.verifier.login import CST, LoginService
-from cert_agent.verifier.sms import OutboxSender
 from cert_agent.verifier.store import SmsLimit, SmsLimits, open_store
 from cert_agent.verifier.validation import AuthTokenValidator, ValidatorSettings
 from softhsm_fixtures import Fixtures
@@ -41,9 +42,8 @@ async def seeded_login_service(
     store = await open_store(database if database is not None else directory / "verifier.db")
     await store.import_all(check_records(verifier_records(now.astimezone(CST).date())))
     settings = ValidatorSettings.from_files(origin, [fixtures.root_ca], [fixtures.issuing_ca], [fixtures.crl])
-    service = LoginService(store, AuthTokenValidator(settings), OutboxSender(directory / OUTBOX, on_send))
+    factor = SmsFactor(store, OutboxSender(directory / OUTBOX, on_send), sms_limits)
+    service = LoginService(store, AuthTokenValidator(settings), factor)
     if clock is not None:
         service.clock = clock
-    if sms_limits is not None:
-        service.sms_limits = sms_limits
     return service

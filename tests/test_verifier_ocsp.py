@@ -194,15 +194,17 @@ def test_the_ocsp_settings_come_from_the_configuration_file(fixtures: Fixtures, 
 async def test_health_reports_the_responders_last_exchange(
     fixtures: Fixtures, responder: OcspResponder, tmp_path: Path
 ) -> None:
+    from cert_agent.verifier.factors.sms import SmsFactor
+    from cert_agent.verifier.factors.sms_senders import OutboxSender
     from cert_agent.verifier.login import LoginService
-    from cert_agent.verifier.sms import OutboxSender
     from cert_agent.verifier.store import open_store
 
     settings = ValidatorSettings.from_files(
         ORIGIN, [fixtures.issuing_ca], ocsp=OcspSettings(url=responder.url), revocation="fail-open"
     )
     validator = AuthTokenValidator(settings)
-    service = LoginService(await open_store(tmp_path / "v.db"), validator, OutboxSender(tmp_path / "outbox"))
+    store = await open_store(tmp_path / "v.db")
+    service = LoginService(store, validator, SmsFactor(store, OutboxSender(tmp_path / "outbox")))
     try:
         nonce = base64.b64encode(secrets.token_bytes(32)).decode()
         await validator.validate(make_auth_token(fixtures, "hairun-ec", ORIGIN, nonce), nonce)

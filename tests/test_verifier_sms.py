@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from cert_agent.verifier.errors import SmsUnavailable
-from cert_agent.verifier.sms import HttpGatewaySender
+from cert_agent.verifier.factors.sms_senders import HttpGatewaySender
 from tests.harness.agent import free_port
 
 

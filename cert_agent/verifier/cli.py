@@ -337,9 +337,10 @@ def _serve(config: VerifierConfig, settings: ValidatorSettings) -> int:
     from cert_agent.common.running import until_stopped
     from cert_agent.verifier.app import create_app
     from cert_agent.verifier.errors import StoreUnavailable
+    from cert_agent.verifier.factors.sms import SmsFactor
+    from cert_agent.verifier.factors.sms_senders import HttpGatewaySender, OutboxSender, SmsSender
     from cert_agent.verifier.listener import HttpGuard
     from cert_agent.verifier.login import LoginService
-    from cert_agent.verifier.sms import HttpGatewaySender, OutboxSender, SmsSender
     from cert_agent.verifier.store import open_store
     from cert_agent.verifier.validation import AuthTokenValidator
 
@@ -364,7 +365,7 @@ def _serve(config: VerifierConfig, settings: ValidatorSettings) -> int:
         store = await open_store(
             config.database, pool_size=config.database_pool_size, integrity_interval=config.integrity_interval
         )
-        login = LoginService(store, AuthTokenValidator(settings), sender, sms_limits=sms_limits(config))
+        login = LoginService(store, AuthTokenValidator(settings), SmsFactor(store, sender, sms_limits(config)))
         app = create_app(login, secure_cookies=config.secure_cookies, purge_interval=config.purge_interval, guard=guard)
         runner = web.AppRunner(app, access_log=None, keepalive_timeout=config.request_timeout)
         await runner.setup()  # the cleanup it registers closes the store

@@ -6,14 +6,17 @@ Steps, each an HTTP call of the verifier's API (``app.py``):
 2. ``certificate``: the Web eID token from the agent. The nonce is consumed (once), the token
    validated, the taxpayer looked up by the certificate's taxpayer ID; for 代理业务 it must be
    an agency. Answer: the persons linked to the taxpayer, names and phones masked;
-3. ``send_code``: the chosen person gets an SMS code (the second factor);
-4. ``verify_code``: a right code ends 企业业务 with a session; for 代理业务 it answers the
+3. ``send_code``: the chosen person's second factor begins (``factors/``: an SMS code);
+4. ``verify_code``: a right answer ends 企业业务 with a session; for 代理业务 it answers the
    client enterprises with an active agreement (none: 未查询到您与该企业的关联关系信息);
 5. ``choose_client`` (代理业务): the session records agency, person and client.
 
-Lockout: five consecutive failures of a person's certificate login (wrong SMS codes) within
-one China Standard Time day lock that person's certificate login until 00:00 CST the next
-day; a success resets the count.
+Which step each call accepts is the one table ``store.records.ACCEPTS``; a call at any other
+step answers LOGIN_EXPIRED and changes nothing.
+
+Lockout: five consecutive failures of a person's certificate login (wrong answers to the second
+factor) within one China Standard Time day lock that person's certificate login until 00:00 CST
+the next day; a success resets the count.
 """
 
 from __future__ import annotations
@@ -21,10 +24,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import hmac
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cryptography import x509
@@ -37,36 +39,26 @@ from cert_agent.verifier.errors import (
     NotAnAgency,
     NotFound,
     NotLoggedIn,
-    SmsCodeIncorrect,
-    SmsRateLimited,
     StoreUnavailable,
     TaxpayerIdInvalid,
     TaxpayerUnknown,
 )
-from cert_agent.verifier.sms import SmsSender
-from cert_agent.verifier.store import AuditEntry, LoginAttempt, LoginKind, SentCode, Session, SmsLimits, Step, Store
+from cert_agent.verifier.factors import SecondFactor, Verdict
+from cert_agent.verifier.masking import mask_name, mask_phone
+from cert_agent.verifier.store import Action, AuditEntry, LoginAttempt, LoginKind, Session, Step, Store
 from cert_agent.verifier.validation import AuthTokenValidator
 
 CST = dt.timezone(dt.timedelta(hours=8), "CST")
 MAX_FAILURES = 5
-METHOD = "certificate"
+LOCKOUT = "certificate"  # the login method whose failures the lockout counts (its key in the store)
 CHALLENGE_SECONDS = 300
 ATTEMPT_SECONDS = 600
-CODE_SECONDS = 300
 SESSION_SECONDS = 1800
-
-
-def mask_name(name: str) -> str:
-    """张三 -> 张*, 张三丰 -> 张*丰, 欧阳小明 -> 欧**明."""
-    if len(name) <= 1:
-        return name
-    if len(name) == 2:
-        return name[0] + "*"
-    return name[0] + "*" * (len(name) - 2) + name[-1]
-
-
-def mask_phone(phone: str) -> str:
-    return phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "****"
+_NOT_NOW = {  # why an action is refused at another step (LOGIN_EXPIRED's detail)
+    Action.BEGIN_FACTOR: "the second factor of this login is already passed",
+    Action.CHECK_FACTOR: "no second factor was begun for this login",
+    Action.CHOOSE_CLIENT: "no client choice is pending",
+}
 
 
 def cst_day(moment: dt.datetime) -> str:
@@ -82,9 +74,8 @@ def next_cst_midnight(moment: dt.datetime) -> dt.datetime:
 class LoginService:
     store: Store
     validator: AuthTokenValidator
-    sms: SmsSender
+    factor: SecondFactor
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
-    sms_limits: SmsLimits = field(default_factory=SmsLimits)
 
     # --- 1. challenge -----------------------------------------------------------------------
 
@@ -96,11 +87,11 @@ class LoginService:
 
     # --- 2. certificate ---------------------------------------------------------------------
 
-    async def certificate(self, kind: LoginKind, token: Any, nonce: str) -> dict[str, Any]:
+    async def certificate(self, kind: LoginKind, auth_token: Any, nonce: str) -> dict[str, Any]:
         now = self.clock()
         if not await self.store.consume_challenge(nonce, now):
             raise ChallengeInvalid()
-        validated = await self.validator.validate(token, nonce)
+        validated = await self.validator.validate(auth_token, nonce)
         tid = validated.taxpayer_id
         if tid is None or not tid.is_valid:
             raise TaxpayerIdInvalid(tid.value if tid else "")
@@ -136,55 +127,54 @@ class LoginService:
             ],
         }
 
-    # --- 3. SMS code ------------------------------------------------------------------------
+    # --- 3. the second factor begins ------------------------------------------------------
 
     async def send_code(self, attempt_id: str, person_id: str) -> dict[str, Any]:
         now = self.clock()
-        attempt = await self._attempt(attempt_id, now)
-        if attempt.step not in (Step.CHOOSE_PERSON, Step.VERIFY_CODE):  # a resend is VERIFY_CODE
-            raise LoginExpired("the second factor of this login is already passed")
+        attempt = await self._attempt(attempt_id, now, Action.BEGIN_FACTOR)  # a resend is at SECOND_FACTOR
         if person_id not in attempt.persons:
             raise NoRelationship(person_id)
         await self._check_lock(person_id, now)
         person = await self.store.person(person_id)
         if person is None:  # removed since the attempt listed them
             raise NoRelationship(person_id)
-        wait = await self.store.record_sms_send(attempt_id, person_id, person.phone, now, self.sms_limits)
-        if wait:
-            raise SmsRateLimited(wait)
-        code = f"{secrets.randbelow(10**6):06d}"
-        salt = secrets.token_hex(8)
-        sent = SentCode(person_id, salt, _code_hash(salt, code), now + dt.timedelta(seconds=CODE_SECONDS))
-        await self.store.update_attempt(replace(attempt, step=Step.VERIFY_CODE, code=sent))  # never extends it
-        text = f"【电子税务局】您的登录验证码为 {code}，5分钟内有效。请勿泄露给他人。"
-        await self.sms.send(person.phone, text, code)
-        await self.store.audit(now, person_id, attempt.taxpayer_id, "sms_sent", mask_phone(person.phone))
-        return {"sentTo": mask_phone(person.phone), "expiresIn": CODE_SECONDS, "resendIn": self.sms_limits.interval}
+        begun = await self.factor.begin(attempt, person, now)
+        await self.store.update_attempt(
+            replace(attempt, step=Step.SECOND_FACTOR, factor=begun.state)
+        )  # never extends it
+        if begun.audit is not None:
+            await self.store.audit(now, person_id, attempt.taxpayer_id, *begun.audit)
+        return begun.reply
 
-    # --- 4. verify the code -----------------------------------------------------------------
+    # --- 4. the answer to the second factor -------------------------------------------------
 
-    async def verify_code(self, attempt_id: str, code: str) -> dict[str, Any]:
+    async def verify_code(self, attempt_id: str, answer: str) -> dict[str, Any]:
         now = self.clock()
-        attempt = await self._attempt(attempt_id, now)
-        sent = attempt.code
-        if attempt.step is not Step.VERIFY_CODE or sent is None:
-            raise LoginExpired("no code was sent for this login")
-        # Every guess is counted before it is checked, in one statement, so guesses sent in
-        # parallel (to one instance or several) each get their own number and never more than
-        # MAX_FAILURES are checked in a day; a right code resets the count. A person already
-        # locked today gets a count past MAX_FAILURES here, and the lock as the answer.
-        count = await self.store.record_failure(sent.person_id, METHOD, cst_day(now))
-        if count > MAX_FAILURES:
-            raise _locked_until_midnight(now)
-        fresh = sent.expires_at > now
-        if not (fresh and hmac.compare_digest(sent.digest, _code_hash(sent.salt, code))):
-            await self.store.audit(now, sent.person_id, attempt.taxpayer_id, "login_failed", "SMS_CODE_INCORRECT")
+        attempt = await self._attempt(attempt_id, now, Action.CHECK_FACTOR)
+        state = attempt.factor
+        if state is None or state.factor != self.factor.name:
+            raise LoginExpired(_NOT_NOW[Action.CHECK_FACTOR])
+        count = 0
+        if self.factor.guessable:
+            # Every guess is counted before it is checked, in one statement, so guesses sent in
+            # parallel (to one instance or several) each get their own number and never more than
+            # MAX_FAILURES are checked in a day; a right answer resets the count. A person already
+            # locked today gets a count past MAX_FAILURES here, and the lock as the answer.
+            count = await self.store.record_failure(state.person_id, LOCKOUT, cst_day(now))
+            if count > MAX_FAILURES:
+                raise _locked_until_midnight(now)
+        verdict = self.factor.check(state, answer, now)
+        if verdict is Verdict.PENDING:
+            return {"pending": True}
+        if verdict is Verdict.WRONG:
+            wrong = self.factor.wrong_answer(max(0, MAX_FAILURES - count))
+            await self.store.audit(now, state.person_id, attempt.taxpayer_id, "login_failed", wrong.code)
             if count >= MAX_FAILURES:
                 raise _locked_until_midnight(now)
-            raise SmsCodeIncorrect(tries_left=MAX_FAILURES - count)
-        await self.store.reset_failures(sent.person_id, METHOD)
+            raise wrong
+        await self.store.reset_failures(state.person_id, LOCKOUT)
         if attempt.kind is LoginKind.ENTERPRISE:
-            return await self._open_session(attempt, sent.person_id, attempt.taxpayer_id, None, now)
+            return await self._open_session(attempt, state.person_id, attempt.taxpayer_id, None, now)
         clients = await self._clients(attempt.taxpayer_id, now)
         if not clients:
             await self.store.drop_attempt(attempt_id)
@@ -197,12 +187,12 @@ class LoginService:
 
     async def choose_client(self, attempt_id: str, client_id: str) -> dict[str, Any]:
         now = self.clock()
-        attempt = await self._attempt(attempt_id, now)
-        if attempt.step is not Step.CHOOSE_CLIENT or attempt.code is None:
-            raise LoginExpired("no client choice is pending")
+        attempt = await self._attempt(attempt_id, now, Action.CHOOSE_CLIENT)
+        if attempt.factor is None:
+            raise LoginExpired(_NOT_NOW[Action.CHOOSE_CLIENT])
         if client_id not in {c["taxpayerId"] for c in await self._clients(attempt.taxpayer_id, now)}:
             raise NoRelationship(client_id)
-        return await self._open_session(attempt, attempt.code.person_id, client_id, attempt.taxpayer_id, now)
+        return await self._open_session(attempt, attempt.factor.person_id, client_id, attempt.taxpayer_id, now)
 
     # --- the account centre: sessions and history ----------------------------------------
 
@@ -262,23 +252,26 @@ class LoginService:
         return healthy, {"status": "ok" if healthy else "degraded", **details}
 
     async def purge(self) -> dict[str, int]:
-        """Delete expired challenges, login attempts and sessions, SMS sends older than the
-        longest send limit, and past days' failure counts (the audit log is kept)."""
+        """Delete expired challenges, login attempts and sessions, the factor's records older than
+        it needs them (SMS sends: the longest send limit), and past days' failure counts (the
+        audit log is kept)."""
         now = self.clock()
-        limits = self.sms_limits
-        window = max(limits.interval, limits.per_attempt.seconds, limits.per_person.seconds, limits.per_phone.seconds)
-        return await self.store.purge(now, now - dt.timedelta(seconds=window), cst_day(now))
+        keep_since = now - dt.timedelta(seconds=self.factor.records_kept_for())
+        return await self.store.purge(now, keep_since, cst_day(now))
 
     # --- helpers ------------------------------------------------------------------------------
 
     async def _check_lock(self, person_id: str, now: dt.datetime) -> None:
-        if await self.store.failures(person_id, METHOD, cst_day(now)) >= MAX_FAILURES:
+        if await self.store.failures(person_id, LOCKOUT, cst_day(now)) >= MAX_FAILURES:
             raise _locked_until_midnight(now)
 
-    async def _attempt(self, attempt_id: str, now: dt.datetime) -> LoginAttempt:
+    async def _attempt(self, attempt_id: str, now: dt.datetime, action: Action) -> LoginAttempt:
+        """The live attempt, at a step that accepts ``action`` (else LOGIN_EXPIRED, unchanged)."""
         attempt = await self.store.attempt(attempt_id, now)
         if attempt is None:
             raise LoginExpired()
+        if not attempt.accepts(action):
+            raise LoginExpired(_NOT_NOW[action])
         return attempt
 
     async def _clients(self, agency_id: str, now: dt.datetime) -> list[dict[str, str]]:
@@ -323,7 +316,3 @@ class LoginService:
 def _locked_until_midnight(now: dt.datetime) -> AccountLocked:
     until = next_cst_midnight(now)
     return AccountLocked(until.isoformat(), until.strftime("%Y-%m-%d %H:%M"))
-
-
-def _code_hash(salt: str, code: str) -> str:
-    return hashlib.sha256(f"{salt}:{code}".encode()).hexdigest()

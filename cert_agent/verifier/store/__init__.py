@@ -7,17 +7,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from cert_agent.verifier.store.database import Database
-from cert_agent.verifier.store.interfaces import AuditLog, Challenges, Directory, LoginAttempts, Sessions, Store
+from cert_agent.verifier.store.interfaces import (
+    AuditLog,
+    Challenges,
+    Directory,
+    LoginAttempts,
+    Sessions,
+    SmsSends,
+    Store,
+)
 from cert_agent.verifier.store.records import (
+    ACCEPTS,
     AGREEMENT_STATUSES,
     ROLES,
+    Action,
     Agreement,
     AuditEntry,
     Enterprise,
+    FactorState,
     LoginAttempt,
     LoginKind,
     Person,
-    SentCode,
     Session,
     SmsLimit,
     SmsLimits,
@@ -56,24 +66,27 @@ async def open_store(
 
 
 __all__ = [
+    "ACCEPTS",
     "AGREEMENT_STATUSES",
     "MIGRATIONS",
     "ROLES",
+    "Action",
     "Agreement",
     "AuditEntry",
     "AuditLog",
     "Challenges",
     "Directory",
     "Enterprise",
+    "FactorState",
     "LoginAttempt",
     "LoginAttempts",
     "LoginKind",
     "Person",
-    "SentCode",
     "Session",
     "Sessions",
     "SmsLimit",
     "SmsLimits",
+    "SmsSends",
     "SqlStore",
     "Step",
     "Store",

@@ -36,18 +36,23 @@ class Challenges(Protocol):
 
 
 class LoginAttempts(Protocol):
-    """Logins under way, the SMS codes sent for them, and each person's failures per day."""
+    """Logins under way, and each person's failures per day (the lockout)."""
 
     async def save_attempt(self, attempt: LoginAttempt) -> None: ...
     async def update_attempt(self, attempt: LoginAttempt) -> None: ...
     async def attempt(self, attempt_id: str, now: dt.datetime) -> LoginAttempt | None: ...
     async def drop_attempt(self, attempt_id: str) -> bool: ...
-    async def record_sms_send(
-        self, attempt_id: str, person_id: str, phone: str, now: dt.datetime, limits: SmsLimits
-    ) -> int: ...
     async def failures(self, account: str, method: str, day: str) -> int: ...
     async def record_failure(self, account: str, method: str, day: str) -> int: ...
     async def reset_failures(self, account: str, method: str) -> None: ...
+
+
+class SmsSends(Protocol):
+    """The SMS codes sent, for the SMS factor's limits (``factors/sms.py``)."""
+
+    async def record_sms_send(
+        self, attempt_id: str, person_id: str, phone: str, now: dt.datetime, limits: SmsLimits
+    ) -> int: ...  # 0: the send is recorded; else the seconds to wait (nothing recorded)
 
 
 class Sessions(Protocol):
@@ -66,7 +71,7 @@ class AuditLog(Protocol):
     async def hide_entry(self, person_id: str, entry_id: int) -> bool: ...
 
 
-class Store(Directory, Challenges, LoginAttempts, Sessions, AuditLog, Protocol):
+class Store(Directory, Challenges, LoginAttempts, SmsSends, Sessions, AuditLog, Protocol):
     """Everything the verifier keeps, in one database."""
 
     async def ping(self) -> None: ...  # raises StoreUnavailable when the database cannot be used

@@ -84,27 +84,46 @@ class LoginKind(StrEnum):
 
 
 class Step(StrEnum):
-    """Where a login attempt stands: each HTTP step accepts exactly one of these."""
+    """Where a login attempt stands. ``ACCEPTS`` says which steps each action of the flow
+    accepts; any other step answers LOGIN_EXPIRED and leaves the attempt where it was.
+
+    The stored values are the ones from when the SMS code was the only second factor
+    ("verify_code"): instances of two versions share one database during an upgrade."""
 
     CHOOSE_PERSON = "choose_person"
-    VERIFY_CODE = "verify_code"
+    SECOND_FACTOR = "verify_code"
     CHOOSE_CLIENT = "choose_client"
 
 
-@dataclass(frozen=True)
-class SentCode:
-    """The SMS code sent for an attempt, as a salted hash, never the code itself."""
+class Action(StrEnum):
+    BEGIN_FACTOR = "begin_factor"  # the person is chosen: their second factor begins (again: a resend)
+    CHECK_FACTOR = "check_factor"  # an answer to the second factor (the SMS code)
+    CHOOSE_CLIENT = "choose_client"  # 代理业务: the client enterprise
 
+
+ACCEPTS: dict[Action, frozenset[Step]] = {
+    Action.BEGIN_FACTOR: frozenset({Step.CHOOSE_PERSON, Step.SECOND_FACTOR}),
+    Action.CHECK_FACTOR: frozenset({Step.SECOND_FACTOR}),
+    Action.CHOOSE_CLIENT: frozenset({Step.CHOOSE_CLIENT}),
+}
+
+
+@dataclass(frozen=True)
+class FactorState:
+    """What a second factor left on an attempt for one person: its name, until when it may be
+    answered, and its own values (the SMS factor: a salt and the code's salted hash, never the
+    code)."""
+
+    factor: str
     person_id: str
-    salt: str
-    digest: str
     expires_at: dt.datetime
+    values: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
 class LoginAttempt:
-    """A certificate login between the certificate step and the session: who may receive the
-    code, which step comes next, and (代理业务) which clients may be chosen."""
+    """A certificate login between the certificate step and the session: who may pass the second
+    factor, which step comes next, and (代理业务) which clients may be chosen."""
 
     attempt_id: str
     kind: LoginKind
@@ -113,11 +132,15 @@ class LoginAttempt:
     persons: tuple[str, ...]
     expires_at: dt.datetime
     step: Step = Step.CHOOSE_PERSON
-    code: SentCode | None = None
+    factor: FactorState | None = None
     clients: tuple[str, ...] = field(default=())
 
+    def accepts(self, action: Action) -> bool:
+        return self.step in ACCEPTS[action]
+
     def state_json(self) -> str:
-        """What the store keeps of the attempt beside its id and expiry."""
+        """What the store keeps of the attempt beside its id and expiry (the factor's state under
+        "code", the key it had when SMS was the only factor)."""
         state: dict[str, Any] = {
             "kind": self.kind.value,
             "taxpayerId": self.taxpayer_id,
@@ -126,19 +149,18 @@ class LoginAttempt:
             "step": self.step.value,
             "clients": list(self.clients),
         }
-        if self.code is not None:
+        if self.factor is not None:
             state["code"] = {
-                "personId": self.code.person_id,
-                "salt": self.code.salt,
-                "digest": self.code.digest,
-                "expiresAt": self.code.expires_at.isoformat(),
+                **dict(self.factor.values),
+                "factor": self.factor.factor,
+                "personId": self.factor.person_id,
+                "expiresAt": self.factor.expires_at.isoformat(),
             }
         return json.dumps(state, ensure_ascii=False)
 
     @classmethod
     def from_state(cls, attempt_id: str, state_json: str, expires_at: dt.datetime) -> LoginAttempt:
         state = json.loads(state_json)
-        code = state.get("code")
         return cls(
             attempt_id=attempt_id,
             kind=LoginKind(state["kind"]),
@@ -147,8 +169,18 @@ class LoginAttempt:
             persons=tuple(state["persons"]),
             expires_at=expires_at,
             step=Step(state["step"]),
-            code=SentCode(code["personId"], code["salt"], code["digest"], dt.datetime.fromisoformat(code["expiresAt"]))
-            if code
-            else None,
+            factor=_factor(state.get("code")),
             clients=tuple(state.get("clients", ())),
         )
+
+
+def _factor(stored: dict[str, str] | None) -> FactorState | None:
+    if not stored:
+        return None
+    values = {k: v for k, v in stored.items() if k not in ("factor", "personId", "expiresAt")}
+    return FactorState(
+        stored.get("factor", "sms"),  # written before there were other factors
+        stored["personId"],
+        dt.datetime.fromisoformat(stored["expiresAt"]),
+        tuple(sorted(values.items())),
+    )

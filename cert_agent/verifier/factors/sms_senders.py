@@ -44,18 +44,18 @@ class OutboxSender:
 
 class HttpGatewaySender:
     """A production sender: POST ``{"phone", "text"}`` as JSON to the operator's SMS gateway,
-    with a bearer token read from the environment variable ``token_env`` (never from a file in
+    with a bearer credential read from the environment variable ``token_env`` (never from a file in
     the repository). Connection errors, time-outs and 5xx answers are retried ``retries`` times
     with a growing pause; then the send fails with SMS_UNAVAILABLE (503)."""
 
     def __init__(self, url: str, *, token_env: str | None = None, timeout: float = 5.0, retries: int = 2) -> None:
         self.url = url
-        self._token = os.environ.get(token_env, "") if token_env else ""
+        self._bearer = os.environ.get(token_env, "") if token_env else ""
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retries = retries
 
     async def send(self, phone: str, text: str, code: str) -> None:
-        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        headers = {"Authorization": f"Bearer {self._bearer}"} if self._bearer else {}
         problem = ""
         for attempt in range(self._retries + 1):
             if attempt:
