@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from demo.services import NO_SMS_LIMITS
 from softhsm_fixtures import build_fixtures
+from softhsm_fixtures.verifier_service import NO_SMS_LIMITS
 from tests.harness.pages import pass_sms, sign_in, site
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import aiohttp
 
 from softhsm_fixtures import build_fixtures
-from softhsm_fixtures.catalog import CertSpec, TokenSpec
+from softhsm_fixtures.taxpayers import CertSpec, TokenSpec
 from tests.harness.agent import ALLOWED_ORIGIN, Client, free_port
 from tests.harness.processes import tree_pss_kib
 

@@ -35,8 +35,8 @@ from cert_agent.drivers.pin import Pin
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
 from cert_agent.verifier.app import create_app
 from cert_agent.verifier.validation import AuthTokenValidator, ValidatorSettings
-from demo.services import NO_SMS_LIMITS, OUTBOX, seeded_login_service
 from softhsm_fixtures import Fixtures, build_fixtures
+from softhsm_fixtures.verifier_service import NO_SMS_LIMITS, OUTBOX, seeded_login_service
 from tests.harness.agent import free_port
 
 ORIGIN = "https://etax.example.com"

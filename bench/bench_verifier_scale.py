@@ -36,8 +36,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cert_agent.common.algorithms import SignatureAlgorithm
 from cert_agent.common.webeid import auth_token, signed_data
 from softhsm_fixtures import Fixtures, build_fixtures
-from softhsm_fixtures.catalog import TAXPAYERS
 from softhsm_fixtures.seed import verifier_records
+from softhsm_fixtures.taxpayers import TAXPAYERS
 from tests.harness.postgres import PostgresServer, postgres_server
 from tests.harness.processes import children
 from tests.harness.verifier import ORIGIN, VerifierProcess

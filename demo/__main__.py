@@ -21,7 +21,7 @@ from aiohttp import web
 from cert_agent.agent.config import DEFAULT_PORT, AgentConfig
 from cert_agent.common.errors import CertAgentError
 from cert_agent.common.running import until_stopped
-from softhsm_fixtures.catalog import DEMO_TOKENS
+from softhsm_fixtures.taxpayers import DEMO_TOKENS
 
 if TYPE_CHECKING:
     from softhsm_fixtures import Fixtures
@@ -53,7 +53,7 @@ async def run_demo(fixtures: Fixtures, directory: Path, port: int, agent_port: i
     from cert_agent.agent.server import CONFIG_KEY
     from cert_agent.agent.server import start as start_agent
     from cert_agent.verifier.app import create_app
-    from demo.services import seeded_login_service
+    from softhsm_fixtures.verifier_service import seeded_login_service
 
     origin = f"http://127.0.0.1:{port}"
 

@@ -26,7 +26,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from softhsm_fixtures.catalog import SO_PIN, TAXPAYERS, TOKENS, CertSpec, TokenSpec
 from softhsm_fixtures.pki import (
     ONE_DAY,
     CertificateAuthority,
@@ -46,6 +45,7 @@ from softhsm_fixtures.softhsm import (
     store_certificate,
     user_session,
 )
+from softhsm_fixtures.taxpayers import SO_PIN, TAXPAYERS, TOKENS, CertSpec, TokenSpec
 
 UNPARSABLE_CERTIFICATE = b"\x30\x82\x01\x00not a certificate"
 

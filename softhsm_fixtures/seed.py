@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from softhsm_fixtures.catalog import TAXPAYERS
+from softhsm_fixtures.taxpayers import TAXPAYERS
 
 PERSONS = [
     {"personId": "p-zhang", "name": "张伟", "idNumber": "370202198001011234", "phone": "13800000001"},

@@ -35,6 +35,10 @@ ABSENT_ADDRESS = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
 
 
 class ConnectionGuard:
+    """The limits a connection meets before it is served: the handshake must end within
+    ``handshake_timeout``, at most ``max_pending`` handshakes are under way, and one origin keeps
+    at most ``max_per_origin`` connections open."""
+
     def __init__(self, *, handshake_timeout: float, max_pending: int, max_per_origin: int) -> None:
         self._handshake_timeout = handshake_timeout
         self._max_pending = max_pending

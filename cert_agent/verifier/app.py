@@ -178,10 +178,10 @@ async def login_certificate(request: web.Request) -> web.Response:
     except ValueError:
         raise BadRequest("kind", " or ".join(LoginKind)) from None
     nonce = text_field(body, "nonce", 512)
-    token = body.get("authToken")
-    if not isinstance(token, dict):
+    auth_token = body.get("authToken")
+    if not isinstance(auth_token, dict):
         raise BadRequest("authToken", "a JSON object is required")
-    return web.json_response(await request.app[LOGIN_KEY].certificate(kind, token, nonce))
+    return web.json_response(await request.app[LOGIN_KEY].certificate(kind, auth_token, nonce))
 
 
 async def login_sms(request: web.Request) -> web.Response:

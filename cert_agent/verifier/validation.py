@@ -313,11 +313,12 @@ class AuthTokenValidator:
         self.ocsp_status = OcspStatus()  # the last exchange with the OCSP responder, for health
         self._facts: dict[bytes, CertificateFacts] = {}
 
-    async def validate(self, token: Any, nonce: str, at: dt.datetime | None = None) -> ValidatedAuthToken:
-        """Run the checks in order; the first failure is raised, else the login identity.
-        ``at`` pins the validation time (support, test vectors): then no path is cached."""
+    async def validate(self, auth_token: Any, nonce: str, at: dt.datetime | None = None) -> ValidatedAuthToken:
+        """Run the checks in order on ``auth_token`` (the JSON object the agent made) for the
+        challenge ``nonce``; the first failure is raised, else the login identity. ``at`` pins
+        the validation time (support, test vectors): then no path is cached."""
         moment = at or self._clock()
-        parsed = parse_auth_token(token)
+        parsed = parse_auth_token(auth_token)
         check_format(parsed)
         certificate = self.check_certificate(parsed)
         check_purpose(certificate)

@@ -78,7 +78,7 @@ def agent_config(fixtures: Fixtures, **overrides: Any) -> AgentConfig:
         pin_max_tries=10,
         poll_interval=0.2,
         listen_hosts=("127.0.0.1",),
-        watch_readers=False,  # the PC/SC tests (test_pcsc.py) switch it on, with their own pcscd
+        watch_readers=False,  # the PC/SC tests (drivers/test_pcsc.py) switch it on, with their own pcscd
     )
     return replace(base, **overrides)
 

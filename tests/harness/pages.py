@@ -14,8 +14,8 @@ from playwright.async_api import Page
 
 from cert_agent.verifier.app import create_app
 from cert_agent.verifier.store import SmsLimits
-from demo.services import OUTBOX, seeded_login_service
 from softhsm_fixtures import Fixtures
+from softhsm_fixtures.verifier_service import OUTBOX, seeded_login_service
 from tests.harness.agent import RunningAgent, free_port, running_agent
 from tests.harness.browser import ARTIFACTS, chromium
 

@@ -23,9 +23,9 @@ from cert_agent.drivers.pkcs11 import Pkcs11Driver
 from cert_agent.verifier.app import create_app
 from cert_agent.verifier.login import LoginService
 from cert_agent.verifier.store import SqlStore, Store
-from demo.services import OUTBOX, seeded_login_service
 from softhsm_fixtures import Fixtures
 from softhsm_fixtures.seed import verifier_records
+from softhsm_fixtures.verifier_service import OUTBOX, seeded_login_service
 from tests.harness.agent import free_port
 
 

@@ -1,5 +1,5 @@
 """Loads the PIN-pad double (``tests/doubles/pinpad_driver.py``) into every process started with this
-folder on PYTHONPATH (tests/test_pinpad.py does, and nothing else)."""
+folder on PYTHONPATH (tests/agent/test_pinpad.py does, and nothing else)."""
 
 import sys
 from pathlib import Path

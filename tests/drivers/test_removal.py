@@ -7,7 +7,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 from cert_agent.common.algorithms import SignatureAlgorithm
 from cert_agent.common.errors import CertAgentError
@@ -15,6 +14,7 @@ from cert_agent.drivers.models import Token
 from cert_agent.drivers.pin import Pin
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
 from softhsm_fixtures import Fixtures
+from tests.paths import TESTS
 
 
 def test_token_removed_while_signing_gives_removal_errors_and_the_rest_goes_on(fresh_fixtures: Fixtures) -> None:
@@ -22,7 +22,7 @@ def test_token_removed_while_signing_gives_removal_errors_and_the_rest_goes_on(f
     worker = subprocess.Popen(
         [
             sys.executable,
-            str(Path(__file__).with_name("harness") / "removal_worker.py"),
+            str(TESTS / "harness" / "removal_worker.py"),
             fresh_fixtures.module,
             token.label,
             fresh_fixtures.cert("hairun-ec").cert_id,

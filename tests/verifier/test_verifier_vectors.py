@@ -5,15 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cert_agent.verifier.errors import AuthTokenInvalid
 from cert_agent.verifier.validation import AuthTokenValidator, ValidatorSettings, load_certificates
+from tests.paths import SHARED
 
-VECTORS_DIR = Path(__file__).resolve().parents[2] / "shared" / "interop" / "web-eid"
+VECTORS_DIR = SHARED / "interop" / "web-eid"
 # The Web eID libraries' default disallowed policies (Estonian Mobile-ID), as the README says.
 WEB_EID_DISALLOWED = frozenset(
     {"1.3.6.1.4.1.10015.1.3", "1.3.6.1.4.1.10015.1.3.1", "1.3.6.1.4.1.10015.1.3.2", "1.3.6.1.4.1.10015.1.3.3"}

@@ -19,8 +19,8 @@ import pytest
 from cert_agent.desktop import browser_policy
 from softhsm_fixtures import Fixtures
 from tests.harness.daemon import Daemon
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 ORIGIN = "https://etax.example.com"
 UNIT = Path("/usr/lib/systemd/user/cert-agent.service")
 OURS = [

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.paths import ROOT
+
 DESKTOP_ONLY = {"python-pkcs11", "pyscard", "platformdirs"}
 VERIFIER_ONLY = {"pyhanko-certvalidator", "uritools", "oscrypto"}
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from softhsm_fixtures import Fixtures, build_fixtures
-from softhsm_fixtures.catalog import TAXPAYERS, CertSpec, TokenSpec
+from softhsm_fixtures.taxpayers import TAXPAYERS, CertSpec, TokenSpec
 from tests.harness.agent import ALLOWED_ORIGIN, NONCE, connect, running_agent, verify_auth_token
 from tests.harness.hang import media_that_can_hang
 from tests.harness.tpm import SoftwareTpm, tpm_available

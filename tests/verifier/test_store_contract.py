@@ -16,8 +16,8 @@ import pytest_asyncio
 from cert_agent.verifier.errors import StoreUnavailable
 from cert_agent.verifier.importer import check_records
 from cert_agent.verifier.store import MIGRATIONS, LoginAttempt, LoginKind, Session, SmsLimits, SqlStore, open_store
-from softhsm_fixtures.catalog import TAXPAYERS
 from softhsm_fixtures.seed import verifier_records
+from softhsm_fixtures.taxpayers import TAXPAYERS
 from tests.harness.postgres import PostgresServer
 from tests.harness.verifier import row_counts
 

@@ -1,11 +1,11 @@
 import json
-from pathlib import Path
 
 import pytest
 
 from cert_agent.common.taxpayer_id import TaxpayerIdKind, is_valid_uscc, parse_taxpayer_id, uscc_check_character
+from tests.paths import TESTS
 
-VECTORS = json.loads((Path(__file__).parent / "vectors" / "uscc.json").read_text(encoding="utf-8"))
+VECTORS = json.loads((TESTS / "vectors" / "uscc.json").read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("code", VECTORS["valid"])

@@ -28,8 +28,9 @@ from tests.harness.agent import (
     running_agent,
     verify_auth_token,
 )
+from tests.paths import TESTS
 
-PIN_PAD_DOUBLE = Path(__file__).parent / "doubles" / "pinpad"
+PIN_PAD_DOUBLE = TESTS / "doubles" / "pinpad"
 
 
 @asynccontextmanager

@@ -16,8 +16,8 @@ from aiohttp import web
 from playwright.async_api import async_playwright, expect
 
 from cert_agent.verifier.app import create_app
-from demo.services import OUTBOX, seeded_login_service
 from softhsm_fixtures import Fixtures
+from softhsm_fixtures.verifier_service import OUTBOX, seeded_login_service
 from tests.harness.agent import free_port, running_agent
 from tests.harness.browser import CHROMIUM_ARGS, chromium_path
 from tests.harness.pages import Site, pass_sms, sign_in

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from cert_agent.agent.instance import InstanceLock
 from softhsm_fixtures import Fixtures
-from softhsm_fixtures.catalog import TAXPAYERS
+from softhsm_fixtures.taxpayers import TAXPAYERS
 from tests.harness.agent import (
     ALLOWED_ORIGIN,
     NONCE,

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cert_agent.agent.errors
 import cert_agent.drivers.errors
 import cert_agent.verifier.errors
 from cert_agent.common.errors import CertAgentError
 from cert_agent.common.messages import MESSAGES
+from tests.paths import ROOT
 
 LAYERS = (cert_agent.agent.errors, cert_agent.drivers.errors, cert_agent.verifier.errors)  # each owns its errors
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _all_error_classes() -> list[type[CertAgentError]]:

@@ -16,8 +16,8 @@ import pytest
 
 from cert_agent.verifier.store import MIGRATIONS, Enterprise, open_store
 from softhsm_fixtures import Fixtures
-from softhsm_fixtures.catalog import TAXPAYERS
 from softhsm_fixtures.seed import verifier_records
+from softhsm_fixtures.taxpayers import TAXPAYERS
 from tests.harness.agent import free_port
 from tests.harness.verifier import VerifierProcess
 

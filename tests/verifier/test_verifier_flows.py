@@ -15,7 +15,7 @@ from yarl import URL
 
 from cert_agent.verifier.store import SmsLimit, SmsLimits, SqlStore
 from softhsm_fixtures import Fixtures
-from softhsm_fixtures.catalog import TAXPAYERS
+from softhsm_fixtures.taxpayers import TAXPAYERS
 from tests.harness.postgres import PostgresServer
 from tests.harness.verifier import ORIGIN, Clock, Verifier, make_auth_token, row_counts, verifier_at
 
