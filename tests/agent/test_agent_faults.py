@@ -41,6 +41,7 @@ async def _still_serving(agent: RunningAgent, client: Client, fixtures: Fixtures
     nonce = base64.b64encode(os.urandom(32)).decode()
     pin = fixtures.token_of(cert_name).pin
     reply = await client.call("authenticate", tokenId=token_id, certId=cert_id, pin=pin, challengeNonce=nonce)
+    assert "result" in reply, reply
     verify_auth_token(reply["result"]["authToken"], ALLOWED_ORIGIN, nonce)
 
 
