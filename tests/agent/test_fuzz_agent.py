@@ -26,14 +26,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cert_agent.agent import server
+from cert_agent.agent import methods
 from cert_agent.common import jsontext
 from softhsm_fixtures import Fixtures, build_fixtures
 from tests.harness.agent import ALLOWED_ORIGIN, free_port
 from tests.harness.daemon import Daemon
 from tests.harness.fuzz import CASES, documented_codes, edge_text, json_values
 
-METHODS = sorted(server.METHODS)  # every method the agent serves, pair included
+METHODS = sorted(methods.METHODS)  # every method the agent serves, pair included
 CODES = documented_codes()
 
 
