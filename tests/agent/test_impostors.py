@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 
 from softhsm_fixtures import Fixtures
-from tests.browser.test_browser_client import NONCE, call, page_with_agent
-from tests.harness.agent import certificate_of, free_port
-from tests.harness.browser import ARTIFACTS
+from tests.harness.agent import NONCE, certificate_of, free_port
+from tests.harness.browser import ARTIFACTS, call, page_with_agent
 from tests.harness.otheruser import can_switch_user, impostor_of_another_user
 from tests.harness.pages import site
 

@@ -5,48 +5,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
 from cryptography.exceptions import InvalidSignature
-from playwright.async_api import Page
 
 from softhsm_fixtures import Fixtures
-from tests.harness.agent import RunningAgent, certificate_of, free_port, running_agent, verify_auth_token
-from tests.harness.browser import ARTIFACTS, chromium, page_server
+from tests.harness.agent import certificate_of, free_port, verify_auth_token
+from tests.harness.browser import ARTIFACTS, call, page_with_agent
 
 NONCE = base64.b64encode(os.urandom(32)).decode()
-
-
-@asynccontextmanager
-async def page_with_agent(fixtures: Fixtures, **overrides: Any) -> AsyncIterator[tuple[Page, RunningAgent, str]]:
-    page_port = free_port()
-    origin = f"http://127.0.0.1:{page_port}"
-    overrides.setdefault("allowed_origins", (origin,))
-    async with (
-        running_agent(fixtures, **overrides) as agent,
-        page_server(page_port) as url,
-        chromium() as browser,
-    ):
-        page = await browser.new_page()
-        await page.goto(url)
-        await page.wait_for_function("window.ready === true")
-        yield page, agent, origin
-
-
-async def call(page: Page, script: str, arg: Any = None) -> Any:
-    """Run ``script`` (the body of an async function of ``agent`` module and ``arg``) in the page;
-    a CertAgentError comes back as {"code", "message", "details"}."""
-    return await page.evaluate(
-        f"""async ([arg]) => {{
-            const m = window.certAgent;
-            try {{ return await (async (arg) => {{ {script} }})(arg); }}
-            catch (e) {{ return {{ code: e.code, message: e.message, details: e.details, name: e.name }}; }}
-        }}""",
-        [arg],
-    )
 
 
 async def test_page_connects_lists_and_authenticates_for_its_own_origin(fixtures: Fixtures) -> None:

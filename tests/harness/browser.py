@@ -8,9 +8,13 @@ import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
+
+from softhsm_fixtures import Fixtures
+from tests.harness.agent import RunningAgent, free_port, running_agent
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "cert_agent" / "web"
 ARTIFACTS = Path(os.environ.get("CERT_AGENT_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts"))
@@ -69,3 +73,32 @@ async def page_server(port: int) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def page_with_agent(fixtures: Fixtures, **overrides: Any) -> AsyncIterator[tuple[Page, RunningAgent, str]]:
+    page_port = free_port()
+    origin = f"http://127.0.0.1:{page_port}"
+    overrides.setdefault("allowed_origins", (origin,))
+    async with (
+        running_agent(fixtures, **overrides) as agent,
+        page_server(page_port) as url,
+        chromium() as browser,
+    ):
+        page = await browser.new_page()
+        await page.goto(url)
+        await page.wait_for_function("window.ready === true")
+        yield page, agent, origin
+
+
+async def call(page: Page, script: str, arg: Any = None) -> Any:
+    """Run ``script`` (the body of an async function of ``agent`` module and ``arg``) in the page;
+    a CertAgentError comes back as {"code", "message", "details"}."""
+    return await page.evaluate(
+        f"""async ([arg]) => {{
+            const m = window.certAgent;
+            try {{ return await (async (arg) => {{ {script} }})(arg); }}
+            catch (e) {{ return {{ code: e.code, message: e.message, details: e.details, name: e.name }}; }}
+        }}""",
+        [arg],
+    )
