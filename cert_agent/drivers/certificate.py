@@ -1,8 +1,14 @@
-"""What a certificate on a token says, parsed once with pyca/cryptography."""
+"""What a certificate on a token says, parsed once with pyca/cryptography.
+
+pyca/cryptography reads SM2 certificates but refuses their keys, so the key of a certificate is
+told from its SubjectPublicKeyInfo (asn1crypto): id-ecPublicKey on the SM2 curve is an SM2 key.
+"""
 
 from __future__ import annotations
 
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -35,14 +41,34 @@ def parse_certificate(der: bytes) -> CertificateInfo:
         raise CertificateUnparsable(type(exc).__name__) from None
 
 
+SM2_CURVE = "1.2.156.10197.1.301"
+
+
 def _describe(der: bytes, cert: x509.Certificate) -> CertificateInfo:
-    public_key = cert.public_key()
+    if _is_sm2(der):
+        return _info(der, cert, "SM2", 256, "sm2")
+    try:
+        public_key = cert.public_key()
+    except UnsupportedAlgorithm:  # a key type the agent cannot use: listed, never signed with
+        return _info(der, cert, "unsupported", 0, None)
     if isinstance(public_key, rsa.RSAPublicKey):
-        key_type, key_size, curve = "RSA", public_key.key_size, None
-    elif isinstance(public_key, ec.EllipticCurvePublicKey):
-        key_type, key_size, curve = "EC", public_key.curve.key_size, public_key.curve.name
-    else:
-        key_type, key_size, curve = type(public_key).__name__, 0, None
+        return _info(der, cert, "RSA", public_key.key_size, None)
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return _info(der, cert, "EC", public_key.curve.key_size, public_key.curve.name)
+    return _info(der, cert, "unsupported", 0, None)  # Ed25519, DSA, ...: listed, never signed with
+
+
+def _is_sm2(der: bytes) -> bool:
+    algorithm = asn1_x509.Certificate.load(der)["tbs_certificate"]["subject_public_key_info"]["algorithm"]
+    parameters = algorithm["parameters"]
+    return (
+        algorithm["algorithm"].dotted == "1.2.840.10045.2.1"
+        and getattr(parameters, "name", "") == "named"
+        and (parameters.chosen.dotted == SM2_CURVE)
+    )
+
+
+def _info(der: bytes, cert: x509.Certificate, key_type: str, key_size: int, curve: str | None) -> CertificateInfo:
     cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return CertificateInfo(
         der=der,

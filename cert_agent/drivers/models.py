@@ -14,6 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from cert_agent.common.algorithms import default_algorithm
 from cert_agent.common.errors import CertAgentError
 from cert_agent.common.taxpayer_id import TaxpayerId
 
@@ -73,12 +74,19 @@ class CertificateInfo:
     serial_hex: str
     not_before: datetime
     not_after: datetime
-    key_type: str  # "RSA" or "EC"
+    key_type: str  # "RSA", "EC" (NIST curves), "SM2", or "unsupported"
     key_size: int
     curve: str | None
     key_usage: tuple[str, ...]
     extended_key_usage: tuple[str, ...]
     taxpayer_id: TaxpayerId | None
+
+    @property
+    def algorithm(self) -> str | None:
+        """What the agent signs with this certificate's key by default (None: it cannot)."""
+        if self.key_type not in ("RSA", "EC", "SM2"):
+            return None
+        return default_algorithm(self.key_type, self.key_size).value
 
     def to_dict(self) -> dict[str, Any]:
         tid = self.taxpayer_id
@@ -92,6 +100,7 @@ class CertificateInfo:
             "keyType": self.key_type,
             "keySize": self.key_size,
             "curve": self.curve,
+            "algorithm": self.algorithm,
             "keyUsage": list(self.key_usage),
             "extendedKeyUsage": list(self.extended_key_usage),
             "taxpayerId": tid.value if tid else None,

@@ -63,9 +63,12 @@ class SignPlan:
 def plan_signature(algorithm: SignatureAlgorithm, data: bytes, token_mechanisms: frozenset[int]) -> SignPlan | None:
     """How to sign ``data`` with ``algorithm`` on a token offering ``token_mechanisms``.
 
-    None when the token has neither the combined nor the raw mechanism.
+    None when the token has neither the combined nor the raw mechanism, or the algorithm has no
+    standard PKCS#11 mechanism (SM2: vendors' modules only, named by the media catalog).
     """
-    combined = _COMBINED[algorithm]
+    combined = _COMBINED.get(algorithm)
+    if combined is None:
+        return None
     if combined in token_mechanisms:
         return SignPlan(combined, _parameter(algorithm), data, _name(combined), hashed_on_host=False)
     raw = _RAW[algorithm.padding]

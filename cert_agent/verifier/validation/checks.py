@@ -72,10 +72,14 @@ def anchor_validities(anchors: Iterable[asn1_x509.Certificate]) -> dict[bytes, t
 
 
 def check_algorithm(token: ParsedAuthToken) -> SignatureAlgorithm:
+    """Check 8: an algorithm this verifier checks (ES/PS/RS 256/384/512; SM2 comes with issue 20)."""
     try:
-        return SignatureAlgorithm(token.algorithm)
+        algorithm = SignatureAlgorithm(token.algorithm)
     except ValueError:
         raise UnsupportedAlgorithmError(repr(token.algorithm[:20])) from None
+    if algorithm.hash_name not in _HASHES:
+        raise UnsupportedAlgorithmError(algorithm.value)
+    return algorithm
 
 
 def check_signature(
