@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 # tests start in a temporary directory of their own (tests/harness/postgres.py); swtpm ... dbus:
 # tpm2-pkcs11 over a software TPM, the second PKCS#11 implementation the agent is tested on
 # (tests/harness/tpm.py); vsmartcard-vpcd: a virtual reader in pcscd, for the PC/SC hot-plug tests
-# (tests/harness/vcard.py).
-APT_PACKAGES=(softhsm2 opensc pcscd libpcsclite-dev swig gcc python3-venv python3-dev postgresql
+# (tests/harness/vcard.py); libssl-dev: the software SKF device (softskf/, built below over
+# libcrypto), the SM2 medium the tests and the demo use.
+APT_PACKAGES=(softhsm2 opensc pcscd libpcsclite-dev swig gcc libssl-dev python3-venv python3-dev postgresql
   swtpm swtpm-tools tpm2-tools tpm2-abrmd libtss2-tcti-tabrmd0 libtpm2-pkcs11-1 libtpm2-pkcs11-tools dbus
   vsmartcard-vpcd)
 if [ "${CERT_AGENT_BROWSER:-1}" = 1 ]; then APT_PACKAGES+=(chromium fonts-noto-cjk); fi
@@ -39,3 +40,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'  # dev = desktop + verifier + test tools
 .venv/bin/python -c 'import pkcs11, PyKCS11, smartcard, cert_agent' # fail here, not later, if an install went wrong
+bash softskf/build.sh  # build/libsoftskf.so: the software SKF device

@@ -14,8 +14,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "a certificate medium is in a reader, but no driver (PKCS#11 module) for it is installed",
     ),
     "MODULE_LOAD_FAILED": (
-        "无法加载证书介质驱动（PKCS#11 模块），请确认驱动已安装",
-        "the PKCS#11 module could not be loaded",
+        "无法加载证书介质驱动（PKCS#11 模块或 SKF 库），请确认驱动已安装",
+        "the library (PKCS#11 module or SKF library) could not be loaded",
     ),
     "TOKEN_NOT_FOUND": (
         "未找到指定的证书介质，请插入税务UKey、金税盘或税控盘",
@@ -60,6 +60,18 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "PKCS11_ERROR": (
         "证书介质操作失败",
         "the PKCS#11 call failed",
+    ),
+    "SKF_ERROR": (
+        "证书介质操作失败",
+        "the SKF call failed",
+    ),
+    "SKF_GARBAGE": (
+        "证书介质驱动返回了无法识别的数据，请重新插入证书介质或重新安装其驱动程序",
+        "the SKF library returned malformed data",
+    ),
+    "KEY_UNUSABLE": (
+        "该证书的密钥类型不受支持，无法用于登录",
+        "the certificate's key is of a type the agent cannot sign with",
     ),
     "PIN_INCORRECT": (
         "证书密码错误",

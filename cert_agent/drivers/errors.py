@@ -57,6 +57,25 @@ class Pkcs11Failure(CertAgentError):
     code = "PKCS11_ERROR"
 
 
+class SkfFailure(CertAgentError):
+    """An SKF return code with no more specific meaning; ``detail`` names the call and the SAR."""
+
+    code = "SKF_ERROR"
+
+
+class SkfGarbage(CertAgentError):
+    """An SKF library returned what no conforming library returns (a length past the buffer, a
+    list without its end, a non-DER certificate, an all-zero signature): its device only fails."""
+
+    code = "SKF_GARBAGE"
+
+
+class KeyUnusable(CertAgentError):
+    """The certificate's key is of a type the agent cannot sign with (listed, never used)."""
+
+    code = "KEY_UNUSABLE"
+
+
 class PinIncorrect(CertAgentError):
     """Wrong PIN. ``triesLeft`` is present when the token (or its configured limit) tells it."""
 

@@ -63,9 +63,18 @@ def _open_pkcs11(paths: Sequence[str]) -> TokenDriver:
     return Pkcs11Driver(paths)
 
 
+def _open_skf(paths: Sequence[str]) -> TokenDriver:
+    from cert_agent.drivers.skf import SkfDriver
+
+    return SkfDriver(paths)
+
+
 # The PKCS#11 kind also takes what it cannot tell (a missing file, not a library): its loader
 # records why, as it always has.
-_KINDS: list[DriverKind] = [DriverKind(PKCS11, lambda path: library_interface(path) in (PKCS11, None), _open_pkcs11)]
+_KINDS: list[DriverKind] = [
+    DriverKind(SKF, lambda path: library_interface(path) == SKF, _open_skf),
+    DriverKind(PKCS11, lambda path: library_interface(path) in (PKCS11, None), _open_pkcs11),
+]
 
 
 def kind(name: str) -> DriverKind:
