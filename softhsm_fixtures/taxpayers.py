@@ -125,3 +125,59 @@ DEMO_TOKENS: tuple[TokenSpec, ...] = (
     TokenSpec("demo-agency", "税务UKey 信达财税", "998877", (CertSpec("xinda-ec", "xinda"),)),
     TokenSpec("demo-tax-control-disk", "税控盘 海润贸易", "112233", (CertSpec("hairun-ec", "hairun"),)),
 )
+
+
+# --- SM2 media on the software SKF device (softskf) --------------------------------------------
+
+
+@dataclass(frozen=True)
+class SkfContainerSpec:
+    name: str  # the container's name on the device
+    cert: str  # stable fixture name of its certificate
+    taxpayer: str  # key into TAXPAYERS
+    kind: str = "SM2"  # "SM2" or "RSA"
+
+
+@dataclass(frozen=True)
+class SkfMediumSpec:
+    """One application of one SKF device: a token to the agent."""
+
+    name: str  # stable fixture name
+    label: str  # DEVINFO.Label, at most 32 bytes of UTF-8
+    serial: str
+    pin: str
+    containers: tuple[SkfContainerSpec, ...]
+    app: str = "SM2"  # the tax UKey's client opens application SM2, container SM2CONTAINER0002
+    max_tries: int = 6
+    is_default: bool = False
+    locked: bool = False
+
+
+# The tax UKey's default certificate PIN, as its client code has it (public repository
+# 330wanlu/1_mb_code, .../tax/cntax/module/cntax_common.c).
+TAX_UKEY_DEFAULT_PIN = "12345678"
+SKF_MEDIA: tuple[SkfMediumSpec, ...] = (
+    SkfMediumSpec(
+        "sm2-ukey", "税务UKey 海润贸易 SM2", "SKF-HAIRUN-0001", "Hr2026sm2",
+        (SkfContainerSpec("SM2CONTAINER0002", "hairun-sm2", "hairun"),),
+    ),
+    SkfMediumSpec(
+        "sm2-default-pin", "税务UKey 初心科技 SM2", "SKF-CHUXIN-0002", TAX_UKEY_DEFAULT_PIN,
+        (SkfContainerSpec("SM2CONTAINER0002", "chuxin-sm2", "chuxin"),), is_default=True,
+    ),
+    SkfMediumSpec(
+        "sm2-agency", "税务UKey 信达财税 SM2", "SKF-XINDA-0003", "Xd2026sm2",
+        (SkfContainerSpec("SM2CONTAINER0002", "xinda-sm2", "xinda"),),
+    ),
+    SkfMediumSpec(
+        "sm2-two-containers", "税务UKey 双正物流 SM2", "SKF-SHUANGZHENG-0004", "Sz2026sm2",
+        (
+            SkfContainerSpec("SM2CONTAINER0002", "shuangzheng-sm2", "shuangzheng"),
+            SkfContainerSpec("RSACONTAINER0001", "shuangzheng-skf-rsa", "shuangzheng", kind="RSA"),
+        ),
+    ),
+    SkfMediumSpec(
+        "sm2-locked", "税务UKey 已锁定 SM2", "SKF-LOCKED-0005", "Lk2026sm2",
+        (SkfContainerSpec("SM2CONTAINER0002", "locked-sm2", "testcase"),), locked=True,
+    ),
+)  # fmt: skip

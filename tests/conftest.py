@@ -18,6 +18,7 @@ import pytest_asyncio
 
 from cert_agent.drivers.pkcs11 import Pkcs11Driver
 from softhsm_fixtures import Fixtures, build_fixtures
+from softhsm_fixtures.skf_build import SkfFixtures, build_skf_fixtures
 from tests.harness.agent import RunningAgent, running_agent
 from tests.harness.postgres import PostgresServer, postgres_bin, postgres_server
 from tests.harness.verifier import Clock, Verifier, verifier_at
@@ -62,6 +63,26 @@ def fresh_fixtures(tmp_path: Path) -> Fixtures:
     """A fixture set of this test's own, for tests that change PINs or remove tokens."""
     built = build_fixtures(tmp_path / "fixtures")
     _use(built)
+    return built
+
+
+@pytest.fixture(scope="session")
+def shared_skf_fixtures(tmp_path_factory: pytest.TempPathFactory) -> SkfFixtures:
+    """One set of SM2 media on the software SKF device, for tests that only read them."""
+    return build_skf_fixtures(tmp_path_factory.mktemp("skf-fixtures"))
+
+
+@pytest.fixture
+def skf_fixtures(shared_skf_fixtures: SkfFixtures, monkeypatch: pytest.MonkeyPatch) -> SkfFixtures:
+    monkeypatch.setenv("SOFTSKF_DIR", str(shared_skf_fixtures.store.root))  # the library reads it at each call
+    return shared_skf_fixtures
+
+
+@pytest.fixture
+def fresh_skf_fixtures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SkfFixtures:
+    """SM2 media of this test's own, for tests that change PINs or pull devices out."""
+    built = build_skf_fixtures(tmp_path / "skf-fixtures")
+    monkeypatch.setenv("SOFTSKF_DIR", str(built.store.root))
     return built
 
 

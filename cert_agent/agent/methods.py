@@ -121,9 +121,11 @@ async def authenticate(conn: Connection, service: TokenService, params: dict[str
         cert, info = _certificate(service, token_id, cert_id)
         algorithm = choose_algorithm(requested, info.key_type, info.key_size)
         data = signed_data(conn.origin, nonce, algorithm)
-        # Whether the PIN is the media's well-known initial one: the page asks the user to
-        # change it, without knowing (or keeping) the value itself. (Unknown on a PIN pad.)
-        initial = pin is not None and pin.equals(INITIAL_PIN)
+        # Whether the PIN is the medium's initial one: the page asks the user to change it, without
+        # knowing (or keeping) the value. The medium's own word where it gives one (SKF's default
+        # flag), else a comparison with the well-known 88888888. (Unknown on a PIN pad.)
+        reported = service.token(token_id).token.pin.is_default
+        initial = pin is not None and (reported if reported is not None else pin.equals(INITIAL_PIN))
         async with service.pin_turn(token_id):
             with conn.pin_attempt(token_id):
                 signature = await service.sign(token_id, cert_id, pin, data, algorithm, conn.origin)

@@ -61,6 +61,7 @@ class PinStatus:
     tries_left: int | None = None
     max_tries: int | None = None
     pin_pad: bool = False  # the PIN is typed on the reader's own keypad, never by the agent
+    is_default: bool | None = None  # the PIN is still the issuer's initial one (None: not reported)
 
 
 @dataclass(frozen=True)

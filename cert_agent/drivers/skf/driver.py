@@ -305,7 +305,7 @@ def _token(module: str, index: int, info: structs.DeviceInfo, app: str, pin: tup
         manufacturer=info.manufacturer,
         model="",
         medium=entry.medium if entry and entry.medium else medium_of(label, ""),
-        pin=PinStatus(_pin_state(maximum, remain, is_default), remain, maximum, False),
+        pin=PinStatus(_pin_state(maximum, remain, is_default), remain, maximum, False, is_default),
         flags=("SKF_DEFAULT_PIN",) if is_default else (),
         slot_tag=app,
     )
