@@ -1,7 +1,8 @@
 """``cert-agent doctor``: is everything in place for a login? Each check prints one line or a
 few (✓ fine, • worth knowing, ✗ wrong); the command fails when a check found something wrong.
 
-The checks: the vendor libraries and their media, pcscd and the cards in its readers (a card no
+The checks: the vendor libraries (PKCS#11 modules and SKF libraries) and their media, locked
+ones and ones still on their default PIN, pcscd and the cards in its readers (a card no
 library shows a token for has no driver: the same judgement the daemon makes,
 ``tokens/cards.py``), this user's agent, the agent's ports held by other users, autostart, and
 the browsers' managed policy for the configured origins.
@@ -14,6 +15,7 @@ from typing import TextIO
 
 from cert_agent.agent.config import AgentConfig, load_config
 from cert_agent.drivers.interface import TokenDriver
+from cert_agent.drivers.models import PinState
 
 
 def check_libraries(driver: TokenDriver, modules: list[str], out: TextIO) -> tuple[bool, list[str]]:
@@ -21,17 +23,25 @@ def check_libraries(driver: TokenDriver, modules: list[str], out: TextIO) -> tup
     healthy = bool(modules)
     if not modules:
         print("✗ 未找到 PKCS#11 模块 (no PKCS#11 module found; use --module)", file=out)
+    from cert_agent.drivers.factory import SKF, library_interface
+
     failed = {p.module: p for p in driver.problems}
     tokens = driver.tokens()
     for module in modules:
+        kind = "SKF 库" if library_interface(module) == SKF else "模块"
         if module in failed:
-            print(f"✗ 模块 {module}: {failed[module].error.detail}", file=out)
+            print(f"✗ {kind} {module}: {failed[module].error.detail}", file=out)
             healthy = False
             continue
         own = [t for t in tokens if t.module == module]
-        print(f"✓ 模块 {module}: {len(own)} 个证书介质", file=out)
+        print(f"✓ {kind} {module}: {len(own)} 个证书介质", file=out)
         for token in own:
             print(f"    {token.label} ({token.medium.value}, {token.serial}, PIN {token.pin_state.value})", file=out)
+            if token.pin_state is PinState.LOCKED:
+                advice = "证书密码已锁定，请联系主管税务机关或介质服务单位解锁 (PIN locked)"
+                print(f"    ✗ {token.label}: {advice}", file=out)
+            elif token.pin.is_default:
+                print(f"    • {token.label}: 证书密码仍为初始密码，请尽快修改 (the PIN is still the default)", file=out)
     return healthy, [t.reader for t in tokens if t.reader]
 
 

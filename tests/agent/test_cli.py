@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from softhsm_fixtures import Fixtures
+from softhsm_fixtures.skf_build import SkfFixtures
 from tests.harness.agent import cert_agent
 
 
@@ -118,3 +120,46 @@ def test_doctor_fails_for_a_module_that_does_not_load(fixtures: Fixtures) -> Non
     result = cert_agent(fixtures, "doctor", module="/nonexistent/libukey.so")
     assert result.returncode == 1
     assert "✗ 模块 /nonexistent/libukey.so" in result.stdout
+
+
+def test_tokens_and_certs_cover_sm2_media_behind_an_skf_library(fixtures: Fixtures, skf_fixtures: SkfFixtures) -> None:
+    tokens = cert_agent(fixtures, "tokens", "--json", module=skf_fixtures.library)
+    assert tokens.returncode == 0, tokens.stderr
+    listed = {t["label"]: t for t in json.loads(tokens.stdout)["tokens"]}
+    assert listed["税务UKey 海润贸易 SM2"]["pinState"] == "ok"
+    assert listed["税务UKey 初心科技 SM2"]["pinState"] == "to_be_changed"
+    certs = cert_agent(fixtures, "certs", "--label", "税务UKey 海润贸易 SM2", module=skf_fixtures.library)
+    assert certs.returncode == 0, certs.stderr
+    assert "SM2-256" in certs.stdout and skf_fixtures.cert("hairun-sm2").taxpayer_id in certs.stdout
+
+
+def test_change_pin_on_an_skf_medium_takes_the_devices_word(
+    fixtures: Fixtures, fresh_skf_fixtures: SkfFixtures
+) -> None:
+    label = "税务UKey 初心科技 SM2"
+    wrong = cert_agent(
+        fixtures, "change-pin", "--label", label, "--pin-stdin", stdin="00000000\nQd2026sm2\n",
+        module=fresh_skf_fixtures.library,
+    )  # fmt: skip
+    assert wrong.returncode == 1 and wrong.stderr.strip().endswith("PIN_INCORRECT") and "5" in wrong.stderr
+    done = cert_agent(
+        fixtures, "change-pin", "--label", label, "--pin-stdin", stdin="12345678\nQd2026sm2\n",
+        module=fresh_skf_fixtures.library,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert fresh_skf_fixtures.store.pin_state("dev-sm2-default-pin", "SM2")["default"] == "0"
+
+
+def test_doctor_names_the_skf_library_and_its_locked_and_default_pin_devices(
+    fixtures: Fixtures, skf_fixtures: SkfFixtures, tmp_path: Path
+) -> None:
+    missing = str(tmp_path / "libvendor-skf.so")
+    result = subprocess.run(
+        [sys.executable, "-m", "cert_agent", "doctor", "--module", skf_fixtures.library, "--module", missing],
+        env=fixtures.env.environ(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert f"✓ SKF 库 {skf_fixtures.library}: {len(skf_fixtures.media)} 个证书介质" in result.stdout
+    assert f"✗ 模块 {missing}: {missing}: no such file" in result.stdout
+    assert "✗ 税务UKey 已锁定 SM2: 证书密码已锁定" in result.stdout
+    assert "• 税务UKey 初心科技 SM2: 证书密码仍为初始密码" in result.stdout
+    assert result.returncode == 1  # a library did not load
