@@ -1,8 +1,9 @@
-"""Twenty media at once, of two real PKCS#11 implementations (18 SoftHSM2 tokens and 2 tpm2-pkcs11
-tokens), as an agency keeps its clients' UKeys on one PC: all listed with distinct ids, each
-usable, and hung media delay nothing but their own requests: a TPM that stops answering (its
-process stopped: real, and it hangs both of its tokens) and one SoftHSM2 token stuck in C_Login
-while the 17 others of its module, in the same worker process, go on (a double: see tests/doubles/hang)."""
+"""Twenty media at once, of three real implementations behind two interfaces (15 SoftHSM2 tokens and
+2 tpm2-pkcs11 tokens over PKCS#11, 3 SM2 devices of the software SKF library), as an agency keeps
+its clients' UKeys on one PC: all listed with distinct ids, each usable, and hung media delay
+nothing but their own requests: a TPM that stops answering (its process stopped: real, and it
+hangs both of its tokens) and one SoftHSM2 token stuck in C_Login while the 14 others of its
+module, in the same worker process, and the SKF devices go on (a double: see tests/doubles/hang)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from typing import Any
 import pytest
 
 from softhsm_fixtures import Fixtures, build_fixtures
-from softhsm_fixtures.taxpayers import TAXPAYERS, CertSpec, TokenSpec
+from softhsm_fixtures.skf_build import SkfFixtures, build_skf_fixtures
+from softhsm_fixtures.taxpayers import TAXPAYERS, CertSpec, SkfContainerSpec, SkfMediumSpec, TokenSpec
 from tests.harness.agent import ALLOWED_ORIGIN, NONCE, connect, running_agent, verify_auth_token
 from tests.harness.hang import media_that_can_hang
 from tests.harness.tpm import SoftwareTpm, tpm_available
@@ -24,8 +26,21 @@ pytestmark = pytest.mark.skipif(
     not tpm_available() and not os.environ.get("CI"),
     reason="tpm2-pkcs11, swtpm and tpm2-abrmd are not installed (scripts/setup.sh installs them)",
 )
-SOFTHSM_TOKENS = 18
+SOFTHSM_TOKENS = 15
+SKF_DEVICES = 3
 PIN = "112233"
+
+
+@pytest.fixture
+def skf_three(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SkfFixtures:
+    specs = tuple(
+        SkfMediumSpec(f"skf-{i}", f"税务UKey 客户{i:02d} SM2", f"SKF-CLIENT-{i:04d}", PIN,
+                      (SkfContainerSpec("SM2CONTAINER0002", f"skf-{i}-sm2", "hairun"),))
+        for i in range(SKF_DEVICES)
+    )  # fmt: skip
+    skf = build_skf_fixtures(tmp_path / "skf", media=specs)
+    monkeypatch.setenv("SOFTSKF_DIR", str(skf.store.root))
+    return skf
 
 
 @pytest.fixture
@@ -46,18 +61,19 @@ def twenty(tmp_path: Path) -> Iterator[tuple[Fixtures, SoftwareTpm]]:
         tpm.stop()
 
 
-async def test_twenty_tokens_of_two_modules_are_listed_usable_and_hung_media_delay_no_other(
-    twenty: tuple[Fixtures, SoftwareTpm], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+async def test_twenty_tokens_of_three_libraries_are_listed_usable_and_hung_media_delay_no_other(
+    twenty: tuple[Fixtures, SoftwareTpm], skf_three: SkfFixtures, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     fixtures, tpm = twenty
-    modules = (fixtures.module, tpm.module)
+    modules = (fixtures.module, tpm.module, skf_three.library)
     with media_that_can_hang(monkeypatch, tmp_path) as media:
         async with running_agent(fixtures, modules=modules, operation_timeout=5.0) as agent, connect(agent) as client:
             tokens = (await client.call("listCertificates"))["result"]["tokens"]
             assert len(tokens) == 20 and len({t["tokenId"] for t in tokens}) == 20
             in_tpm = [t for t in tokens if t["module"] == tpm.module]
             in_softhsm = [t for t in tokens if t["module"] == fixtures.module]
-            assert len(in_tpm) == 2
+            in_skf = [t for t in tokens if t["module"] == skf_three.library]
+            assert len(in_tpm) == 2 and len(in_skf) == SKF_DEVICES
 
             def request(token: dict[str, Any]) -> dict[str, Any]:
                 cert_id = token["certificates"][0]["certId"]
@@ -70,7 +86,7 @@ async def test_twenty_tokens_of_two_modules_are_listed_usable_and_hung_media_del
 
                 async def one_after_another() -> list[dict[str, Any]]:
                     async with connect(agent) as tab:  # another tab: a user logging in to the next client
-                        return [await tab.call("authenticate", **request(t)) for t in in_softhsm[1:]]
+                        return [await tab.call("authenticate", **request(t)) for t in in_softhsm[1:] + in_skf]
 
                 # all seventeen answered before the hung ones' time-out (5 s)
                 others = await asyncio.wait_for(one_after_another(), timeout=4)

@@ -23,6 +23,7 @@ from cert_agent.agent.config import AgentConfig
 from cert_agent.agent.tokens import TokenService
 from softhsm_fixtures import Fixtures
 from tests.harness.signatures import verify_signature
+from tests.harness.sm2 import sm2_verifies
 
 ALLOWED_ORIGIN = "https://etax.example.com"
 LOCAL_PAGE_ORIGIN_HOST = "127.0.0.1"
@@ -111,7 +112,13 @@ def certificate_of(fixtures: Fixtures, cert_name: str) -> tuple[str, str]:
 
 
 def verify_auth_token(token: dict[str, Any], origin: str, nonce: str) -> None:
-    """Check a Web eID token independently, with pyca/cryptography only."""
+    """Check a Web eID token independently: pyca/cryptography for ES/PS/RS, the openssl command for
+    SM2SM3 (at the GM/T 0009 default ID)."""
+    if token["algorithm"] == "SM2SM3":
+        data = hashlib.new("sm3", origin.encode()).digest() + hashlib.new("sm3", nonce.encode()).digest()
+        der = base64.b64decode(token["unverifiedCertificate"])
+        assert sm2_verifies(der, data, base64.b64decode(token["signature"])), "the SM2 signature does not verify"
+        return
     certificate = x509.load_der_x509_certificate(base64.b64decode(token["unverifiedCertificate"]))
     name = f"sha{token['algorithm'][2:]}"
     data = hashlib.new(name, origin.encode()).digest() + hashlib.new(name, nonce.encode()).digest()
