@@ -363,8 +363,9 @@ static ULONG check_pin(const char *app, const char *given, ULONG *retry_count, s
         char digest[65];
         sha256_hex(given, digest);
         if (strcmp(digest, pin.digest) == 0) {
+            int changed = pin.remain != pin.max; /* a device writes its counter only when it moves */
             pin.remain = pin.max;
-            result = write_pin(app, &pin) ? SAR_OK : SAR_FILEERR;
+            result = !changed || write_pin(app, &pin) ? SAR_OK : SAR_FILEERR;
         } else {
             pin.remain -= 1;
             result = write_pin(app, &pin) ? SAR_PIN_INCORRECT : SAR_FILEERR;

@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from asn1crypto.algos import DigestInfo, DSASignature
+from asn1crypto.algos import DigestInfo
 
 from cert_agent.common.algorithms import SM2_DEFAULT_ID, KeyType, Padding, SignatureAlgorithm
 from cert_agent.common.errors import CertAgentError
@@ -94,6 +94,10 @@ class SkfDriver(TokenDriver):
         self._locks_lock = threading.Lock()  # guards the dict below
         self._device_locks: dict[str, threading.RLock] = {}
         self._names: dict[str, str] = {}  # device key (library#serial) -> the name it was last seen under
+        # (token id, container) -> (container type, signing public key blob), read with the
+        # certificates (at every insertion) or at the first signature: a signature then costs no
+        # export, as a vendor's own client does it
+        self._keys: dict[tuple[str, str], tuple[int, bytes]] = {}
 
     @property
     def modules(self) -> list[str]:
@@ -146,7 +150,9 @@ class SkfDriver(TokenDriver):
                 if kind not in (SM2_CONTAINER, RSA_CONTAINER):
                     return None  # an empty container
                 der = lib.blob("SKF_ExportCertificate", container, 1)
-                has_key = kind == RSA_CONTAINER or bool(lib.blob("SKF_ExportPublicKey", container, 1))
+                public_key = lib.blob("SKF_ExportPublicKey", container, 1) if kind == SM2_CONTAINER else b""
+                self._keys[(opened.token.token_id, name)] = (kind, public_key)
+                has_key = kind == RSA_CONTAINER or bool(public_key)
         except SkfGarbage as exc:
             log.warning("container %s of %s returned garbage: %s", name, opened.token.serial, exc.detail)
             return TokenCertificate(opened.token, object_id, name, b"", False, None, exc)
@@ -194,31 +200,37 @@ class SkfDriver(TokenDriver):
     # --- signing ------------------------------------------------------------------------------
 
     def sign(self, token: Token, cert_id: bytes, pin: Pin | None, data: bytes, algorithm: SignatureAlgorithm) -> bytes:
+        """Log in with ``pin`` and sign ``data`` with the key of container ``cert_id``. The PIN
+        state is not read first: a locked device refuses VerifyPIN without counting."""
         if pin is None:
             raise PinRequired()
         try:
             name = cert_id.decode("utf-8")
         except UnicodeDecodeError:
             raise CertificateNotFound(cert_id.hex()) from None
-        with self._opened(token) as opened:
+        with self._opened(token, read_pin=False) as opened, self._logged_in(opened, pin):
             lib = opened.lib
-            if name not in lib.names("SKF_EnumContainer", opened.app):
-                raise CertificateNotFound(cert_id.hex())
-            with self._logged_in(opened, pin), lib.container(opened.app, name) as container:
-                try:
-                    signature = self._sign(opened, container, data, algorithm)
-                except SkfError as exc:
-                    raise translate(exc, opened.token.serial) from None
+            try:
+                with lib.container(opened.app, name) as container:
+                    signature = self._sign(opened, name, container, data, algorithm)
+            except SkfError as exc:
+                if exc.call == "SKF_OpenContainer" and exc.code != SAR["SAR_DEVICE_REMOVED"]:
+                    raise CertificateNotFound(cert_id.hex()) from None
+                raise translate(exc, opened.token.serial) from None
         log.info("signed on SKF device %s with %s", opened.token.serial, algorithm.value)
         return signature
 
-    def _sign(self, opened: _Open, container: HANDLE, data: bytes, algorithm: SignatureAlgorithm) -> bytes:
+    def _sign(self, opened: _Open, name: str, container: HANDLE, data: bytes, algorithm: SignatureAlgorithm) -> bytes:
         lib = opened.lib
-        kind = lib.container_type(container)
+        key = (opened.token.token_id, name)
+        if key not in self._keys:
+            kind = lib.container_type(container)
+            public_key = lib.blob("SKF_ExportPublicKey", container, 1) if kind == SM2_CONTAINER else b""
+            self._keys[key] = (kind, public_key)
+        kind, public_key = self._keys[key]
         if algorithm.key_type is KeyType.SM2:
             if kind != SM2_CONTAINER:
                 raise MechanismNotSupported(f"{algorithm.value} needs an SM2 container")
-            public_key = lib.blob("SKF_ExportPublicKey", container, 1)
             digest = lib.sm2_digest(opened.device, public_key, SM2_DEFAULT_ID, data)
             return sm2_signature_der(lib.ecc_sign(container, digest))
         if algorithm.padding is Padding.PKCS1V15 and kind == RSA_CONTAINER:
@@ -245,35 +257,47 @@ class SkfDriver(TokenDriver):
             return self._device_locks.setdefault(f"{token.module}#{token.serial}", threading.RLock())
 
     @contextmanager
-    def _opened(self, token: Token) -> Iterator[_Open]:
-        """Hold the device's lock, find it by its serial, open the token's application."""
+    def _opened(self, token: Token, *, read_pin: bool = True) -> Iterator[_Open]:
+        """Hold the device's lock, find it by its serial, open the token's application (and,
+        unless told not to, read its PIN state: GetPINInfo)."""
         lib = self._libs.get(token.module)
         if lib is None:
             raise ModuleLoadFailed(token.module)
         app_name = token.slot_tag
         with self._device_lock(token):
-            try:
-                for name in self._candidate_names(lib, token):
-                    with lib.device(name) as device:
-                        info = lib.device_info(device)
-                        if info.serial != token.serial:
-                            continue
-                        self._names[f"{token.module}#{token.serial}"] = name
-                        with lib.application(device, app_name) as app:
-                            current = _token(token.module, token.slot_id, info, app_name, lib.pin_info(app))
-                            yield _Open(lib, device, app, current)
-                            return
-            except SkfError as exc:
-                if exc.code in (SAR["SAR_DEVICE_REMOVED"], SAR["SAR_APPLICATION_NOT_EXISTS"]):
-                    raise TokenNotPresent(token.serial) from None
-                raise translate(exc, token.serial) from None
-        raise TokenNotPresent(token.serial)
+            for first_look in (True, False):
+                yielded = False
+                try:
+                    for name in self._candidate_names(lib, token, use_last=first_look):
+                        with lib.device(name) as device:
+                            info = lib.device_info(device)
+                            if info.serial != token.serial:
+                                continue
+                            self._names[f"{token.module}#{token.serial}"] = name
+                            with lib.application(device, app_name) as app:
+                                pin = lib.pin_info(app) if read_pin else None
+                                current = _token(token.module, token.slot_id, info, app_name, pin)
+                                yielded = True
+                                yield _Open(lib, device, app, current)
+                                return
+                    raise TokenNotPresent(token.serial)
+                except SkfError as exc:
+                    removed = exc.code == SAR["SAR_DEVICE_REMOVED"]
+                    if removed and first_look and not yielded:
+                        continue  # the name it was last seen under is gone: look at every device
+                    if removed or exc.code == SAR["SAR_APPLICATION_NOT_EXISTS"]:
+                        raise TokenNotPresent(token.serial) from None
+                    raise translate(exc, token.serial) from None
 
-    def _candidate_names(self, lib: SkfLibrary, token: Token) -> list[str]:
-        """The name the device was last seen under first, then every device present."""
-        last = self._names.get(f"{token.module}#{token.serial}")
-        names = lib.names("SKF_EnumDev", 1)
-        return ([last] if last in names else []) + [name for name in names if name != last]
+    def _candidate_names(self, lib: SkfLibrary, token: Token, *, use_last: bool) -> Iterator[str]:
+        """The name the device was last seen under first (no enumeration: its serial is checked),
+        then every other device present."""
+        last = self._names.get(f"{token.module}#{token.serial}") if use_last else None
+        if last is not None:
+            yield last
+        for name in lib.names("SKF_EnumDev", 1):
+            if name != last:
+                yield name
 
     @staticmethod
     def _refuse_if_locked(token: Token) -> None:
@@ -293,8 +317,8 @@ class SkfDriver(TokenDriver):
         yield
 
 
-def _token(module: str, index: int, info: structs.DeviceInfo, app: str, pin: tuple[int, int, bool]) -> Token:
-    maximum, remain, is_default = pin
+def _token(module: str, index: int, info: structs.DeviceInfo, app: str, pin: tuple[int, int, bool] | None) -> Token:
+    """The token for ``app`` of the device; ``pin`` (GetPINInfo) None: not read for this call."""
     entry = default_catalog().for_token(module, info.manufacturer, "")
     label = info.label or app
     return Token(
@@ -305,10 +329,17 @@ def _token(module: str, index: int, info: structs.DeviceInfo, app: str, pin: tup
         manufacturer=info.manufacturer,
         model="",
         medium=entry.medium if entry and entry.medium else medium_of(label, ""),
-        pin=PinStatus(_pin_state(maximum, remain, is_default), remain, maximum, False, is_default),
-        flags=("SKF_DEFAULT_PIN",) if is_default else (),
+        pin=_pin_status(pin),
+        flags=("SKF_DEFAULT_PIN",) if pin is not None and pin[2] else (),
         slot_tag=app,
     )
+
+
+def _pin_status(pin: tuple[int, int, bool] | None) -> PinStatus:
+    if pin is None:
+        return PinStatus()
+    maximum, remain, is_default = pin
+    return PinStatus(_pin_state(maximum, remain, is_default), remain, maximum, False, is_default)
 
 
 def _pin_state(maximum: int, remain: int, is_default: bool) -> PinState:
@@ -332,4 +363,14 @@ def sm2_signature_der(blob: structs.ECCSIGNATUREBLOB) -> bytes:
     r, s = int.from_bytes(raw_r[32:], "big"), int.from_bytes(raw_s[32:], "big")
     if not (0 < r < SM2_ORDER and 0 < s < SM2_ORDER):
         raise garbage("SKF_ECCSignData", "an SM2 signature out of range (an all-zero blob?)")
-    return bytes(DSASignature({"r": r, "s": s}).dump())
+    return _der_sequence(_der_integer(r) + _der_integer(s))
+
+
+def _der_integer(value: int) -> bytes:
+    """A positive INTEGER in DER: big-endian, a leading zero where the top bit is set (<= 33 bytes)."""
+    body = value.to_bytes(value.bit_length() // 8 + 1, "big")
+    return b"\x02" + bytes([len(body)]) + body
+
+
+def _der_sequence(body: bytes) -> bytes:
+    return b"\x30" + bytes([len(body)]) + body  # two 256-bit integers: always the short length form
