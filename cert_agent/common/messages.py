@@ -211,6 +211,18 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "登录凭证无效，请重新登录",
         "the signature algorithm is not allowed",
     ),
+    "SM2_WRONG_ID": (
+        "证书签名校验失败：签名未使用国密标准默认用户标识（1234567812345678）",
+        "the SM2 signature was made with another user ID than the GM/T 0009 default",
+    ),
+    "ALGORITHM_KEY_MISMATCH": (
+        "签名算法与证书密钥类型不符",
+        "the token's algorithm does not fit the certificate's key (SM2 and ECDSA/RSA)",
+    ),
+    "SM2_UNAVAILABLE": (
+        "本服务所在系统的 OpenSSL 不支持国密 SM2 算法，无法校验国密证书",
+        "an SM2 trust anchor is configured, but the system's libcrypto is not OpenSSL 3 with SM2",
+    ),
     "SIGNATURE_INVALID": (
         "登录凭证无效，请重新登录",
         "the signature does not verify for this origin and challenge",

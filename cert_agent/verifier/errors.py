@@ -89,6 +89,26 @@ class SignatureInvalid(AuthTokenInvalid):
     reason = "signature-invalid"
 
 
+class Sm2WrongId(SignatureInvalid):
+    """An SM2 signature made with another user ID than GM/T 0009's default (OpenSSL 3's empty
+    one, typically): it verifies with the empty ID, not with 1234567812345678."""
+
+    code = "SM2_WRONG_ID"
+
+
+class AlgorithmKeyMismatch(SignatureInvalid):
+    """SM2SM3 claimed for a certificate whose key is not SM2, or ES/PS/RS for an SM2 key."""
+
+    code = "ALGORITHM_KEY_MISMATCH"
+
+
+class Sm2Unavailable(CertAgentError):
+    """An SM2 trust anchor is configured, but the system's libcrypto is not OpenSSL 3 with SM2."""
+
+    code = "SM2_UNAVAILABLE"
+    http_status = 500
+
+
 class ChallengeInvalid(CertAgentError):
     code = "CHALLENGE_INVALID"
     http_status = 401

@@ -14,7 +14,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from cert_agent.common.algorithms import SignatureAlgorithm
 from cert_agent.common.webeid import signed_data
+from cert_agent.verifier import sm2
 from cert_agent.verifier.errors import (
+    AlgorithmKeyMismatch,
     AuthTokenBadFormat,
     CertBadEku,
     CertBadKeyUsage,
@@ -22,6 +24,7 @@ from cert_agent.verifier.errors import (
     CertExpired,
     CertNotYetValid,
     SignatureInvalid,
+    Sm2WrongId,
 )
 from cert_agent.verifier.errors import UnsupportedAlgorithm as UnsupportedAlgorithmError
 from cert_agent.verifier.validation.parsing import CertificateFacts, ParsedAuthToken, decode_base64
@@ -72,12 +75,13 @@ def anchor_validities(anchors: Iterable[asn1_x509.Certificate]) -> dict[bytes, t
 
 
 def check_algorithm(token: ParsedAuthToken) -> SignatureAlgorithm:
-    """Check 8: an algorithm this verifier checks (ES/PS/RS 256/384/512; SM2 comes with issue 20)."""
+    """Check 8: an algorithm this verifier checks (ES/PS/RS 256/384/512, and SM2SM3 where the
+    system's libcrypto has SM2)."""
     try:
         algorithm = SignatureAlgorithm(token.algorithm)
     except ValueError:
         raise UnsupportedAlgorithmError(repr(token.algorithm[:20])) from None
-    if algorithm.hash_name not in _HASHES:
+    if algorithm.hash_name not in _HASHES and not (algorithm is SignatureAlgorithm.SM2SM3 and sm2.available()):
         raise UnsupportedAlgorithmError(algorithm.value)
     return algorithm
 
@@ -86,6 +90,9 @@ def check_signature(
     token: ParsedAuthToken, certificate: CertificateFacts, algorithm: SignatureAlgorithm, origin: str, nonce: str
 ) -> None:
     signature = decode_base64(token.signature, "signature")
+    if algorithm is SignatureAlgorithm.SM2SM3 or certificate.is_sm2:
+        check_sm2_signature(certificate, algorithm, signed_data(origin, nonce, algorithm), signature)
+        return
     hash_factory = _HASHES[algorithm.hash_name]
     data = signed_data(origin, nonce, algorithm)
     public_key = certificate.public_key
@@ -107,6 +114,20 @@ def check_signature(
             raise SignatureInvalid(f"{algorithm.value} does not fit the certificate's key")
     except (InvalidSignature, ValueError, UnsupportedAlgorithm):
         raise SignatureInvalid() from None
+
+
+def check_sm2_signature(
+    certificate: CertificateFacts, algorithm: SignatureAlgorithm, data: bytes, signature: bytes
+) -> None:
+    """Check 9 for SM2: SM2SM3 with an SM2 key, at GM/T 0009's default ID. A signature that
+    verifies only with the empty ID (OpenSSL 3's default) is told apart: SM2_WRONG_ID."""
+    if not (algorithm is SignatureAlgorithm.SM2SM3 and certificate.is_sm2):
+        raise AlgorithmKeyMismatch(f"{algorithm.value} with {'an SM2' if certificate.is_sm2 else 'a non-SM2'} key")
+    if sm2.verify(certificate.spki, data, signature):
+        return
+    if sm2.verify(certificate.spki, data, signature, user_id=b""):
+        raise Sm2WrongId()
+    raise SignatureInvalid()
 
 
 def _within(not_before: dt.datetime, not_after: dt.datetime, at: dt.datetime, what: str) -> None:

@@ -18,6 +18,7 @@ from cert_agent.common.taxpayer_id import TaxpayerId, taxpayer_id_in_name
 from cert_agent.verifier.errors import (
     AuthTokenMalformed,
 )
+from cert_agent.verifier.sm2 import SM2_CURVE
 
 MAX_TOKEN_BYTES = 16 * 1024
 
@@ -71,6 +72,8 @@ class CertificateFacts:
     not_after: dt.datetime
     issuer: bytes  # the issuer's normalised name, to find its trust anchor without comparing names
     public_key: Any  # a pyca/cryptography public key; None if it cannot be loaded (fails at the signature)
+    spki: bytes  # the SubjectPublicKeyInfo, DER (SM2 keys are checked from it, see verifier/sm2.py)
+    is_sm2: bool  # id-ecPublicKey on the SM2 curve
     subject: str
     subject_cn: str | None
     taxpayer_id: TaxpayerId | None
@@ -100,6 +103,8 @@ class CertificateFacts:
             not_after=validity["not_after"].native,
             issuer=cert.issuer.hashable.encode(),
             public_key=public_key_of(cert),
+            spki=cert.public_key.dump(),
+            is_sm2=is_sm2_key(cert),
             subject=cert.subject.human_friendly,
             subject_cn=cn if isinstance(cn, str) else None,
             taxpayer_id=taxpayer_id_of(der),
@@ -111,6 +116,16 @@ def decode_base64(text: str, field: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except ValueError:  # binascii.Error, or a string that is not ASCII
         raise AuthTokenMalformed(f"{field}: not base64") from None
+
+
+def is_sm2_key(cert: asn1_x509.Certificate) -> bool:
+    algorithm = cert.public_key["algorithm"]
+    parameters = algorithm["parameters"]
+    return (
+        algorithm["algorithm"].dotted == "1.2.840.10045.2.1"
+        and getattr(parameters, "name", "") == "named"
+        and parameters.chosen.dotted == SM2_CURVE
+    )
 
 
 def public_key_of(cert: asn1_x509.Certificate) -> Any:

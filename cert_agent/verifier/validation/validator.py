@@ -29,6 +29,7 @@ from pyhanko_certvalidator.errors import (
 )
 from pyhanko_certvalidator.path import ValidationPath
 
+from cert_agent.verifier import sm2
 from cert_agent.verifier.errors import (
     AuthTokenInvalid,
     AuthTokenMalformed,
@@ -39,6 +40,7 @@ from cert_agent.verifier.errors import (
     CertUntrusted,
     OcspResponseInvalid,
     RevocationUnavailable,
+    Sm2Unavailable,
 )
 from cert_agent.verifier.ocsp import OcspSettings, check_ocsp
 from cert_agent.verifier.validation.checks import (
@@ -55,9 +57,11 @@ from cert_agent.verifier.validation.parsing import (
     ParsedAuthToken,
     ValidatedAuthToken,
     decode_base64,
+    is_sm2_key,
     parse_auth_token,
 )
 from cert_agent.verifier.validation.settings import REVOCATION_MODES, ValidatorSettings
+from cert_agent.verifier.validation.sm2_chain import SM2_SIGNATURE_VALIDATOR
 
 log = logging.getLogger("cert_agent.verifier.validation")
 
@@ -72,6 +76,8 @@ class AuthTokenValidator:
         self.settings = settings
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._anchors = [asn1_x509.Certificate.load(der) for der in settings.trust_anchors]
+        if any(is_sm2_key(anchor) for anchor in self._anchors) and not sm2.available():
+            raise Sm2Unavailable("an SM2 trust anchor is configured; the system's libcrypto has no SM2")
         self._anchor_validity = anchor_validities(self._anchors)
         self._intermediates = [asn1_x509.Certificate.load(der) for der in settings.intermediates]
         self._path_cache: dict[bytes, tuple[float, AuthTokenInvalid | None]] = {}
@@ -148,6 +154,7 @@ class AuthTokenValidator:
             revocation_mode="none" if ocsp_settings else REVOCATION_MODES[self.settings.revocation],
             crls=[] if ocsp_settings else list(self.settings.crls),
             allow_fetching=self.settings.allow_fetching and self.settings.revocation != "off" and not ocsp_settings,
+            signature_validator=SM2_SIGNATURE_VALIDATOR,  # SM2 CAs beside RSA and ECDSA ones
         )
         validator = CertificateValidator(
             certificate.cert, intermediate_certs=self._intermediates, validation_context=context
