@@ -22,7 +22,7 @@ from cert_agent.verifier.importer import ImportError_, check_records, read_sourc
 if TYPE_CHECKING:  # validation pulls in pyhanko and cryptography; only the commands that use it load it
     from cert_agent.verifier.ocsp import OcspSettings
     from cert_agent.verifier.store import SmsLimits
-    from cert_agent.verifier.validation import ValidatorSettings
+    from cert_agent.verifier.validation import AuthTokenValidator
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 DEFAULT_PORT = 8090
@@ -254,12 +254,13 @@ def cmd_check_token(args: argparse.Namespace) -> int:
         print(f"cert-verifier: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        result = asyncio.run(AuthTokenValidator(settings).validate(token, args.nonce, at=at))
+        result = asyncio.run(AuthTokenValidator(settings).validate(token, args.nonce, at=at))  # SM2 too
     except CertAgentError as exc:
         print(f"无效 (invalid): {exc.message}")
         print(exc.code)
         return EXIT_INVALID
     print(f"有效 (valid): {result.subject}")
+    print(f"算法 (algorithm): {result.algorithm}")
     if result.taxpayer_id:
         print(f"纳税人识别号: {result.taxpayer_id.value}")
     return EXIT_OK
@@ -319,6 +320,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
         print(f"配置错误 (configuration error): {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from cert_agent.verifier.errors import Sm2Unavailable
+    from cert_agent.verifier.validation import AuthTokenValidator
+
+    try:
+        validator = AuthTokenValidator(settings)
+    except Sm2Unavailable as exc:
+        print(f"配置错误 (configuration error): {exc.message}\n{exc.describe()}", file=sys.stderr)
+        print(exc.code, file=sys.stderr)
+        return EXIT_USAGE
     if args.check_config:
         print(
             f"配置有效 (configuration is valid): origin {config.origin}, {len(settings.trust_anchors)} trust anchor(s)"
@@ -327,10 +337,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from cert_agent.verifier.logs import configure
 
     configure(config.log_format)
-    return _serve(config, settings)
+    return _serve(config, validator)
 
 
-def _serve(config: VerifierConfig, settings: ValidatorSettings) -> int:
+def _serve(config: VerifierConfig, validator: AuthTokenValidator) -> int:
     from aiohttp import web
 
     from cert_agent.common.logfilters import quiet_bad_requests
@@ -342,7 +352,6 @@ def _serve(config: VerifierConfig, settings: ValidatorSettings) -> int:
     from cert_agent.verifier.listener import HttpGuard
     from cert_agent.verifier.login import LoginService
     from cert_agent.verifier.store import open_store
-    from cert_agent.verifier.validation import AuthTokenValidator
 
     quiet_bad_requests()
 
@@ -365,7 +374,7 @@ def _serve(config: VerifierConfig, settings: ValidatorSettings) -> int:
         store = await open_store(
             config.database, pool_size=config.database_pool_size, integrity_interval=config.integrity_interval
         )
-        login = LoginService(store, AuthTokenValidator(settings), SmsFactor(store, sender, sms_limits(config)))
+        login = LoginService(store, validator, SmsFactor(store, sender, sms_limits(config)))
         app = create_app(login, secure_cookies=config.secure_cookies, purge_interval=config.purge_interval, guard=guard)
         runner = web.AppRunner(app, access_log=None, keepalive_timeout=config.request_timeout)
         await runner.setup()  # the cleanup it registers closes the store

@@ -7,6 +7,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -98,3 +101,25 @@ async def test_a_token_signed_on_the_agents_skf_medium_validates_under_the_sm2_c
         auth_token(base64.b64encode(der).decode(), SignatureAlgorithm.SM2SM3, signature), nonce
     )
     assert result.taxpayer_id is not None and result.taxpayer_id.value == skf_fixtures.cert("xinda-sm2").taxpayer_id
+
+
+def _check_token(tmp_path: Path, name: str) -> subprocess.CompletedProcess[str]:
+    vector = next(v for v in VECTORS["vectors"] if v["name"] == name)
+    (tmp_path / "token.json").write_text(json.dumps(vector["token"]), encoding="utf-8")
+    anchors = []
+    for index, der in enumerate(VECTORS["trustAnchors"]):
+        anchors += ["--trust-anchor", str(tmp_path / f"anchor-{index}.der")]
+        (tmp_path / f"anchor-{index}.der").write_bytes(base64.b64decode(der))
+    (tmp_path / "ca.der").write_bytes(base64.b64decode(VECTORS["intermediates"][0]))
+    command = [sys.executable, "-m", "cert_agent.verifier", "check-token", "--token", str(tmp_path / "token.json"),
+               "--origin", VECTORS["origin"], "--nonce", VECTORS["nonce"], *anchors,
+               "--intermediate", str(tmp_path / "ca.der"), "--no-revocation", "--at", VECTORS["at"]]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_check_token_validates_an_sm2_token_and_names_its_algorithm(tmp_path: Path) -> None:
+    valid = _check_token(tmp_path, "sm2-valid")
+    assert valid.returncode == 0, valid.stderr + valid.stdout
+    assert "算法 (algorithm): SM2SM3" in valid.stdout and "纳税人识别号: 91370202MA3C4Q7X1M" in valid.stdout
+    wrong_id = _check_token(tmp_path, "sm2-empty-id")
+    assert wrong_id.returncode == 1 and wrong_id.stdout.strip().endswith("SM2_WRONG_ID")
