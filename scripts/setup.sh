@@ -40,4 +40,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'  # dev = desktop + verifier + test tools
 .venv/bin/python -c 'import pkcs11, PyKCS11, smartcard, cert_agent' # fail here, not later, if an install went wrong
-bash softskf/build.sh  # build/libsoftskf.so: the software SKF device
+bash softskf/build.sh  # softskf/lib/libsoftskf.so: the software SKF device

@@ -2,7 +2,7 @@
 containers, and pulling a device out, as ``softhsm.py`` does for SoftHSM2.
 
 A device is a folder of ``$SOFTSKF_DIR``; it is inserted while the folder exists. The library is
-``build/libsoftskf.so``, built by ``softskf/build.sh`` (the project's setup runs it).
+``softskf/lib/libsoftskf.so``, built by ``softskf/build.sh`` (the project's setup runs it).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-LIBRARY = REPOSITORY / "build" / "libsoftskf.so"
+LIBRARY = REPOSITORY / "softskf" / "lib" / "libsoftskf.so"
 SM2_CONTAINER = 2
 RSA_CONTAINER = 1
 

@@ -114,7 +114,13 @@ class AuthTokenValidator:
         if facts is None:
             try:
                 facts = CertificateFacts.parse(der)
-            except (ValueError, TypeError, KeyError, UnsupportedAlgorithm) as exc:
+            except (
+                ValueError,
+                TypeError,
+                KeyError,
+                IndexError,
+                UnsupportedAlgorithm,
+            ) as exc:  # asn1crypto: IndexError too
                 raise AuthTokenMalformed(f"unverifiedCertificate: {type(exc).__name__}") from None
             if len(self._facts) >= FACTS_CACHE_SIZE:
                 self._facts.pop(next(iter(self._facts)))
