@@ -1,7 +1,9 @@
-"""The embedded demo: the agent and the verifier on this machine, SoftHSM2 tokens as tax media.
+"""The embedded demo: the agent and the verifier on this machine, SoftHSM2 tokens and an SM2
+device of the software SKF library as tax media.
 
-Builds a fresh demo PKI and three media in ``.demo/`` (its own SOFTHSM2_CONF, never the
-system's), seeds the verifier's SQLite database, starts the agent (ws://127.0.0.1:27138/ws) and
+Builds a fresh demo PKI and three PKCS#11 media in ``.demo/`` (its own SOFTHSM2_CONF, never the
+system's) and an SM2 税务UKey behind the SKF interface under its own SM2 PKI (``.demo/skf``),
+seeds the verifier's SQLite database, starts the agent (ws://127.0.0.1:27138/ws) and
 the verifier (http://127.0.0.1:8090/), and prints the URL, the demo PINs and every SMS code as
 it is sent. Ctrl-C stops both. Running it again starts from scratch.
 """
@@ -21,7 +23,8 @@ from aiohttp import web
 from cert_agent.agent.config import DEFAULT_PORT, AgentConfig
 from cert_agent.common.errors import CertAgentError
 from cert_agent.common.running import until_stopped
-from softhsm_fixtures.taxpayers import DEMO_TOKENS
+from softhsm_fixtures.skf_build import SkfFixtures, build_skf_fixtures
+from softhsm_fixtures.taxpayers import DEMO_SKF_MEDIA, DEMO_TOKENS
 
 if TYPE_CHECKING:
     from softhsm_fixtures import Fixtures
@@ -41,15 +44,18 @@ def main(argv: list[str] | None = None) -> int:
     args.dir.mkdir(parents=True)
     fixtures: Fixtures = build_fixtures(args.dir / "fixtures", tokens=DEMO_TOKENS)
     os.environ["SOFTHSM2_CONF"] = str(fixtures.env.conf)  # the agent's workers inherit it
+    shutil.rmtree(args.dir / "skf", ignore_errors=True)
+    skf = build_skf_fixtures(args.dir / "skf", media=DEMO_SKF_MEDIA)  # the SM2 medium, on the soft SKF device
+    os.environ.update(skf.environ())
     try:
-        asyncio.run(run_demo(fixtures, args.dir, args.port, args.agent_port))
+        asyncio.run(run_demo(fixtures, skf, args.dir, args.port, args.agent_port))
     except (OSError, CertAgentError) as exc:
         print(f"演示无法启动 (demo could not start): {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-async def run_demo(fixtures: Fixtures, directory: Path, port: int, agent_port: int) -> None:
+async def run_demo(fixtures: Fixtures, skf: SkfFixtures, directory: Path, port: int, agent_port: int) -> None:
     from cert_agent.agent.server import CONFIG_KEY
     from cert_agent.agent.server import start as start_agent
     from cert_agent.verifier.app import create_app
@@ -60,7 +66,7 @@ async def run_demo(fixtures: Fixtures, directory: Path, port: int, agent_port: i
     def announce(record: dict[str, str]) -> None:
         print(f"[短信 SMS] {record['phone']}: 验证码 {record['code']}", flush=True)
 
-    login = await seeded_login_service(fixtures, directory, origin, on_send=announce)
+    login = await seeded_login_service(fixtures, directory, origin, on_send=announce, skf=skf)
     verifier = web.AppRunner(create_app(login), access_log=None)
     await verifier.setup()
     try:
@@ -68,14 +74,14 @@ async def run_demo(fixtures: Fixtures, directory: Path, port: int, agent_port: i
         agent_config = AgentConfig(
             port=agent_port,
             allowed_origins=(origin,),
-            modules=(fixtures.module,),
+            modules=(fixtures.module, skf.library),
             pin_max_tries=10,
             pairing_file=str(directory / "pairing.json"),  # the demo's own, never the user's
         )
         agent = await start_agent(agent_config)
         bound = agent.app[CONFIG_KEY].port  # the next port of the range when another holds the first
         try:
-            await until_stopped(lambda: _print_welcome(origin, bound, fixtures))
+            await until_stopped(lambda: _print_welcome(origin, bound, fixtures, skf))
             print("\n正在停止演示 (stopping)…", flush=True)
         finally:
             await agent.cleanup()
@@ -83,7 +89,7 @@ async def run_demo(fixtures: Fixtures, directory: Path, port: int, agent_port: i
         await verifier.cleanup()
 
 
-def _print_welcome(origin: str, agent_port: int, fixtures: Fixtures) -> None:
+def _print_welcome(origin: str, agent_port: int, fixtures: Fixtures, skf: SkfFixtures) -> None:
     url = origin + "/" if agent_port == DEFAULT_PORT else f"{origin}/?agentPort={agent_port}"
     lines = [
         "",
@@ -99,6 +105,8 @@ def _print_welcome(origin: str, agent_port: int, fixtures: Fixtures) -> None:
     }
     for token in fixtures.tokens:
         lines.append(f"    {token.label:<14} 证书密码 {token.pin:<10} {notes.get(token.name, '')}")
+    for medium in skf.media:  # the tax UKey's default PIN, as its client code has it (taxpayers.py)
+        lines.append(f"    {medium.label:<14} 证书密码 {medium.pin:<10} 国密 SM2（SKF）；仍为初始密码，登录后请修改")
     lines += ["  短信验证码会显示在下面 (SMS codes appear below). Ctrl-C 停止 (stops).", ""]
     print("\n".join(lines), flush=True)
 

@@ -7,12 +7,21 @@ fixture directory. ``SkfFixtures.environ()`` is what a process needs to see the 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from softhsm_fixtures.pki import Subject
-from softhsm_fixtures.sm2pki import DISTID, openssl, sm2_issuing_ca, sm2_root, sm2_taxpayer, taxpayer_subject
+from softhsm_fixtures.sm2pki import (
+    DISTID,
+    openssl,
+    sm2_crl,
+    sm2_issuing_ca,
+    sm2_root,
+    sm2_taxpayer,
+    taxpayer_subject,
+)
 from softhsm_fixtures.softskf import RSA_CONTAINER, SM2_CONTAINER, SoftSkfStore, softskf_library
 from softhsm_fixtures.taxpayers import SKF_MEDIA, TAXPAYERS, SkfMediumSpec
 
@@ -69,6 +78,11 @@ class SkfFixtures:
     @property
     def issuing_ca(self) -> Path:
         return self.root / "pki" / "sm2-issuing-ca.pem"
+
+    @property
+    def crl(self) -> Path:
+        """The SM2 issuing CA's CRL (DER, SM2-with-SM3): it lists no certificate of the media."""
+        return self.root / "pki" / "sm2-issuing-ca.crl"
 
     def medium(self, name: str) -> SkfFixtureMedium:
         return next(m for m in self.media if m.name == name)
@@ -132,6 +146,7 @@ def build_skf_fixtures(directory: Path, media: tuple[SkfMediumSpec, ...] = SKF_M
                 spec.name, spec.label, spec.serial, spec.app, spec.pin, spec.max_tries, spec.is_default, tuple(certs)
             )
         )
+    (pki / "sm2-issuing-ca.crl").write_bytes(sm2_crl(pki, ca, [], dt.datetime.now(dt.UTC)))
     fixtures = SkfFixtures(directory.resolve(), softskf_library(), tuple(built))
     manifest = {"library": fixtures.library, "media": [asdict(m) for m in built]}
     (directory / "skf-manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")

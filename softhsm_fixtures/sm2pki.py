@@ -9,6 +9,7 @@ are generated in the fixture directory, never in the repository.
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 from softhsm_fixtures.pki import Subject
 
 DISTID = "distid:1234567812345678"
+SM2_WITH_SM3 = "1.2.156.10197.1.501"
 CA_ORGANIZATION = "国家税务总局（测试）"
 SM2_CRL_URL = "http://crl.etax.test/ca/tax-test-sm2-issuing-ca.crl"
 _EXTENSIONS = f"""[ca]
@@ -116,3 +118,32 @@ def sm2_taxpayer(directory: Path, ca: Sm2Authority, name: str, subject: Subject,
     key, request = _sign_request(directory, name, taxpayer_subject(subject))
     cert = _issue(directory, ca, request, name, "leaf", serial=serial, days=365)
     return Sm2Issued(key, openssl("x509", "-in", str(cert), "-outform", "DER"))
+
+
+def sm2_crl(directory: Path, ca: Sm2Authority, revoked: list[int], now: dt.datetime) -> bytes:
+    """A CRL of ``ca`` (valid 30 days) listing the ``revoked`` serials, signed SM2-with-SM3 by the
+    openssl command at the default ID (the TBS made with asn1crypto, signed with pkeyutl)."""
+    from asn1crypto import crl, x509
+
+    issuer = x509.Certificate.load(ca.der())
+    algorithm = {"algorithm": SM2_WITH_SM3}
+    yesterday = x509.Time({"utc_time": now - dt.timedelta(days=1)})
+    tbs = crl.TbsCertList(
+        {
+            "version": "v2",
+            "signature": algorithm,
+            "issuer": issuer.subject,
+            "this_update": yesterday,
+            "next_update": x509.Time({"utc_time": now + dt.timedelta(days=30)}),
+            "revoked_certificates": [{"user_certificate": s, "revocation_date": yesterday} for s in revoked] or None,
+            "crl_extensions": [
+                {"extn_id": "authority_key_identifier", "extn_value": {"key_identifier": issuer.key_identifier}},
+                {"extn_id": "crl_number", "extn_value": 1},
+            ],
+        }
+    )
+    (directory / "sm2-crl.tbs").write_bytes(tbs.dump())
+    signature = openssl("pkeyutl", "-sign", "-rawin", "-digest", "sm3", "-pkeyopt", DISTID, "-inkey", str(ca.key),
+                        "-in", str(directory / "sm2-crl.tbs"))  # fmt: skip
+    signed = crl.CertificateList({"tbs_cert_list": tbs, "signature_algorithm": algorithm, "signature": signature})
+    return bytes(signed.dump())

@@ -181,3 +181,11 @@ SKF_MEDIA: tuple[SkfMediumSpec, ...] = (
         (SkfContainerSpec("SM2CONTAINER0002", "locked-sm2", "testcase"),), locked=True,
     ),
 )  # fmt: skip
+
+# The demo's SM2 medium: a tax UKey still on its default PIN, as it comes from the tax bureau.
+DEMO_SKF_MEDIA: tuple[SkfMediumSpec, ...] = (
+    SkfMediumSpec(
+        "demo-sm2-ukey", "税务UKey 蓝海制造 SM2", "SKF-DEMO-LANHAI", TAX_UKEY_DEFAULT_PIN,
+        (SkfContainerSpec("SM2CONTAINER0002", "lanhai-sm2", "lanhai"),), is_default=True,
+    ),
+)  # fmt: skip

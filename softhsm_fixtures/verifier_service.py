@@ -15,6 +15,7 @@ from cert_agent.verifier.store import SmsLimit, SmsLimits, open_store
 from cert_agent.verifier.validation import AuthTokenValidator, ValidatorSettings
 from softhsm_fixtures import Fixtures
 from softhsm_fixtures.seed import verifier_records
+from softhsm_fixtures.skf_build import SkfFixtures
 
 OUTBOX = "sms-outbox.jsonl"
 # For benchmarks that log one person in hundreds of times: the SMS limits (a production
@@ -33,15 +34,22 @@ async def seeded_login_service(
     on_send: Callable[[dict[str, str]], None] | None = None,
     sms_limits: SmsLimits | None = None,
     database: str | None = None,
+    skf: SkfFixtures | None = None,
 ) -> LoginService:
     """A verifier over ``directory/verifier.db`` (or the ``database`` URL) holding these records (imported again each
     time; the import updates in place), validating tokens for ``origin`` against the fixture
-    PKI with its CRL; SMS codes go to ``directory/sms-outbox.jsonl``. For the demo, tests and
-    benchmarks. The caller closes ``service.store``."""
+    PKI with its CRL (and, with ``skf``, the SM2 PKI of the SM2 media with its SM2 CRL beside it);
+    SMS codes go to ``directory/sms-outbox.jsonl``. For the demo, tests and benchmarks. The caller
+    closes ``service.store``."""
     now = clock() if clock else dt.datetime.now(dt.UTC)
     store = await open_store(database if database is not None else directory / "verifier.db")
     await store.import_all(check_records(verifier_records(now.astimezone(CST).date())))
-    settings = ValidatorSettings.from_files(origin, [fixtures.root_ca], [fixtures.issuing_ca], [fixtures.crl])
+    anchors, intermediates, crls = [fixtures.root_ca], [fixtures.issuing_ca], [fixtures.crl]
+    if skf is not None:
+        anchors.append(skf.root_ca)
+        intermediates.append(skf.issuing_ca)
+        crls.append(skf.crl)
+    settings = ValidatorSettings.from_files(origin, anchors, intermediates, crls)
     factor = SmsFactor(store, OutboxSender(directory / OUTBOX, on_send), sms_limits)
     service = LoginService(store, AuthTokenValidator(settings), factor)
     if clock is not None:

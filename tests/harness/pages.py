@@ -15,6 +15,7 @@ from playwright.async_api import Page
 from cert_agent.verifier.app import create_app
 from cert_agent.verifier.store import SmsLimits
 from softhsm_fixtures import Fixtures
+from softhsm_fixtures.skf_build import SkfFixtures
 from softhsm_fixtures.verifier_service import OUTBOX, seeded_login_service
 from tests.harness.agent import RunningAgent, free_port, running_agent
 from tests.harness.browser import ARTIFACTS, chromium
@@ -37,16 +38,23 @@ class Site:
 
 
 @asynccontextmanager
-async def site(fixtures: Fixtures, directory: Path, *, sms_limits: SmsLimits | None = None) -> AsyncIterator[Site]:
+async def site(
+    fixtures: Fixtures, directory: Path, *, sms_limits: SmsLimits | None = None, skf: SkfFixtures | None = None
+) -> AsyncIterator[Site]:
+    """The verifier's pages and an agent; with ``skf``, the agent serves its SM2 media beside the
+    SoftHSM2 tokens and the verifier trusts its SM2 PKI too."""
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
-    login = await seeded_login_service(fixtures, directory, origin, sms_limits=sms_limits)
+    login = await seeded_login_service(fixtures, directory, origin, sms_limits=sms_limits, skf=skf)
+    modules = (fixtures.module,) if skf is None else (fixtures.module, skf.library)
     runner = web.AppRunner(create_app(login))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         async with AsyncExitStack() as agent_stack, chromium() as browser:
-            agent = await agent_stack.enter_async_context(running_agent(fixtures, allowed_origins=(origin,)))
+            agent = await agent_stack.enter_async_context(
+                running_agent(fixtures, allowed_origins=(origin,), modules=modules)
+            )
             page = await browser.new_page(locale="zh-CN", viewport={"width": 1280, "height": 900})
             await page.goto(f"{origin}/?agentPort={agent.config.port}")
             await page.wait_for_selector("body[data-ready]")

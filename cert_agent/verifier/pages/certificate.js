@@ -2,6 +2,12 @@
 import { api, connectAgent, showError, AGENT_HELP, certificateLabel, fillDetails } from "/static/pages/common.js";
 const $ = (id) => document.getElementById(id);
 let agent, tokens = [];
+// What each algorithm the agent signs with is called in the account centre (SM2: 国密).
+const ALGORITHM_NAMES = {
+  SM2SM3: "SM2（国密 SM2/SM3）", ES256: "ECDSA P-256 / SHA-256", ES384: "ECDSA P-384 / SHA-384",
+  ES512: "ECDSA P-521 / SHA-512", RS256: "RSA / SHA-256", RS384: "RSA / SHA-384", RS512: "RSA / SHA-512",
+  PS256: "RSA-PSS / SHA-256", PS384: "RSA-PSS / SHA-384", PS512: "RSA-PSS / SHA-512",
+};
 try { await api("/api/session"); } catch { location.href = "/"; }
 
 function describe() {
@@ -15,6 +21,7 @@ function describe() {
     ["颁发机构", i.issuer], ["证书序列号", i.serialNumber],
     ["有效期", `${new Date(i.notBefore).toLocaleDateString("zh-CN")} 至 ${new Date(i.notAfter).toLocaleDateString("zh-CN")}`],
     ["密钥", `${i.keyType} ${i.keySize}`],
+    ["签名算法", ALGORITHM_NAMES[i.algorithm] ?? i.algorithm ?? "不支持"],
   ];
   fillDetails($("details"), rows);
 }

@@ -58,7 +58,8 @@ export const AGENT_HELP = `
 export function certificateLabel(token, cert) {
   const info = cert.info;
   const name = info.subjectCN ?? info.subject;
-  return `[${token.medium}] ${name}（${info.taxpayerId ?? "无纳税人识别号"}）`;
+  const sm2 = info.algorithm === "SM2SM3" ? " · 国密" : "";  // an SM2 certificate says so
+  return `[${token.medium}${sm2}] ${name}（${info.taxpayerId ?? "无纳税人识别号"}）`;
 }
 
 /**
