@@ -18,6 +18,7 @@ from softhsm_fixtures.sm2pki import (
     openssl,
     sm2_crl,
     sm2_issuing_ca,
+    sm2_ocsp_responder,
     sm2_root,
     sm2_taxpayer,
     taxpayer_subject,
@@ -80,6 +81,14 @@ class SkfFixtures:
         return self.root / "pki" / "sm2-issuing-ca.pem"
 
     @property
+    def ocsp_responder(self) -> Path:
+        return self.root / "pki" / "sm2-ocsp-responder.pem"
+
+    @property
+    def ocsp_responder_key(self) -> Path:
+        return self.root / "pki" / "sm2-ocsp-responder.key"
+
+    @property
     def crl(self) -> Path:
         """The SM2 issuing CA's CRL (DER, SM2-with-SM3): it lists no certificate of the media."""
         return self.root / "pki" / "sm2-issuing-ca.crl"
@@ -106,6 +115,7 @@ def build_skf_fixtures(directory: Path, media: tuple[SkfMediumSpec, ...] = SKF_M
     pki = directory / "pki"
     root = sm2_root(pki)
     ca = sm2_issuing_ca(pki, root)
+    sm2_ocsp_responder(pki, ca)  # pki/sm2-ocsp-responder.{pem,key}
     store = SoftSkfStore(directory / "store")
     store.root.mkdir(exist_ok=True)
     built = []

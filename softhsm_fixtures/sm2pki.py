@@ -25,6 +25,12 @@ basicConstraints=critical,CA:TRUE,pathlen:0
 keyUsage=critical,keyCertSign,cRLSign
 subjectKeyIdentifier=hash
 authorityKeyIdentifier=keyid
+[ocsp]
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature
+extendedKeyUsage=OCSPSigning
+subjectKeyIdentifier=hash
+authorityKeyIdentifier=keyid
 [leaf]
 basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,nonRepudiation
@@ -111,6 +117,12 @@ def _issue(
 def sm2_issuing_ca(directory: Path, root: Sm2Authority, common_name: str = "税务测试 SM2 签发 CA") -> Sm2Authority:
     key, request = _sign_request(directory, "sm2-issuing-ca", _ca_subject(common_name))
     return Sm2Authority(key, _issue(directory, root, request, "sm2-issuing-ca", "ca", serial=2, days=1825))
+
+
+def sm2_ocsp_responder(directory: Path, ca: Sm2Authority) -> Sm2Authority:
+    """An SM2 OCSP responder certificate the CA authorised (extendedKeyUsage OCSPSigning)."""
+    key, request = _sign_request(directory, "sm2-ocsp-responder", _ca_subject("税务测试 SM2 OCSP 响应器"))
+    return Sm2Authority(key, _issue(directory, ca, request, "sm2-ocsp-responder", "ocsp", serial=3, days=365))
 
 
 def sm2_taxpayer(directory: Path, ca: Sm2Authority, name: str, subject: Subject, serial: int) -> Sm2Issued:

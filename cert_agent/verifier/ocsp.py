@@ -8,6 +8,10 @@ Who may sign the answer:
 - the certificate's issuer itself, or a responder certificate the issuer signed for it
   (extendedKeyUsage id-kp-OCSPSigning, valid now) sent inside the response (RFC 6960 4.2.2.2).
 
+Signatures are RSA, ECDSA or SM2-with-SM3 (an SM2 responder, checked with the system's libcrypto
+at GM/T 0009's default ID, ``verifier/sm2.py``); an SM2 key with another algorithm, or the
+reverse, signs nothing.
+
 Failures come in two kinds. *No answer* (no responder URL, connection refused, time-out, an
 HTTP error, a "tryLater" status) is ``RevocationUnavailable``: the revocation setting decides
 (fail-closed refuses the login, fail-open lets it through and logs it). A *bad answer* (wrong
@@ -23,14 +27,16 @@ import secrets
 from dataclasses import dataclass
 
 import aiohttp
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
+from cert_agent.verifier import sm2
 from cert_agent.verifier.errors import CertRevoked, CertStatusUnknown, OcspResponseInvalid, RevocationUnavailable
 
 log = logging.getLogger("cert_agent.verifier.ocsp")
@@ -156,8 +162,15 @@ def _single_response_for(response: ocsp.OCSPResponse, request: ocsp.OCSPRequest)
 def _authorised_by(candidate: x509.Certificate, issuer: x509.Certificate, now: dt.datetime) -> bool:
     try:
         usages = candidate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        candidate.verify_directly_issued_by(issuer)
-    except (x509.ExtensionNotFound, ValueError, TypeError, InvalidSignature):
+        if _is_sm2(issuer) or _is_sm2_signature(candidate.signature_algorithm_oid):
+            signed = candidate.issuer == issuer.subject and _sm2_signed(
+                candidate.signature, candidate.tbs_certificate_bytes, candidate.signature_algorithm_oid, issuer
+            )
+            if not signed:
+                return False
+        else:
+            candidate.verify_directly_issued_by(issuer)
+    except (x509.ExtensionNotFound, ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return (
         ExtendedKeyUsageOID.OCSP_SIGNING in usages
@@ -166,6 +179,8 @@ def _authorised_by(candidate: x509.Certificate, issuer: x509.Certificate, now: d
 
 
 def _signed_by(response: ocsp.OCSPResponse, signer: x509.Certificate) -> bool:
+    if _is_sm2(signer) or _is_sm2_signature(response.signature_algorithm_oid):
+        return _sm2_signed(response.signature, response.tbs_response_bytes, response.signature_algorithm_oid, signer)
     key = signer.public_key()
     algorithm = response.signature_hash_algorithm
     try:
@@ -178,3 +193,22 @@ def _signed_by(response: ocsp.OCSPResponse, signer: x509.Certificate) -> bool:
     except InvalidSignature:
         return False
     return True
+
+
+# --- SM2: pyca/cryptography reads SM2 certificates and responses, but not their keys ----------
+
+
+def _is_sm2(certificate: x509.Certificate) -> bool:
+    return sm2.is_sm2_key(asn1_x509.Certificate.load(certificate.public_bytes(Encoding.DER)).public_key)
+
+
+def _is_sm2_signature(oid: x509.ObjectIdentifier) -> bool:
+    return oid.dotted_string == sm2.SM2_WITH_SM3
+
+
+def _sm2_signed(signature: bytes, tbs: bytes, oid: x509.ObjectIdentifier, signer: x509.Certificate) -> bool:
+    """SM2-with-SM3 by an SM2 key, at GM/T 0009's default ID; any other mix is not signed."""
+    if not (_is_sm2_signature(oid) and _is_sm2(signer)):
+        return False
+    public_key_info = asn1_x509.Certificate.load(signer.public_bytes(Encoding.DER)).public_key.dump()
+    return sm2.verify(public_key_info, tbs, signature)

@@ -18,6 +18,8 @@ import ctypes.util
 import threading
 from functools import cache
 
+from asn1crypto import keys
+
 from cert_agent.common.algorithms import SM2_DEFAULT_ID
 
 SM2_WITH_SM3 = "1.2.156.10197.1.501"
@@ -104,3 +106,14 @@ def verify(spki_der: bytes, message: bytes, signature_der: bytes, user_id: bytes
     in ``spki_der`` (a SubjectPublicKeyInfo) with ``user_id``?"""
     crypto = _libcrypto()
     return crypto is not None and crypto.verify(spki_der, message, signature_der, user_id)
+
+
+def is_sm2_key(public_key_info: keys.PublicKeyInfo) -> bool:
+    """id-ecPublicKey on the SM2 curve (the one way SM2 keys are written in certificates)."""
+    algorithm = public_key_info["algorithm"]
+    parameters = algorithm["parameters"]
+    return (
+        algorithm["algorithm"].dotted == "1.2.840.10045.2.1"
+        and getattr(parameters, "name", "") == "named"
+        and parameters.chosen.dotted == SM2_CURVE
+    )

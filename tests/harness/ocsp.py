@@ -40,6 +40,19 @@ def write_index(fixtures: Fixtures, path: Path, omit: frozenset[str] = frozenset
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def index_line(certificate_der: bytes, revoked_at: dt.datetime | None = None) -> str:
+    """One line of an `openssl ca` index for a certificate (read with asn1crypto: SM2 ones too)."""
+    from asn1crypto import x509 as asn1_x509
+
+    cert = asn1_x509.Certificate.load(certificate_der)
+    serial = f"{cert.serial_number:X}"
+    serial = serial if len(serial) % 2 == 0 else "0" + serial
+    expiry = _openssl_time(cert["tbs_certificate"]["validity"]["not_after"].native)
+    if revoked_at is not None:
+        return f"R\t{expiry}\t{_openssl_time(revoked_at)}\t{serial}\tunknown\t/CN={serial}"
+    return f"V\t{expiry}\t\t{serial}\tunknown\t/CN={serial}"
+
+
 def make_rogue_responder(directory: Path) -> tuple[Path, Path]:
     """A self-signed responder certificate and key that no CA authorised."""
     return write_self_signed(directory, "rogue-responder", "冒充的OCSP响应器", days=30)
@@ -51,22 +64,31 @@ class OcspResponder:
 
     def __init__(
         self,
-        fixtures: Fixtures,
+        fixtures: Fixtures | None,
         directory: Path,
         *,
         signer: Path | None = None,
         key: Path | None = None,
         omit: frozenset[str] = frozenset(),
+        ca: Path | None = None,
+        index_lines: list[str] | None = None,
+        signing: tuple[str, ...] = (),
     ) -> None:
+        """``fixtures`` None: the index, CA, signer and key are given (``index_lines``, ...);
+        ``signing`` is more of openssl's response-signing options (-rmd, -rsigopt)."""
         directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.index = directory / "index.txt"
-        write_index(fixtures, self.index, omit)
+        if fixtures is not None:
+            write_index(fixtures, self.index, omit)
+            signer, key, ca = signer or fixtures.ocsp_responder, key or fixtures.ocsp_responder_key, fixtures.issuing_ca
+        else:
+            self.index.write_text("\n".join(index_lines or []) + "\n", encoding="utf-8")
+        assert signer is not None and key is not None and ca is not None
         self.command = [
             "openssl", "ocsp", "-index", str(self.index), "-port", str(self.port),
-            "-rsigner", str(signer or fixtures.ocsp_responder), "-rkey", str(key or fixtures.ocsp_responder_key),
-            "-CA", str(fixtures.issuing_ca), "-nmin", "5", "-ignore_err",
+            "-rsigner", str(signer), "-rkey", str(key), "-CA", str(ca), "-nmin", "5", "-ignore_err", *signing,
         ]  # fmt: skip
         self.process: subprocess.Popen[str] | None = None
 

@@ -15,10 +15,10 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from cert_agent.common.taxpayer_id import TaxpayerId, taxpayer_id_in_name
+from cert_agent.verifier import sm2
 from cert_agent.verifier.errors import (
     AuthTokenMalformed,
 )
-from cert_agent.verifier.sm2 import SM2_CURVE
 
 MAX_TOKEN_BYTES = 16 * 1024
 
@@ -119,13 +119,7 @@ def decode_base64(text: str, field: str) -> bytes:
 
 
 def is_sm2_key(cert: asn1_x509.Certificate) -> bool:
-    algorithm = cert.public_key["algorithm"]
-    parameters = algorithm["parameters"]
-    return (
-        algorithm["algorithm"].dotted == "1.2.840.10045.2.1"
-        and getattr(parameters, "name", "") == "named"
-        and parameters.chosen.dotted == SM2_CURVE
-    )
+    return sm2.is_sm2_key(cert.public_key)
 
 
 def public_key_of(cert: asn1_x509.Certificate) -> Any:

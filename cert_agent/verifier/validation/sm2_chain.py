@@ -31,23 +31,13 @@ class Sm2SignatureValidator(DefaultSignatureValidator):
         context: SignatureValidationContext = DEFAULT_VALIDATION_CONTEXT,
     ) -> None:
         is_sm2_signature = signature_algorithm["algorithm"].dotted == sm2.SM2_WITH_SM3
-        if is_sm2_signature != _is_sm2_key(public_key_info):
+        if is_sm2_signature != sm2.is_sm2_key(public_key_info):
             raise InvalidSignature()
         if not is_sm2_signature:
             super().validate_signature(signature, signed_data, public_key_info, signature_algorithm, context)
             return
         if not sm2.verify(public_key_info.dump(), signed_data, signature):
             raise InvalidSignature()
-
-
-def _is_sm2_key(public_key_info: keys.PublicKeyInfo) -> bool:
-    algorithm = public_key_info["algorithm"]
-    parameters = algorithm["parameters"]
-    return (
-        algorithm["algorithm"].dotted == "1.2.840.10045.2.1"
-        and getattr(parameters, "name", "") == "named"
-        and parameters.chosen.dotted == sm2.SM2_CURVE
-    )
 
 
 SM2_SIGNATURE_VALIDATOR = Sm2SignatureValidator()
