@@ -27,8 +27,9 @@ from cert_agent.agent.ratelimit import FailureWindow, WindowsByKey, pin_attempt
 from cert_agent.agent.tokens import USER_ACTION, TokenService
 from cert_agent.agent.workers.protocol import TokenView
 from cert_agent.common.webeid import auth_token, choose_algorithm, signed_data
+from cert_agent.drivers.catalog import default_catalog
 from cert_agent.drivers.errors import CertificateNotFound, CertificateUnparsable
-from cert_agent.drivers.models import CertificateInfo, TokenCertificate
+from cert_agent.drivers.models import CertificateInfo, Token, TokenCertificate
 from cert_agent.drivers.pin import INITIAL_PIN
 
 log = logging.getLogger("cert_agent.server")
@@ -123,9 +124,11 @@ async def authenticate(conn: Connection, service: TokenService, params: dict[str
         data = signed_data(conn.origin, nonce, algorithm)
         # Whether the PIN is the medium's initial one: the page asks the user to change it, without
         # knowing (or keeping) the value. The medium's own word where it gives one (SKF's default
-        # flag), else a comparison with the well-known 88888888. (Unknown on a PIN pad.)
-        reported = service.token(token_id).token.pin.is_default
-        initial = pin is not None and (reported if reported is not None else pin.equals(INITIAL_PIN))
+        # flag), else a comparison with the catalog's initial PIN for it, or the well-known
+        # 88888888. (Unknown on a PIN pad.)
+        token = service.token(token_id).token
+        reported = token.pin.is_default
+        initial = pin is not None and (reported if reported is not None else pin.equals(initial_pin_of(token)))
         async with service.pin_turn(token_id):
             with conn.pin_attempt(token_id):
                 signature = await service.sign(token_id, cert_id, pin, data, algorithm, conn.origin)
@@ -161,6 +164,12 @@ METHODS: dict[str, Handler] = {
     "verifyPin": verify_pin,
     "changePin": change_pin,
 }
+
+
+def initial_pin_of(token: Token) -> str:
+    """The PIN the medium comes with: the media catalog's word for it, else 88888888."""
+    entry = default_catalog().for_token(token.module, token.manufacturer, token.model)
+    return entry.initial_pin if entry is not None and entry.initial_pin else INITIAL_PIN
 
 
 def _certificate(service: TokenService, token_id: str, cert_id: bytes) -> tuple[TokenCertificate, CertificateInfo]:

@@ -4,7 +4,8 @@
 An entry says how to recognise a medium (ATR patterns with masks for a card in a reader; the
 manufacturer and model strings of its token), which module file drives it on each OS, what
 kind of medium it is (税务UKey / 金税盘 / 税控盘), the interface its library speaks
-(PKCS#11 or SKF, GM/T 0016; PKCS#11 where the entry does not say), its PIN retry limit when the vendor states
+(PKCS#11 or SKF, GM/T 0016; PKCS#11 where the entry does not say), the PIN it comes with when
+its source states one (``initialPin``), its PIN retry limit when the vendor states
 one, whether the module must be re-initialised to see tokens created after it loaded, and the
 public source of these facts. Entries made for the tests say so (``test``).
 
@@ -34,9 +35,9 @@ MEDIA = {
 SYSTEMS = ("linux", "darwin", "windows")
 _FIELDS = {
     "id", "name", "medium", "test", "manufacturer", "model", "atrs", "modules", "pinMaxTries",
-    "reinitForNewTokens", "loadByDefault", "source", "notes", "interface",
+    "reinitForNewTokens", "loadByDefault", "source", "notes", "interface", "initialPin",
 }  # fmt: skip
-_OPTIONAL = {"notes", "interface"}
+_OPTIONAL = {"notes", "interface", "initialPin"}
 INTERFACES = ("pkcs11", "skf")  # what an entry's library speaks (drivers/factory.py opens it so)
 
 
@@ -71,6 +72,7 @@ class MediaEntry:
     source: str
     notes: str
     interface: str = "pkcs11"  # "pkcs11" or "skf": the interface its library speaks
+    initial_pin: str | None = None  # the PIN the medium comes with, where its source states it
 
     def module_files(self, system: str) -> tuple[str, ...]:
         return self.modules.get(system, ())
@@ -201,7 +203,14 @@ def _entry(raw: Any, index: int) -> MediaEntry:
         source=str(text("source")),
         notes=str(text("notes")),
         interface=_interface(raw.get("interface", "pkcs11"), where),
+        initial_pin=_initial_pin(raw.get("initialPin"), where),
     )
+
+
+def _initial_pin(value: Any, where: str) -> str | None:
+    if value is not None and (not isinstance(value, str) or not 4 <= len(value) <= 16 or not value.isascii()):
+        raise CatalogError(f"{where}: initialPin must be 4 to 16 ASCII characters, or null")
+    return value
 
 
 def _interface(value: Any, where: str) -> str:

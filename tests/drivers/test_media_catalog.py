@@ -128,3 +128,13 @@ def test_only_the_modules_the_catalog_marks_are_reinitialized_to_see_new_tokens(
     assert catalog.reinitializes("/usr/local/lib/softhsm/libsofthsm2.so")  # the same module, elsewhere
     assert not catalog.reinitializes("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so")
     assert not catalog.reinitializes("/usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so")
+
+
+def test_an_entry_may_state_the_pin_its_medium_comes_with_and_the_sm2_fixtures_use_it() -> None:
+    from softhsm_fixtures.taxpayers import TAX_UKEY_DEFAULT_PIN
+
+    catalog = load_catalog(Path("cert_agent/drivers/media.json"))
+    entry = catalog.for_module("/anywhere/libsoftskf.so")
+    assert entry is not None and entry.interface == "skf" and entry.initial_pin == TAX_UKEY_DEFAULT_PIN
+    assert "330wanlu/1_mb_code" in entry.source
+    assert catalog.for_module("/usr/lib/softhsm/libsofthsm2.so").initial_pin is None  # type: ignore[union-attr]
