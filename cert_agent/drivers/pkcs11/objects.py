@@ -1,6 +1,9 @@
 """The objects on a PKCS#11 token the agent uses: certificates, and the private key beside each.
 
-A certificate and its key share CKA_ID (the ``cert_id`` the protocol carries, in hex).
+A certificate and its key share CKA_ID (the ``cert_id`` the protocol carries, in hex). A key of a
+vendor-defined type (Chinese UKeys' SM2 keys: CKK_VENDOR_DEFINED + n), which python-pkcs11 cannot
+represent, does not fail the token: its certificate is listed with KEY_UNUSABLE, and signing with
+it is refused with the same code.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ import pkcs11.exceptions as p11
 from pkcs11 import Attribute, KeyType, ObjectClass
 
 from cert_agent.common.algorithms import SignatureAlgorithm
+from cert_agent.common.errors import CertAgentError
 from cert_agent.drivers.certificate import parse_certificate
 from cert_agent.drivers.errors import (
     CertificateNotFound,
     CertificateUnparsable,
+    KeyUnusable,
     MechanismNotSupported,
     PrivateKeyNotFound,
 )
@@ -32,31 +37,43 @@ def certificates(session: Any, token: Token) -> list[TokenCertificate]:
 
 def private_key(session: Any, cert_id: bytes, algorithm: SignatureAlgorithm) -> Any:
     """The private key sharing ``cert_id`` of the type ``algorithm`` needs, or why there is none."""
-    key_type = KeyType.EC if algorithm.key_type.value == "EC" else KeyType.RSA
-    keys = list(
-        session.get_objects(
-            {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.ID: cert_id, Attribute.KEY_TYPE: key_type}
-        )
-    )
-    if keys:
-        return keys[0]
-    # Why not: no key of that type, no key at all, or not even the certificate.
-    if _objects(session, ObjectClass.PRIVATE_KEY, cert_id):
-        raise MechanismNotSupported(f"{algorithm.value} needs a CKK_{key_type.name} key")
-    if _objects(session, ObjectClass.CERTIFICATE, cert_id):
-        raise PrivateKeyNotFound(cert_id.hex())
-    raise CertificateNotFound(cert_id.hex())
+    if algorithm.key_type.value not in ("EC", "RSA"):
+        raise MechanismNotSupported(f"{algorithm.value} over PKCS#11")  # SM2: vendors' own values only
+    wanted = KeyType.EC if algorithm.key_type.value == "EC" else KeyType.RSA
+    keys = _objects(session, ObjectClass.PRIVATE_KEY, cert_id)
+    if not keys:
+        if _objects(session, ObjectClass.CERTIFICATE, cert_id):
+            raise PrivateKeyNotFound(cert_id.hex())
+        raise CertificateNotFound(cert_id.hex())
+    key_type = key_type_of(keys[0])
+    if key_type is None:
+        raise KeyUnusable(f"{cert_id.hex()}: a vendor-defined key type")
+    if key_type is not wanted:
+        raise MechanismNotSupported(f"{algorithm.value} needs a CKK_{wanted.name} key")
+    return keys[0]
+
+
+def key_type_of(key: Any) -> KeyType | None:
+    """The key's CKA_KEY_TYPE; None for a vendor-defined one (python-pkcs11 has no member for it)."""
+    try:
+        return KeyType(key[Attribute.KEY_TYPE])
+    except ValueError:
+        return None
 
 
 def _certificate(session: Any, token: Token, certificate: Any) -> TokenCertificate:
     der = bytes(certificate[Attribute.VALUE] or b"")
     object_id = bytes(certificate[Attribute.ID] or b"")
     label = _attribute(certificate, Attribute.LABEL) or ""
-    has_key = bool(_objects(session, ObjectClass.PRIVATE_KEY, object_id)) or bool(
-        _objects(session, ObjectClass.PUBLIC_KEY, object_id)
-    )
+    # Listed without a login: the private key may be hidden (CKA_PRIVATE), its public key is not.
+    keys = _objects(session, ObjectClass.PRIVATE_KEY, object_id) or _objects(session, ObjectClass.PUBLIC_KEY, object_id)
+    has_key = bool(keys)
+    error: CertAgentError | None = None
+    if keys and key_type_of(keys[0]) is None:  # a vendor's key type: listed, not used
+        error = KeyUnusable("a vendor-defined key type")
+        log.warning("the key of certificate %s on token %s is of a vendor-defined type", object_id.hex(), token.serial)
     try:
-        info, error = parse_certificate(der), None
+        info = parse_certificate(der)
     except CertificateUnparsable as exc:
         info, error = None, exc
         log.warning("certificate %s on token %s is unparsable", object_id.hex(), token.serial)
