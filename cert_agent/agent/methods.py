@@ -28,7 +28,7 @@ from cert_agent.agent.tokens import USER_ACTION, TokenService
 from cert_agent.agent.workers.protocol import TokenView
 from cert_agent.common.webeid import auth_token, choose_algorithm, signed_data
 from cert_agent.drivers.catalog import default_catalog
-from cert_agent.drivers.errors import CertificateNotFound, CertificateUnparsable
+from cert_agent.drivers.errors import CertificateNotFound, CertificateUnparsable, KeyUnusable
 from cert_agent.drivers.models import CertificateInfo, Token, TokenCertificate
 from cert_agent.drivers.pin import INITIAL_PIN
 
@@ -178,6 +178,8 @@ def _certificate(service: TokenService, token_id: str, cert_id: bytes) -> tuple[
         raise CertificateNotFound(cert_id.hex())
     if cert.info is None:
         raise CertificateUnparsable(cert_id.hex())
+    if isinstance(cert.error, KeyUnusable):  # listed so: refused so, before any PIN is asked for
+        raise cert.error
     return cert, cert.info
 
 

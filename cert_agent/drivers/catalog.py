@@ -35,9 +35,9 @@ MEDIA = {
 SYSTEMS = ("linux", "darwin", "windows")
 _FIELDS = {
     "id", "name", "medium", "test", "manufacturer", "model", "atrs", "modules", "pinMaxTries",
-    "reinitForNewTokens", "loadByDefault", "source", "notes", "interface", "initialPin",
+    "reinitForNewTokens", "loadByDefault", "source", "notes", "interface", "initialPin", "sm2",
 }  # fmt: skip
-_OPTIONAL = {"notes", "interface", "initialPin"}
+_OPTIONAL = {"notes", "interface", "initialPin", "sm2"}
 INTERFACES = ("pkcs11", "skf")  # what an entry's library speaks (drivers/factory.py opens it so)
 
 
@@ -57,6 +57,18 @@ class AtrPattern:
 
 
 @dataclass(frozen=True)
+class Sm2OverPkcs11:
+    """How a vendor's PKCS#11 module does SM2 (vendor-defined values, as the entry's source states
+    them): the CKA_KEY_TYPE of its SM2 keys, the mechanism that signs SM3(Z || M) with the GM/T
+    0009 default ID computed by the module, and whether that mechanism returns ``r || s`` ("raw")
+    or DER."""
+
+    key_type: int
+    mechanism: int
+    signature: str  # "raw" or "der"
+
+
+@dataclass(frozen=True)
 class MediaEntry:
     id: str
     name: str
@@ -73,6 +85,7 @@ class MediaEntry:
     notes: str
     interface: str = "pkcs11"  # "pkcs11" or "skf": the interface its library speaks
     initial_pin: str | None = None  # the PIN the medium comes with, where its source states it
+    sm2: Sm2OverPkcs11 | None = None  # a PKCS#11 module's own SM2 values (none are standard)
 
     def module_files(self, system: str) -> tuple[str, ...]:
         return self.modules.get(system, ())
@@ -204,7 +217,29 @@ def _entry(raw: Any, index: int) -> MediaEntry:
         notes=str(text("notes")),
         interface=_interface(raw.get("interface", "pkcs11"), where),
         initial_pin=_initial_pin(raw.get("initialPin"), where),
+        sm2=_sm2(raw.get("sm2"), where),
     )
+
+
+def _sm2(value: Any, where: str) -> Sm2OverPkcs11 | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"keyType", "mechanism", "signature"}:
+        raise CatalogError(f"{where}: sm2 must be an object with keyType, mechanism and signature")
+
+    def number(name: str) -> int:
+        text = value[name]
+        try:
+            parsed = int(text, 16) if isinstance(text, str) and text.startswith("0x") else None
+        except ValueError:
+            parsed = None
+        if parsed is None or not 0x80000000 <= parsed <= 0xFFFFFFFF:
+            raise CatalogError(f"{where}: sm2.{name} must be a vendor-defined value in hex (0x80000000 and up)")
+        return parsed
+
+    if value["signature"] not in ("raw", "der"):
+        raise CatalogError(f"{where}: sm2.signature must be raw or der")
+    return Sm2OverPkcs11(number("keyType"), number("mechanism"), value["signature"])
 
 
 def _initial_pin(value: Any, where: str) -> str | None:

@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from cert_agent.drivers.errors import SkfGarbage
 from cert_agent.drivers.skf import structs
-from cert_agent.drivers.skf.driver import SM2_ORDER, sm2_signature_der
+from cert_agent.drivers.skf.driver import sm2_signature_der
 from cert_agent.drivers.skf.library import parse_name_list
+from cert_agent.drivers.sm2 import SM2_ORDER
 from tests.harness.fuzz import CASES
 
 printable = st.characters(min_codepoint=0x21, max_codepoint=0x9FFF, exclude_categories=("Cs", "Cc", "Cf", "Zs"))

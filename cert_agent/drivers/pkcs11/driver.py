@@ -26,9 +26,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from cert_agent.common.algorithms import SignatureAlgorithm
+from cert_agent.common.algorithms import KeyType, SignatureAlgorithm
 from cert_agent.common.errors import CertAgentError
-from cert_agent.drivers.catalog import default_catalog
+from cert_agent.drivers.catalog import Sm2OverPkcs11, default_catalog
 from cert_agent.drivers.errors import (
     CertificateNotFound,
     DeviceError,
@@ -50,6 +50,7 @@ from cert_agent.drivers.pkcs11.library import Library, ReturnCode
 from cert_agent.drivers.pkcs11.mechanisms import plan_signature
 from cert_agent.drivers.pkcs11.returncodes import CKR, PKCS11_ERRORS, ckr_name, pkcs11_errors, return_code, translate
 from cert_agent.drivers.pkcs11.sharing import ModuleSharing
+from cert_agent.drivers.sm2 import raw_to_der
 
 log = logging.getLogger("cert_agent.pkcs11")
 
@@ -98,8 +99,9 @@ class Pkcs11Driver(TokenDriver):
         return found
 
     def certificates(self, token: Token) -> list[TokenCertificate]:
+        sm2 = self._sm2(token)
         with self._session(token) as (session, current), pkcs11_errors():
-            return objects.certificates(session, current)
+            return objects.certificates(session, current, self._libs[token.module], sm2.key_type if sm2 else None)
 
     def mechanisms(self, token: Token) -> frozenset[int]:
         """The token's mechanisms (CKM_ values), asked once per token."""
@@ -107,7 +109,7 @@ class Pkcs11Driver(TokenDriver):
         if cached is None:
             with self._token_lock(token), self._sharing[token.module].shared(), pkcs11_errors():
                 current = self._found.current(token)
-                cached = frozenset(int(m) for m in self._found.slot(current.module, current.slot_id).get_mechanisms())
+                cached = self._libs[token.module].mechanism_list(current.slot_id)  # vendors' values too
             self._mechanisms[token.token_id] = cached
         return cached
 
@@ -152,6 +154,8 @@ class Pkcs11Driver(TokenDriver):
         The token's combined hash-and-sign mechanism is used where it has one; otherwise the
         host hashes and the raw mechanism signs. ECDSA signatures are raw ``r || s``.
         """
+        if algorithm.key_type is KeyType.SM2:
+            return self._sign_sm2(token, cert_id, pin, data)
         plan = plan_signature(algorithm, data, self.mechanisms(token))
         if plan is None:
             raise MechanismNotSupported(algorithm.value)
@@ -164,6 +168,29 @@ class Pkcs11Driver(TokenDriver):
             signature = bytes(key.sign(plan.payload, mechanism=plan.mechanism, mechanism_param=plan.parameter))
         log.info("signed on token %s with %s (%s)", current.serial, algorithm.value, plan.mechanism_name)
         return signature
+
+    def _sm2(self, token: Token) -> Sm2OverPkcs11 | None:
+        """The media catalog's SM2 values for the token's module and model, if any."""
+        entry = default_catalog().for_token(token.module, token.manufacturer, token.model)
+        return entry.sm2 if entry is not None else None
+
+    def _sign_sm2(self, token: Token, cert_id: bytes, pin: Pin | None, data: bytes) -> bytes:
+        """SM2 with SM3 by a vendor's mechanism, with the values the media catalog gives for the
+        module (none are standard); the module computes Z at the default ID. DER r, s back."""
+        sm2 = self._sm2(token)
+        if sm2 is None:
+            raise MechanismNotSupported("SM2SM3: the media catalog names no SM2 mechanism for this module")
+        if sm2.mechanism not in self.mechanisms(token):
+            raise MechanismNotSupported(f"SM2SM3: the token lacks mechanism 0x{sm2.mechanism:08X}")
+        lib = self._libs[token.module]
+        with self._session(token) as (session, current), self._logged_in(session, current, pin), pkcs11_errors():
+            key = objects.sm2_private_key(session, cert_id, lib, sm2.key_type)
+            signature = lib.sign_with(session, key, sm2.mechanism, data)
+        der = raw_to_der(signature) if sm2.signature == "raw" else signature
+        if der is None or not der.startswith(b"\x30"):
+            raise Pkcs11Failure(f"the SM2 mechanism returned {len(signature)} bytes that are no signature")
+        log.info("signed on token %s with SM2SM3 (mechanism 0x%08X)", current.serial, sm2.mechanism)
+        return der
 
     # --- new media, unloading ---------------------------------------------------------------
 

@@ -51,9 +51,16 @@ _FUNCTIONS = (
     "C_Initialize", "C_Finalize", "C_GetInfo", "C_GetFunctionList", "C_GetSlotList", "C_GetSlotInfo",
     "C_GetTokenInfo", "C_GetMechanismList", "C_GetMechanismInfo", "C_InitToken", "C_InitPIN", "C_SetPIN",
     "C_OpenSession", "C_CloseSession", "C_CloseAllSessions", "C_GetSessionInfo", "C_GetOperationState",
-    "C_SetOperationState", "C_Login", "C_Logout",
+    "C_SetOperationState", "C_Login", "C_Logout", "C_CreateObject", "C_CopyObject", "C_DestroyObject",
+    "C_GetObjectSize", "C_GetAttributeValue", "C_SetAttributeValue", "C_FindObjectsInit", "C_FindObjects",
+    "C_FindObjectsFinal", "C_EncryptInit", "C_Encrypt", "C_EncryptUpdate", "C_EncryptFinal", "C_DecryptInit",
+    "C_Decrypt", "C_DecryptUpdate", "C_DecryptFinal", "C_DigestInit", "C_Digest", "C_DigestUpdate", "C_DigestKey",
+    "C_DigestFinal", "C_SignInit", "C_Sign",
 )  # fmt: skip
 CKU_USER = 1
+CKA_KEY_TYPE = 0x100
+MAX_MECHANISMS = 4096
+MAX_SIGNATURE = 4096
 
 
 class _FunctionList(ctypes.Structure):
@@ -66,6 +73,20 @@ _Finalize = _FUNCTION(_RV, ctypes.c_void_p)
 _SetPIN = _FUNCTION(_RV, _ULONG, ctypes.c_void_p, _ULONG, ctypes.c_void_p, _ULONG)
 _Login = _FUNCTION(_RV, _ULONG, _ULONG, ctypes.c_void_p, _ULONG)
 _Logout = _FUNCTION(_RV, _ULONG)
+_GetMechanismList = _FUNCTION(_RV, _ULONG, ctypes.c_void_p, ctypes.POINTER(_ULONG))
+_GetAttributeValue = _FUNCTION(_RV, _ULONG, _ULONG, ctypes.c_void_p, _ULONG)
+_SignInit = _FUNCTION(_RV, _ULONG, ctypes.c_void_p, _ULONG)
+_Sign = _FUNCTION(_RV, _ULONG, ctypes.c_void_p, _ULONG, ctypes.c_void_p, ctypes.POINTER(_ULONG))
+
+
+class _Attribute(ctypes.Structure):  # CK_ATTRIBUTE
+    _pack_ = _PACK
+    _fields_ = [("type", _ULONG), ("pValue", ctypes.c_void_p), ("ulValueLen", _ULONG)]
+
+
+class _Mechanism(ctypes.Structure):  # CK_MECHANISM, without a parameter
+    _pack_ = _PACK
+    _fields_ = [("mechanism", _ULONG), ("pParameter", ctypes.c_void_p), ("ulParameterLen", _ULONG)]
 
 
 class ReturnCode(Exception):
@@ -104,6 +125,10 @@ class _ModuleFunctions:
         self.set_pin = _SetPIN(functions.C_SetPIN)
         self.login = _Login(functions.C_Login)
         self.logout = _Logout(functions.C_Logout)
+        self.get_mechanism_list = _GetMechanismList(functions.C_GetMechanismList)
+        self.get_attribute_value = _GetAttributeValue(functions.C_GetAttributeValue)
+        self.sign_init = _SignInit(functions.C_SignInit)
+        self.sign = _Sign(functions.C_Sign)
 
 
 class Library(_pkcs11.lib):
@@ -138,6 +163,36 @@ class Library(_pkcs11.lib):
 
     def logout(self, session: Any) -> None:
         _check(self._functions.logout(session.handle))
+
+    def mechanism_list(self, slot_id: int) -> frozenset[int]:
+        """C_GetMechanismList as plain numbers (vendors' CKM_VENDOR_DEFINED + n too, which
+        python-pkcs11's Mechanism enum cannot hold)."""
+        count = _ULONG(0)
+        _check(self._functions.get_mechanism_list(slot_id, None, ctypes.byref(count)))
+        if count.value > MAX_MECHANISMS:
+            raise ReturnCode(0x5)  # CKR_GENERAL_ERROR: a module claiming that many is broken
+        mechanisms = (_ULONG * max(count.value, 1))()
+        _check(self._functions.get_mechanism_list(slot_id, mechanisms, ctypes.byref(count)))
+        return frozenset(int(m) for m in mechanisms[: min(count.value, len(mechanisms))])
+
+    def key_type(self, session: Any, key: Any) -> int:
+        """The key object's CKA_KEY_TYPE as a number (a vendor's value too)."""
+        value = _ULONG(0)
+        template = _Attribute(CKA_KEY_TYPE, ctypes.cast(ctypes.byref(value), ctypes.c_void_p), ctypes.sizeof(value))
+        _check(self._functions.get_attribute_value(session.handle, key.handle, ctypes.byref(template), 1))
+        return int(value.value)
+
+    def sign_with(self, session: Any, key: Any, mechanism: int, data: bytes) -> bytes:
+        """C_SignInit with ``mechanism`` (no parameter), then C_Sign, sized with a NULL buffer."""
+        spec = _Mechanism(mechanism, None, 0)
+        _check(self._functions.sign_init(session.handle, ctypes.byref(spec), key.handle))
+        message = ctypes.create_string_buffer(data, len(data))
+        size = _ULONG(MAX_SIGNATURE)
+        out = ctypes.create_string_buffer(MAX_SIGNATURE)
+        _check(self._functions.sign(session.handle, message, len(data), out, ctypes.byref(size)))
+        if size.value > MAX_SIGNATURE:
+            raise ReturnCode(0x5)
+        return out.raw[: size.value]
 
     def set_pin(self, session: Any, old: bytearray | None, new: bytearray | None) -> None:
         """C_SetPIN; both None: the reader's PIN pad asks for the old and the new PIN."""

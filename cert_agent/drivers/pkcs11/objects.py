@@ -25,14 +25,20 @@ from cert_agent.drivers.errors import (
     PrivateKeyNotFound,
 )
 from cert_agent.drivers.models import Token, TokenCertificate
+from cert_agent.drivers.pkcs11.library import Library, ReturnCode
 
 log = logging.getLogger("cert_agent.pkcs11")
 
 
-def certificates(session: Any, token: Token) -> list[TokenCertificate]:
-    """Every X.509 certificate object of the session's token, parsed, in CKA_ID order."""
+def certificates(
+    session: Any, token: Token, lib: Library, usable_vendor_type: int | None = None
+) -> list[TokenCertificate]:
+    """Every X.509 certificate object of the session's token, parsed, in CKA_ID order.
+    ``usable_vendor_type``: a vendor-defined key type the agent can sign with on this token (the
+    media catalog's SM2 key type for the module); any other one marks its certificate unusable."""
     found = list(session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE}))
-    return sorted((_certificate(session, token, c) for c in found), key=lambda c: c.object_id)
+    listed = (_certificate(session, token, c, lib, usable_vendor_type) for c in found)
+    return sorted(listed, key=lambda c: c.object_id)
 
 
 def private_key(session: Any, cert_id: bytes, algorithm: SignatureAlgorithm) -> Any:
@@ -53,6 +59,26 @@ def private_key(session: Any, cert_id: bytes, algorithm: SignatureAlgorithm) -> 
     return keys[0]
 
 
+def sm2_private_key(session: Any, cert_id: bytes, lib: Library, key_type: int) -> Any:
+    """The private key sharing ``cert_id``, of the vendor's SM2 ``key_type`` (else why not)."""
+    keys = _objects(session, ObjectClass.PRIVATE_KEY, cert_id)
+    if not keys:
+        if _objects(session, ObjectClass.CERTIFICATE, cert_id):
+            raise PrivateKeyNotFound(cert_id.hex())
+        raise CertificateNotFound(cert_id.hex())
+    if raw_key_type(lib, session, keys[0]) != key_type:
+        raise MechanismNotSupported(f"SM2SM3 needs a key of type 0x{key_type:08X}")
+    return keys[0]
+
+
+def raw_key_type(lib: Library, session: Any, key: Any) -> int | None:
+    """CKA_KEY_TYPE as a number, read past python-pkcs11's enum (None: it cannot be read)."""
+    try:
+        return lib.key_type(session, key)
+    except ReturnCode:
+        return None
+
+
 def key_type_of(key: Any) -> KeyType | None:
     """The key's CKA_KEY_TYPE; None for a vendor-defined one (python-pkcs11 has no member for it)."""
     try:
@@ -61,7 +87,9 @@ def key_type_of(key: Any) -> KeyType | None:
         return None
 
 
-def _certificate(session: Any, token: Token, certificate: Any) -> TokenCertificate:
+def _certificate(
+    session: Any, token: Token, certificate: Any, lib: Library, usable_vendor_type: int | None
+) -> TokenCertificate:
     der = bytes(certificate[Attribute.VALUE] or b"")
     object_id = bytes(certificate[Attribute.ID] or b"")
     label = _attribute(certificate, Attribute.LABEL) or ""
@@ -69,7 +97,7 @@ def _certificate(session: Any, token: Token, certificate: Any) -> TokenCertifica
     keys = _objects(session, ObjectClass.PRIVATE_KEY, object_id) or _objects(session, ObjectClass.PUBLIC_KEY, object_id)
     has_key = bool(keys)
     error: CertAgentError | None = None
-    if keys and key_type_of(keys[0]) is None:  # a vendor's key type: listed, not used
+    if keys and key_type_of(keys[0]) is None and raw_key_type(lib, session, keys[0]) != usable_vendor_type:
         error = KeyUnusable("a vendor-defined key type")
         log.warning("the key of certificate %s on token %s is of a vendor-defined type", object_id.hex(), token.serial)
     try:

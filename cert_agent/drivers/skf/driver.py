@@ -53,11 +53,11 @@ from cert_agent.drivers.pin import Pin, check_new_pin
 from cert_agent.drivers.skf import structs
 from cert_agent.drivers.skf.library import HANDLE, SkfLibrary
 from cert_agent.drivers.skf.returncodes import SAR, SkfError, garbage, translate
+from cert_agent.drivers.sm2 import der_signature
 
 log = logging.getLogger("cert_agent.skf")
 
 SM2_CONTAINER, RSA_CONTAINER = 2, 1
-SM2_ORDER = int("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54123", 16)  # GM/T 0003.5 n
 
 
 @dataclass(frozen=True)
@@ -360,17 +360,7 @@ def sm2_signature_der(blob: structs.ECCSIGNATUREBLOB) -> bytes:
     raw_r, raw_s = bytes(blob.r), bytes(blob.s)
     if any(raw_r[:32]) or any(raw_s[:32]):
         raise garbage("SKF_ECCSignData", "a signature wider than 256 bits")
-    r, s = int.from_bytes(raw_r[32:], "big"), int.from_bytes(raw_s[32:], "big")
-    if not (0 < r < SM2_ORDER and 0 < s < SM2_ORDER):
+    der = der_signature(int.from_bytes(raw_r[32:], "big"), int.from_bytes(raw_s[32:], "big"))
+    if der is None:
         raise garbage("SKF_ECCSignData", "an SM2 signature out of range (an all-zero blob?)")
-    return _der_sequence(_der_integer(r) + _der_integer(s))
-
-
-def _der_integer(value: int) -> bytes:
-    """A positive INTEGER in DER: big-endian, a leading zero where the top bit is set (<= 33 bytes)."""
-    body = value.to_bytes(value.bit_length() // 8 + 1, "big")
-    return b"\x02" + bytes([len(body)]) + body
-
-
-def _der_sequence(body: bytes) -> bytes:
-    return b"\x30" + bytes([len(body)]) + body  # two 256-bit integers: always the short length form
+    return der
