@@ -5,7 +5,8 @@ An entry says how to recognise a medium (ATR patterns with masks for a card in a
 manufacturer and model strings of its token), which module file drives it on each OS, what
 kind of medium it is (税务UKey / 金税盘 / 税控盘), the interface its library speaks
 (PKCS#11 or SKF, GM/T 0016; PKCS#11 where the entry does not say), the PIN it comes with when
-its source states one (``initialPin``), its PIN retry limit when the vendor states
+its source states one (``initialPin``), a PKCS#11 module's vendor-defined SM2 values (``sm2``:
+its key type, mechanism and signature format), its PIN retry limit when the vendor states
 one, whether the module must be re-initialised to see tokens created after it loaded, and the
 public source of these facts. Entries made for the tests say so (``test``).
 
