@@ -5,15 +5,21 @@ worker process, as a vendor's SKF library would be. Every SM2 signature is check
 from __future__ import annotations
 
 import base64
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from cert_agent.common.algorithms import SignatureAlgorithm
 from cert_agent.common.webeid import signed_data
 from softhsm_fixtures import Fixtures
 from softhsm_fixtures.skf_build import SkfFixtures
-from tests.harness.agent import ALLOWED_ORIGIN, NONCE, Client, connect, running_agent
+from tests.harness.agent import ALLOWED_ORIGIN, NONCE, Client, connect, free_port, running_agent
+from tests.harness.daemon import Daemon
 from tests.harness.sm2 import sm2_verifies
 
 
@@ -168,3 +174,45 @@ async def test_pkcs11_and_skf_media_are_served_side_by_side(
             challengeNonce=NONCE,
         )
     assert ecdsa["result"]["authToken"]["algorithm"] == "ES256"
+
+
+async def test_cert_agent_serve_loads_the_skf_library_by_what_it_exports_and_the_user_spends_the_last_try(
+    fixtures: Fixtures, fresh_skf_fixtures: SkfFixtures, tmp_path: Path
+) -> None:
+    """A real `cert-agent serve` given the SKF library with --module (no catalog word needed: its
+    exports say SKF), the device counting to its lock: pages stop at the last try, the user's
+    own `cert-agent verify-pin` spends it, and the device locks (its own count, never the agent's)."""
+    skf = fresh_skf_fixtures
+    port = free_port()
+    library = tmp_path / "libtaxukey-vendor.so"  # a file name the media catalog does not know
+    shutil.copyfile(skf.library, library)
+    env = fixtures.env.environ() | skf.environ()
+    (tmp_path / "agent.toml").write_text("pin_failures_per_connection = 50\npin_failures_per_origin = 50\n"
+                                         "pin_failures_per_token = 50\n", encoding="utf-8")  # fmt: skip
+    command = [sys.executable, "-m", "cert_agent", "serve", "--config", str(tmp_path / "agent.toml"), "--port",
+               str(port), "--allow-origin", ALLOWED_ORIGIN, "--module", str(library)]  # fmt: skip
+    daemon = Daemon(command, tmp_path / "agent.log", env=env)
+    try:
+        assert "listening" in daemon.line()
+        token_id = f"{library}#{skf.medium('sm2-agency').serial}#SM2"
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(f"ws://127.0.0.1:{port}/ws", origin=ALLOWED_ORIGIN) as ws,
+        ):
+            client = Client(ws)
+            told = [(await client.call("verifyPin", tokenId=token_id, pin="000000"))["error"].get("triesLeft")
+                    for _ in range(5)]  # fmt: skip
+            assert told == [5, 4, 3, 2, 1]
+            held = await client.call("verifyPin", tokenId=token_id, pin="000000")
+            assert held["error"]["code"] == "PIN_TRIES_RESERVED"
+            spent = subprocess.run(
+                [sys.executable, "-m", "cert_agent", "verify-pin", "--label", "税务UKey 信达财税 SM2", "--pin-stdin"],
+                input="000000\n", env=env, capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            assert spent.returncode == 1 and spent.stderr.strip().endswith("PIN_LOCKED"), spent.stderr
+            locked = await client.call("verifyPin", tokenId=token_id, pin=skf.medium("sm2-agency").pin)
+            assert locked["error"]["code"] in ("PIN_LOCKED", "PIN_TRIES_RESERVED")
+    finally:
+        log = daemon.stop()
+    assert skf.store.pin_state("dev-sm2-agency", "SM2")["remain"] == "0"
+    assert skf.medium("sm2-agency").pin not in log and "000000" not in log  # no PIN in the log
