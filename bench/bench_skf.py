@@ -23,11 +23,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from cert_agent.agent.client import AgentClient
 from cert_agent.common.algorithms import SM2_DEFAULT_ID, SignatureAlgorithm
 from cert_agent.common.webeid import signed_data
 from cert_agent.drivers.pin import Pin
@@ -115,21 +115,14 @@ def driver_signatures(skf: SkfFixtures, rounds: int) -> list[float]:
     return times
 
 
-async def call(ws: aiohttp.ClientWebSocketResponse, request_id: int, method: str, **params: Any) -> dict[str, Any]:
-    await ws.send_json({"id": request_id, "method": method, "params": params})
-    while True:
-        message = await ws.receive_json()
-        if message.get("id") == request_id:
-            return dict(message)
-
-
 async def agent_round_trips(url: str, skf: SkfFixtures, rounds: int) -> list[float]:
     params = {"tokenId": skf.token_id("bench-0"), "certId": skf.cert("bench-0-sm2").cert_id, "pin": PIN}
     times = []
     async with aiohttp.ClientSession() as session, session.ws_connect(url, origin=ORIGIN) as ws:
+        client = AgentClient(ws)
         for i in range(rounds + 20):
             start = time.perf_counter()
-            reply = await call(ws, i, "authenticate", challengeNonce=NONCE, **params)
+            reply = await client.call("authenticate", challengeNonce=NONCE, **params)
             assert "result" in reply, reply
             if i >= 20:
                 times.append(time.perf_counter() - start)
@@ -155,9 +148,10 @@ async def bare_round_trips(rounds: int) -> list[float]:
     times = []
     try:
         async with aiohttp.ClientSession() as session, session.ws_connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            client = AgentClient(ws)
             for i in range(rounds + 20):
                 start = time.perf_counter()
-                await call(ws, i, "authenticate", challengeNonce=NONCE)
+                await client.call("authenticate", challengeNonce=NONCE)
                 if i >= 20:
                     times.append(time.perf_counter() - start)
     finally:
