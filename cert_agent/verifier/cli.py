@@ -68,7 +68,8 @@ class VerifierConfig:
     integrity_interval: float = 30.0  # seconds between SQLite quick checks behind /api/health
 
 
-_TEXT_KEYS = ("origin", "host", "sms_gateway_url", "sms_gateway_token_env", "ocsp_url")
+_TEXT_KEYS = ("origin", "host")
+_OPTIONAL_TEXT_KEYS = ("sms_gateway_url", "sms_gateway_token_env", "ocsp_url")  # "": the default (see above)
 _BOOL_KEYS = ("allow_fetching", "secure_cookies", "ocsp", "ocsp_nonce")
 _PATH_KEYS = ("database", "outbox", "ocsp_responder_certificate")
 _COUNT_KEYS = (
@@ -105,6 +106,9 @@ def load_verifier_config(path: Path | None) -> VerifierConfig:
         if key in _TEXT_KEYS:
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{path}: {key} must be a non-empty string")
+        elif key in _OPTIONAL_TEXT_KEYS:
+            if not isinstance(value, str):
+                raise ValueError(f"{path}: {key} must be a string (empty: the default)")
         elif key == "port":
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
                 raise ValueError(f"{path}: port must be an integer from 1 to 65535")

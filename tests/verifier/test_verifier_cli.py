@@ -152,3 +152,15 @@ def test_check_config_validates_without_starting(fixtures: Fixtures, tmp_path: P
     result = verifier("serve", "--config", str(config), "--check-config")
     assert result.returncode == 0 and "配置有效" in result.stdout and "1 trust anchor" in result.stdout
     assert not (tmp_path / "verifier.db").exists()  # nothing started, nothing written
+
+
+def test_the_documented_empty_values_mean_the_defaults(fixtures: Fixtures, tmp_path: Path) -> None:
+    # docs/verifier-api.md shows ocsp_url = "" (the certificate's AIA) and the SMS gateway keys empty
+    config = tmp_path / "verifier.toml"
+    config.write_text(
+        f'origin = "https://etax.example.com"\ntrust_anchors = ["{fixtures.issuing_ca}"]\nocsp = true\n'
+        'ocsp_url = ""\nsms_gateway_url = ""\nsms_gateway_token_env = ""\n',
+        encoding="utf-8",
+    )
+    result = verifier("serve", "--config", str(config), "--check-config")
+    assert result.returncode == 0 and "配置有效" in result.stdout, result.stderr
