@@ -128,6 +128,12 @@ def check_desktop(config_path: Path | None, out: TextIO) -> bool:
     except ValueError as exc:
         print(f"✗ 配置错误 (configuration error): {exc}", file=out)
         return False
+    if not origins:
+        print(
+            "• 未配置允许的网站，浏览器策略无从设置 (no allowed origins configured: no browser policy to check)",
+            file=out,
+        )
+        return True
     for browser, allowed in browser_policy.status(origins).items():
         mark = "✓" if allowed else "•"
         print(

@@ -163,3 +163,15 @@ def test_doctor_names_the_skf_library_and_its_locked_and_default_pin_devices(
     assert "✗ 税务UKey 已锁定 SM2: 证书密码已锁定" in result.stdout
     assert "• 税务UKey 初心科技 SM2: 证书密码仍为初始密码" in result.stdout
     assert result.returncode == 1  # a library did not load
+
+
+def test_doctor_without_configured_origins_says_so_and_prints_no_warning(fixtures: Fixtures, tmp_path: Path) -> None:
+    env = {k: v for k, v in fixtures.env.environ().items() if k != "XDG_RUNTIME_DIR"}  # platformdirs warns then
+    env["XDG_CONFIG_HOME"] = str(tmp_path)  # no configuration file
+    result = subprocess.run(
+        [sys.executable, "-m", "cert_agent", "doctor", "--module", fixtures.module],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert "未配置允许的网站" in result.stdout
+    assert "未允许 \n" not in result.stdout and not result.stdout.rstrip().endswith("未允许")
+    assert "Warning" not in result.stderr and "Traceback" not in result.stderr, result.stderr
