@@ -30,6 +30,7 @@ from cert_agent.desktop.fileformats import reg_string
 
 POLICIES = ("LocalNetworkAccessAllowedForUrls", "LoopbackNetworkAllowedForUrls")
 FILE_NAME = "cert-agent.json"
+CREATED = ".cert-agent-created"  # beside the file: the folders install made, which remove takes away
 LINUX_DIRS = {
     "chromium": Path("etc/chromium/policies/managed"),
     "chrome": Path("etc/opt/chrome/policies/managed"),
@@ -74,7 +75,11 @@ def install(origins: Iterable[str], root: Path = Path("/")) -> list[Path]:
     written = []
     for directory in LINUX_DIRS.values():
         path = root / directory / FILE_NAME
+        made = [str(folder.relative_to(root)) for folder in _missing_folders(path.parent, root)]
         path.parent.mkdir(parents=True, exist_ok=True)
+        marker = path.parent / CREATED
+        if made or not marker.exists():  # a second install keeps the first one's record
+            marker.write_text(json.dumps(made) + "\n", encoding="utf-8")
         path.write_text(text, encoding="utf-8")
         path.chmod(0o644)
         written.append(path)
@@ -82,17 +87,42 @@ def install(origins: Iterable[str], root: Path = Path("/")) -> list[Path]:
 
 
 def remove(root: Path = Path("/")) -> list[Path]:
-    """Remove our policy file for each browser (other files there are not ours)."""
+    """Remove our policy file for each browser, and the folders install made for it when they
+    are empty again: what was there before install is left as it was (other files are not ours)."""
     removed = []
     for directory in LINUX_DIRS.values():
         path = root / directory / FILE_NAME
-        if path.exists():
-            path.unlink()
-            removed.append(path)
-            for folder in (path.parent, path.parent.parent):  # managed/ and policies/, when empty
-                if folder.is_dir() and not any(folder.iterdir()):
-                    folder.rmdir()
+        marker = path.parent / CREATED
+        if not path.exists() and not marker.exists():
+            continue
+        made = _created_folders(marker, root)
+        for ours in (path, marker):
+            if ours.exists():
+                ours.unlink()
+        removed.append(path)
+        for folder in sorted(made, key=lambda f: len(f.parts), reverse=True):  # the deepest first
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
     return removed
+
+
+def _missing_folders(folder: Path, root: Path) -> list[Path]:
+    """``folder`` and its parents below ``root`` that do not exist yet."""
+    missing = []
+    while folder != root and not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _created_folders(marker: Path, root: Path) -> list[Path]:
+    """The folders the marker lists (an install without one, from before it was kept: managed/
+    and policies/, as remove used to take)."""
+    try:
+        listed = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return [marker.parent, marker.parent.parent]
+    return [root / name for name in listed if isinstance(name, str) and ".." not in Path(name).parts]
 
 
 def status(origins: Iterable[str], root: Path = Path("/")) -> dict[str, bool]:

@@ -125,3 +125,17 @@ def test_doctor_reports_autostart_and_the_browser_policy(tmp_path: Path) -> None
     doctor = cert_agent_as(tmp_path, "doctor", "--config", str(config))
     assert "开机自动启动：已开启" in doctor.stdout
     assert "浏览器策略" in doctor.stdout and ORIGIN in doctor.stdout
+
+
+def test_browser_policy_remove_leaves_exactly_what_was_there_before_install(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    own = root / "etc/opt/chrome/policies/recommended/chrome-own.json"  # Chrome's, before us
+    own.parent.mkdir(parents=True)
+    own.write_text("{}", encoding="utf-8")
+    (root / "etc/chromium").mkdir(parents=True)  # an empty folder a package made
+    before = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    args = ["browser-policy", "--root", str(root), "--allow-origin", ORIGIN]
+    assert cert_agent_as(tmp_path, *args, "install").returncode == 0
+    assert cert_agent_as(tmp_path, *args, "install").returncode == 0  # twice: the first install's record holds
+    assert cert_agent_as(tmp_path, *args, "remove").returncode == 0
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == before
