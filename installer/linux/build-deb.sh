@@ -28,12 +28,15 @@ chmod 755 "$stage"
 "$stage$prefix/bin/python" -c 'import pkcs11, smartcard, cert_agent.agent.cli'
 rm -rf build  # pip's in-tree build folder
 rm -rf "$stage$prefix/bin/pip"* "$stage$prefix/bin/activate"* "$stage$prefix/bin/Activate.ps1"
+# The server's command and code: the desktop package carries the agent only (it never imports them).
+rm -f "$stage$prefix/bin/cert-verifier"
+rm -rf "$stage$prefix"/lib/python3*/site-packages/cert_agent/verifier
 find "$stage$prefix" -name __pycache__ -type d -prune -exec rm -rf {} +  # compiled at install instead
 # Built in the staging folder: point the scripts and the environment at where they will live.
 grep -rlI "$stage$prefix" "$stage$prefix" | xargs -r sed -i "s#$stage$prefix#$prefix#g"
 
 python=$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-.venv/bin/python -m installer.render "${origins[@]}" --deb-stage "$stage" --version "$version" --arch "$arch" --python "$python"
+"$stage$prefix/bin/python" -m installer.render "${origins[@]}" --deb-stage "$stage" --version "$version" --arch "$arch" --python "$python"
 mkdir -p "$stage/usr/share/doc/cert-agent"
 cp README.md "$stage/usr/share/doc/cert-agent/README.md"
 mkdir -p dist

@@ -83,12 +83,15 @@ def test_the_package_installs_the_agent_its_unit_autostart_config_and_browser_po
         "/etc/cert-agent/config.toml",
     ]:
         assert path in files, path
+    assert not [path for path in files if "cert-verifier" in path or "/verifier/" in path]  # the agent only
     assert f'allowed_origins = ["{ORIGIN}"]' in Path("/etc/cert-agent/config.toml").read_text(encoding="utf-8")
     assert Path("/etc/systemd/user/default.target.wants/cert-agent.service").is_symlink()  # enabled for every user
     assert browser_policy.status([ORIGIN]) == {"chromium": True, "chrome": True, "edge": True}
     assert "X-systemd-skip=true" in Path("/etc/xdg/autostart/cert-agent.desktop").read_text(encoding="utf-8")
+    # `systemd-analyze verify --user` needs a user manager, which CI's container has not: the unit is
+    # verified as a system unit file instead (the same syntax and directive checks), when present.
     if shutil.which("systemd-analyze"):
-        verify = subprocess.run(["systemd-analyze", "verify", "--user", str(UNIT)], capture_output=True, text=True)
+        verify = subprocess.run(["systemd-analyze", "verify", str(UNIT)], capture_output=True, text=True)
         assert not [line for line in verify.stderr.splitlines() if "cert-agent.service" in line], verify.stderr
 
 
