@@ -7,6 +7,7 @@ from pathlib import Path
 
 from playwright.async_api import expect
 
+from cert_agent.verifier.store import SmsLimit, SmsLimits
 from softhsm_fixtures import Fixtures
 from tests.harness.agent import certificate_of, free_port
 from tests.harness.pages import choose_certificate, pass_sms, sign_in, site
@@ -67,3 +68,25 @@ async def test_a_locked_certificate_says_so_and_asks_for_no_pin(fixtures: Fixtur
         await expect(s.page.locator("#pin")).to_be_hidden()
         await expect(s.page.locator("#login")).to_be_disabled()
         await s.shot("login-locked-certificate")
+
+
+async def test_a_person_logging_in_again_soon_sees_the_wait_counted_down_and_may_then_ask_again(
+    fresh_fixtures: Fixtures, tmp_path: Path
+) -> None:
+    # The wait is per person (and per number): a second login within it meets it at the person step.
+    limits = SmsLimits(interval=3, per_attempt=SmsLimit(10, 600), per_person=SmsLimit(10, 3600))
+    async with site(fresh_fixtures, tmp_path, sms_limits=limits) as s:
+        await sign_in(s, "青岛海润贸易有限公司", "112233")
+        await s.page.click("[data-person-id=p-zhang]")
+        await s.page.wait_for_selector("#step-code:not(.hidden)")
+        await s.page.goto(f"{s.url}/")
+        await s.page.wait_for_selector("body[data-ready=yes]")
+        await sign_in(s, "青岛海润贸易有限公司", "112233")
+        await s.page.click("[data-person-id=p-zhang]")
+        error = s.page.locator("#error")
+        await expect(error).to_contain_text("秒后再试")
+        await expect(s.page.locator("[data-person-id=p-zhang]")).to_be_disabled()
+        await s.shot("login-sms-person-wait")
+        await expect(error).to_contain_text("现在可以重新获取验证码", timeout=6000)
+        await s.page.click("[data-person-id=p-zhang]")
+        await s.page.wait_for_selector("#step-code:not(.hidden)")

@@ -42,8 +42,11 @@ export function showError(id, error) {
     box.classList.add("hidden");
     return;
   }
-  box.textContent = error instanceof CertAgentError ? error.message : "操作失败，请稍后重试。";
-  box.dataset.code = error.code ?? "UNEXPECTED";
+  // The agent's and the verifier's errors, and the page's own words ({message}), are shown as they
+  // are; anything else (a bug, a network failure) in general words.
+  const ours = error instanceof CertAgentError || (!(error instanceof Error) && typeof error.message === "string");
+  box.textContent = ours ? error.message : "操作失败，请稍后重试。";
+  box.dataset.code = error.code ?? (ours ? "PAGE" : "UNEXPECTED");
   box.classList.remove("hidden");
 }
 

@@ -136,17 +136,44 @@ function waitToResend(seconds) {
   countdown = setInterval(tick, 1000);
 }
 
+let personWait = null;
+
+/** On the person step, a send refused for now (the waits are per person and per number, so a
+ * person logging in again soon meets them): count the seconds down in the message, the persons'
+ * buttons held, and say when a code may be asked for again. */
+function waitAtPersons(seconds) {
+  clearInterval(personWait);
+  const buttons = [...document.querySelectorAll("#persons button")];
+  let left = Math.max(1, Math.ceil(seconds));
+  const tick = () => {
+    for (const button of buttons) button.disabled = left > 0;
+    if (left > 0) showError("error", { message: `验证码发送过于频繁，请 ${left} 秒后再试` });
+    else {
+      showError("error", { message: "现在可以重新获取验证码，请再次选择办税人员" });
+      clearInterval(personWait);
+    }
+    left--;
+  };
+  tick();
+  personWait = setInterval(tick, 1000);
+}
+
 async function sendCode(personId) {
   showError("error", null);
   chosenPerson = personId;
+  const atPersons = !$("step-person").classList.contains("hidden");
   try {
     const { sentTo, resendIn } = await api("/api/login/sms", { attemptId, personId });
+    clearInterval(personWait);
     $("sent-to").textContent = sentTo;
     show("step-code");
     waitToResend(resendIn);
   } catch (error) {
     showError("error", error);
-    if (error.code === "SMS_RATE_LIMITED") waitToResend(error.details.retryAfter);
+    if (error.code === "SMS_RATE_LIMITED") {
+      if (atPersons) waitAtPersons(error.details.retryAfter);
+      else waitToResend(error.details.retryAfter);
+    }
   }
 }
 
