@@ -37,3 +37,12 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_second() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert readme.index("bash scripts/demo.sh") < readme.index("bash scripts/test.sh")
     assert "scripts/test.sh" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_the_readme_says_pin_max_tries_has_no_default_and_it_has_none() -> None:
+    from cert_agent.agent.config import AgentConfig
+
+    line = next(
+        line for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines() if "pin_max_tries =" in line
+    )
+    assert "no default" in line and AgentConfig().pin_max_tries is None
