@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 # softhsm2: the token the tests and the demo run on; opensc: pkcs11-tool, an independent
 # PKCS#11 client for tests, and the generic smart-card module; pcscd, libpcsclite-dev, swig:
 # PC/SC for pyscard; chromium and fonts-noto-cjk: the browser the end-to-end tests drive,
-# with the Chinese glyphs its screenshots need; postgresql: the verifier's shared store, which the
+# with the Chinese glyphs its screenshots need; firefox-esr: the browser some taxpayers use,
+# driven through Marionette in the same flows; postgresql: the verifier's shared store, which the
 # tests start in a temporary directory of their own (tests/harness/postgres.py); swtpm ... dbus:
 # tpm2-pkcs11 over a software TPM, the second PKCS#11 implementation the agent is tested on
 # (tests/harness/tpm.py); vsmartcard-vpcd: a virtual reader in pcscd, for the PC/SC hot-plug tests
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(softhsm2 opensc pcscd libpcsclite-dev swig gcc libssl-dev python3-venv python3-dev postgresql
   swtpm swtpm-tools tpm2-tools tpm2-abrmd libtss2-tcti-tabrmd0 libtpm2-pkcs11-1 libtpm2-pkcs11-tools dbus
   vsmartcard-vpcd)
-if [ "${CERT_AGENT_BROWSER:-1}" = 1 ]; then APT_PACKAGES+=(chromium fonts-noto-cjk); fi
+if [ "${CERT_AGENT_BROWSER:-1}" = 1 ]; then APT_PACKAGES+=(chromium firefox-esr fonts-noto-cjk); fi
 
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
