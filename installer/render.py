@@ -4,8 +4,8 @@ and ``cert_agent.desktop.browser_policy``) into a folder, for the packages to pi
     python -m installer.render --origin https://etax.example.com --out dist/installer
 
 Writes ``linux/`` (systemd user unit, XDG autostart entry, Chromium/Chrome/Edge policy JSON),
-``macos/`` (LaunchAgent plist, Chrome/Edge/Chromium policy plists) and ``windows/`` (Run key
-and browser policies as .reg files). Only the Linux artifacts have run on a real system here.
+``macos/`` (LaunchAgent plist, Chrome/Edge/Chromium/Firefox policy plists) and ``windows/`` (Run
+key and browser policies as .reg files). Only the Linux artifacts have run on a real system here.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 from cert_agent.desktop import autostart, browser_policy
+from cert_agent.desktop.browser_policy import chromium
 
 LINUX_COMMAND = ["/opt/cert-agent/bin/cert-agent", "serve"]
 MACOS_COMMAND = ["/Applications/cert-agent.app/Contents/MacOS/cert-agent", "serve"]
@@ -24,13 +25,13 @@ def render(origins: list[str], out: Path) -> list[Path]:
     files: dict[Path, str | bytes] = {
         out / "linux" / "cert-agent.service": autostart.systemd_user_unit(LINUX_COMMAND),
         out / "linux" / "cert-agent.desktop": autostart.xdg_autostart_entry(LINUX_COMMAND),
-        out / "linux" / browser_policy.FILE_NAME: browser_policy.linux_policy_file(origins),
+        out / "linux" / chromium.FILE_NAME: chromium.linux_policy_file(origins),
         out / "macos" / f"{autostart.LAUNCH_AGENT_LABEL}.plist": autostart.launch_agent_plist(MACOS_COMMAND),
         out / "windows" / "autostart.reg": autostart.windows_run_reg(WINDOWS_COMMAND),
         out / "windows" / "browser-policy.reg": browser_policy.windows_policy_reg(origins),
     }
-    for domain in browser_policy.MACOS_DOMAINS.values():
-        files[out / "macos" / f"{domain}.plist"] = browser_policy.macos_policy_plist(origins)
+    for domain, plist in browser_policy.macos_policy_plists(origins).items():
+        files[out / "macos" / f"{domain}.plist"] = plist
     files[out / "macos" / "postinstall"] = macos_postinstall()
     for path, content in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,7 +52,7 @@ def macos_postinstall() -> str:
         f'install -m 644 "$(dirname "$0")/{label}.plist" /Library/LaunchAgents/{label}.plist',
         'mkdir -p "/Library/Managed Preferences"',
     ]
-    for domain in browser_policy.MACOS_DOMAINS.values():
+    for domain in browser_policy.MACOS_DOMAINS:
         lines.append(f'install -m 644 "$(dirname "$0")/{domain}.plist" "/Library/Managed Preferences/{domain}.plist"')
     lines += [
         "console_user=$(stat -f %Su /dev/console)",
@@ -74,7 +75,7 @@ def stage_deb(origins: list[str], stage: Path, version: str, arch: str, python: 
     major, minor = python.split(".")[:2]
     python_next = f"{major}.{int(minor) + 1}"
     command = [f"{PREFIX}/bin/cert-agent", "serve"]
-    policy_origins = browser_policy.policy(origins)[browser_policy.POLICIES[0]]
+    policy_origins = browser_policy.allowed_origins(origins)
     toml_list = ", ".join(f'"{origin}"' for origin in policy_origins)
     files: dict[str, str] = {
         "usr/lib/systemd/user/cert-agent.service": autostart.systemd_user_unit(command),
@@ -122,8 +123,7 @@ def stage_deb(origins: list[str], stage: Path, version: str, arch: str, python: 
                 "# policy folders that install made and that no package owns go with it",
                 *[
                     f"if [ -d /{d} ] && ! dpkg -S /{d} >/dev/null 2>&1; then {RMDIR} /{d}; fi"
-                    for managed in browser_policy.LINUX_DIRS.values()
-                    for d in (managed, managed.parent, managed.parent.parent)  # up to etc/chromium, etc/opt/chrome
+                    for d in browser_policy.linux_folders()
                 ],
                 f"find {PREFIX} -name __pycache__ -type d -prune -exec rm -rf {{}} + || true",
                 "",

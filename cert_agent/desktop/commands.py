@@ -33,7 +33,7 @@ def cmd_browser_policy(args: argparse.Namespace, out: TextIO) -> int:
 
     try:
         origins = args.allow_origin or list(load_config(args.config).allowed_origins)
-        browser_policy.policy(origins)  # validates: exact origins only
+        browser_policy.allowed_origins(origins)  # validates: exact origins only
     except ValueError as exc:
         print(f"配置错误 (configuration error): {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -49,6 +49,9 @@ def cmd_browser_policy(args: argparse.Namespace, out: TextIO) -> int:
                 print(f"已删除 (removed): {path}", file=out)
     except PermissionError as exc:
         print(f"需要管理员权限 (run as root): {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except browser_policy.PolicyFileError as exc:
+        print(f"浏览器策略文件无法读取 (unreadable policy file): {exc}", file=sys.stderr)
         return EXIT_ERROR
     for browser, allowed in browser_policy.status(origins, args.root).items():
         print(f"{browser}: {'允许 allowed' if allowed else '未允许 not allowed'} {', '.join(origins)}", file=out)

@@ -27,6 +27,8 @@ export const CLIENT_ERRORS = Object.freeze({
   AGENT_NOT_RUNNING: "未检测到证书助手。请确认已安装并启动证书助手（cert-agent），然后刷新页面。",
   LOCAL_NETWORK_DENIED:
     "浏览器阻止了本页访问本机的证书助手。请点击地址栏左侧的图标，打开“网站设置”，将“本地网络访问”改为“允许”，然后刷新页面。",
+  LOCAL_NETWORK_PROMPT:
+    "浏览器正在询问是否允许本页访问本机的设备（本地网络访问）。请在地址栏下方弹出的提示中点击“允许”，本页随后自动连接证书助手。",
   AGENT_IMPOSTOR:
     "检测到本机有其他程序冒充证书助手。为保护您的证书密码，本页不会连接它，请不要在本页输入证书密码，并请管理员检查本机运行的程序。只有在您刚刚重新安装证书助手时，才可点击“重新配对”。",
   TIMEOUT: "证书助手响应超时，请重试。",
@@ -74,7 +76,9 @@ export class CertAgentError extends Error {
  * knows this origin's pairing key; an answer that does not is an impostor (another user's
  * program) and is sent nothing more. A page that has not paired takes the agent only when
  * exactly one answers, and pairs with it; two answers mean one is an impostor.
- * Throws CertAgentError AGENT_IMPOSTOR when only impostors answered.
+ * Throws CertAgentError AGENT_IMPOSTOR when only impostors answered; LOCAL_NETWORK_PROMPT when no
+ * agent answered while the browser's Local Network Access prompt is still open (Firefox holds the
+ * connection until the user answers: connect again when `localNetworkPermissionStatus()` changes).
  * @param {ConnectOptions} [options]
  * @returns {Promise<AgentConnection>}
  */
@@ -115,8 +119,14 @@ export async function connect(options = {}) {
   const failures = answers.map((answer) => ("error" in answer ? answer.error : null));
   const fromAgent = failures.find((error) => error && !(error.code in CLIENT_ERRORS));
   if (fromAgent) throw fromAgent; // an agent answered, but refused (UNSUPPORTED_PROTOCOL ...)
-  if ((await localNetworkPermission()) === "denied") throw clientError("LOCAL_NETWORK_DENIED");
-  throw clientError(failures.some((error) => error?.code === "TIMEOUT") ? "TIMEOUT" : "AGENT_NOT_RUNNING");
+  const permission = await localNetworkPermission();
+  if (permission === "denied") throw clientError("LOCAL_NETWORK_DENIED");
+  const timedOut = failures.some((error) => error?.code === "TIMEOUT");
+  // The browser holds the connection while its Local Network Access prompt waits for the user
+  // (measured in Firefox): on an https page (the only kind the browsers ask about), no answer while
+  // the permission is still to be asked is that prompt, not a slow agent.
+  if (timedOut && permission === "prompt" && location.protocol === "https:") throw clientError("LOCAL_NETWORK_PROMPT");
+  throw clientError(timedOut ? "TIMEOUT" : "AGENT_NOT_RUNNING");
 }
 
 /**
@@ -233,22 +243,31 @@ function fromBase64(text) {
 }
 
 /**
- * Whether this page may reach the agent on the loopback address: Chrome's Local Network Access
- * permission ("loopback-network" since Chrome 145, "local-network-access" before), "granted",
+ * Whether this page may reach the agent on the loopback address: the browser's Local Network Access
+ * permission ("loopback-network" since Chrome 145 and in Firefox, "local-network-access" in older
+ * Chrome), "granted",
  * "prompt" or "denied"; "unknown" in browsers without it. Pages ask before they connect: when it
  * is "prompt", connecting makes the browser ask the user, so do it on the user's action.
  * @returns {Promise<string>}
  */
 export async function localNetworkPermission() {
+  return (await localNetworkPermissionStatus())?.state ?? "unknown";
+}
+
+/**
+ * The browser's PermissionStatus for reaching the agent (its `change` event fires when the user
+ * answers the browser's prompt), or null in browsers without Local Network Access.
+ * @returns {Promise<PermissionStatus | null>}
+ */
+export async function localNetworkPermissionStatus() {
   for (const name of ["loopback-network", "local-network-access"]) {
     try {
-      const status = await navigator.permissions.query({ name: /** @type {any} */ (name) });
-      return status.state;
+      return await navigator.permissions.query({ name: /** @type {any} */ (name) });
     } catch {
       // this browser does not know the name: try the older one
     }
   }
-  return "unknown";
+  return null;
 }
 
 /** @param {keyof typeof CLIENT_ERRORS} code */

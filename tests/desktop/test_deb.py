@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 
 from cert_agent.desktop import browser_policy
+from cert_agent.desktop.browser_policy import chromium, firefox
 from softhsm_fixtures import Fixtures
 from tests.harness.daemon import Daemon
 from tests.paths import ROOT
@@ -30,7 +31,8 @@ OURS = [
     Path("/etc/xdg/autostart/cert-agent.desktop"),
     Path("/etc/systemd/user/default.target.wants/cert-agent.service"),
     Path("/usr/share/doc/cert-agent"),
-    *(Path("/") / d / browser_policy.FILE_NAME for d in browser_policy.LINUX_DIRS.values()),
+    *(Path("/") / d / chromium.FILE_NAME for d in chromium.LINUX_DIRS.values()),
+    Path("/") / firefox.LINUX_FILE,
 ]
 
 
@@ -66,7 +68,7 @@ def installed_package(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
         assert removed.returncode == 0, removed.stderr
         assert not Path("/opt/cert-agent").exists()
         assert Path("/etc/cert-agent/config.toml").exists()  # a plain remove keeps the configuration
-        assert browser_policy.status([ORIGIN]) == {"chromium": False, "chrome": False, "edge": False}
+        assert browser_policy.status([ORIGIN]) == {"chromium": False, "chrome": False, "edge": False, "firefox": False}
     finally:
         purged = subprocess.run(["dpkg", "--purge", "cert-agent"], capture_output=True, text=True, check=False)
         assert purged.returncode == 0, purged.stderr
@@ -86,7 +88,7 @@ def test_the_package_installs_the_agent_its_unit_autostart_config_and_browser_po
     assert not [path for path in files if "cert-verifier" in path or "/verifier/" in path]  # the agent only
     assert f'allowed_origins = ["{ORIGIN}"]' in Path("/etc/cert-agent/config.toml").read_text(encoding="utf-8")
     assert Path("/etc/systemd/user/default.target.wants/cert-agent.service").is_symlink()  # enabled for every user
-    assert browser_policy.status([ORIGIN]) == {"chromium": True, "chrome": True, "edge": True}
+    assert browser_policy.status([ORIGIN]) == {"chromium": True, "chrome": True, "edge": True, "firefox": True}
     assert "X-systemd-skip=true" in Path("/etc/xdg/autostart/cert-agent.desktop").read_text(encoding="utf-8")
     # `systemd-analyze verify --user` needs a user manager, which CI's container has not: the unit is
     # verified as a system unit file instead (the same syntax and directive checks), when present.

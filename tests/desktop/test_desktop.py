@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from cert_agent.desktop import autostart, browser_policy
+from cert_agent.desktop import autostart
+from cert_agent.desktop.browser_policy import chromium, firefox
 from installer.render import render
 
 ORIGIN = "https://etax.example.com"
@@ -84,13 +85,15 @@ def test_browser_policy_install_status_remove_under_a_root(tmp_path: Path) -> No
     assert "未允许" in cert_agent_as(tmp_path, *args, "status").stdout
     installed = cert_agent_as(tmp_path, *args, "install")
     assert installed.returncode == 0, installed.stderr
-    for directory in browser_policy.LINUX_DIRS.values():
+    for directory in chromium.LINUX_DIRS.values():
         data = json.loads((tmp_path / directory / "cert-agent.json").read_text(encoding="utf-8"))
         assert data == {"LocalNetworkAccessAllowedForUrls": [ORIGIN], "LoopbackNetworkAllowedForUrls": [ORIGIN]}
-    assert installed.stdout.count("允许 allowed") == 3
+    policies = json.loads((tmp_path / firefox.LINUX_FILE).read_text(encoding="utf-8"))
+    assert policies == {"policies": {"LocalNetworkAccess": {"SkipDomains": ["etax.example.com"]}}}  # the host
+    assert installed.stdout.count("允许 allowed") == 4
     removed = cert_agent_as(tmp_path, *args, "remove")
-    assert removed.stdout.count("已删除") == 3
-    assert not list(tmp_path.rglob("cert-agent.json"))
+    assert removed.stdout.count("已删除") == 4
+    assert not list(tmp_path.rglob("cert-agent.json")) and not list(tmp_path.rglob("policies.json"))
 
 
 @pytest.mark.parametrize(
@@ -106,12 +109,16 @@ def test_every_platforms_artifacts_render_from_one_source(tmp_path: Path) -> Non
     written = render([ORIGIN, "https://etax.example.com:443"], tmp_path)
     names = {path.relative_to(tmp_path).as_posix() for path in written}
     assert {"linux/cert-agent.service", "linux/cert-agent.desktop", "linux/cert-agent.json"} <= names
-    for domain in browser_policy.MACOS_DOMAINS.values():
+    for domain in chromium.MACOS_DOMAINS.values():
         policy = plistlib.loads((tmp_path / "macos" / f"{domain}.plist").read_bytes())
         assert policy == {"LocalNetworkAccessAllowedForUrls": [ORIGIN], "LoopbackNetworkAllowedForUrls": [ORIGIN]}
+    policy = plistlib.loads((tmp_path / "macos" / f"{firefox.MACOS_DOMAIN}.plist").read_bytes())
+    assert policy == {"EnterprisePoliciesEnabled": True, "LocalNetworkAccess": {"SkipDomains": ["etax.example.com"]}}
     reg = (tmp_path / "windows" / "browser-policy.reg").read_bytes().decode("utf-8")  # CRLF kept
-    for key in browser_policy.WINDOWS_KEYS.values():
+    for key in chromium.WINDOWS_KEYS.values():
         assert f'[HKEY_LOCAL_MACHINE\\{key}\\LocalNetworkAccessAllowedForUrls]\r\n"1"="{ORIGIN}"' in reg
+    firefox_key = f"HKEY_LOCAL_MACHINE\\{firefox.WINDOWS_KEY}\\LocalNetworkAccess\\SkipDomains"
+    assert f'[{firefox_key}]\r\n"1"="etax.example.com"' in reg
     assert plistlib.loads((tmp_path / "macos" / f"{autostart.LAUNCH_AGENT_LABEL}.plist").read_bytes())["RunAtLoad"]
     script = tmp_path / "macos" / "postinstall"
     assert subprocess.run(["sh", "-n", str(script)], check=False).returncode == 0  # parses as a shell script
@@ -139,3 +146,30 @@ def test_browser_policy_remove_leaves_exactly_what_was_there_before_install(tmp_
     assert cert_agent_as(tmp_path, *args, "install").returncode == 0  # twice: the first install's record holds
     assert cert_agent_as(tmp_path, *args, "remove").returncode == 0
     assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == before
+
+
+def test_firefox_policy_is_merged_into_an_administrators_policies_json_and_put_back_on_remove(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    path = root / firefox.LINUX_FILE
+    path.parent.mkdir(parents=True)
+    lna = {"Enabled": True, "SkipDomains": ["nas.lan"]}  # an administrator's own settings
+    theirs = {"policies": {"DisableTelemetry": True, "LocalNetworkAccess": lna}}
+    path.write_text(json.dumps(theirs), encoding="utf-8")
+    args = ["browser-policy", "--root", str(root), "--allow-origin", ORIGIN]
+    assert cert_agent_as(tmp_path, *args, "install").returncode == 0
+    merged = json.loads(path.read_text(encoding="utf-8"))["policies"]
+    assert merged["DisableTelemetry"] is True  # every other policy kept
+    assert merged["LocalNetworkAccess"] == {"Enabled": True, "SkipDomains": ["etax.example.com", "nas.lan"]}
+    assert cert_agent_as(tmp_path, *args, "remove").returncode == 0
+    assert json.loads(path.read_text(encoding="utf-8")) == theirs
+    assert sorted(p.name for p in path.parent.iterdir()) == ["policies.json"]  # our record went with it
+
+
+def test_a_firefox_policies_json_that_is_not_json_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    path = root / firefox.LINUX_FILE
+    path.parent.mkdir(parents=True)
+    path.write_text("{ not json", encoding="utf-8")
+    result = cert_agent_as(tmp_path, "browser-policy", "--root", str(root), "--allow-origin", ORIGIN, "install")
+    assert result.returncode == 1 and "policies.json" in result.stderr and "Traceback" not in result.stderr
+    assert path.read_text(encoding="utf-8") == "{ not json"

@@ -131,7 +131,11 @@ class FirefoxPage:
 
 
 @asynccontextmanager
-async def firefox(prefs: Mapping[str, Any] | None = None) -> AsyncIterator[FirefoxPage]:
+async def firefox(
+    prefs: Mapping[str, Any] | None = None, *, accept_test_certificates: bool = False
+) -> AsyncIterator[FirefoxPage]:
+    """A headless Firefox with a fresh profile; ``accept_test_certificates`` for a page served
+    over https with the tests' self-signed certificate."""
     port = free_port()
     profile = Path(tempfile.mkdtemp(prefix="firefox-profile-"))
     lines = [f"user_pref({_pref(name)}, {_pref(value)});" for name, value in {**_QUIET_PREFS, **(prefs or {})}.items()]
@@ -143,7 +147,7 @@ async def firefox(prefs: Mapping[str, Any] | None = None) -> AsyncIterator[Firef
     )  # fmt: skip
     client = Marionette(host="127.0.0.1", port=port, startup_timeout=60)
     try:
-        await asyncio.to_thread(client.start_session)
+        await asyncio.to_thread(client.start_session, {"acceptInsecureCerts": accept_test_certificates})
         yield FirefoxPage(client)
     finally:
         with suppress(MarionetteException, OSError):

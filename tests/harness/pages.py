@@ -88,7 +88,7 @@ async def site(
             agent = await agent_stack.enter_async_context(
                 running_agent(fixtures, allowed_origins=(origin,), modules=modules)
             )
-            page: Any  # a Playwright Page, or a FirefoxPage for the Firefox flows (FirefoxSite)
+            page: Any  # a Playwright Page, or a FirefoxPage (harness/firefox.py) for the Firefox flows
             if browser == "firefox":
                 page = await browsers.enter_async_context(firefox())
             else:

@@ -1,5 +1,5 @@
 // The account centre's 税务数字证书 page: certificate details and PIN change through the agent.
-import { api, connectAgent, showError, AGENT_HELP, certificateLabel, fillDetails } from "/static/pages/common.js";
+import { api, connectAgent, showError, explainAgentFailure, certificateLabel, fillDetails } from "/static/pages/common.js";
 const $ = (id) => document.getElementById(id);
 let agent, tokens = [];
 // What each algorithm the agent signs with is called in the account centre (SM2: 国密).
@@ -64,7 +64,6 @@ try {
   await refresh();
   document.body.dataset.ready = "yes";
 } catch (error) {
-  $("agent-missing").innerHTML = AGENT_HELP;
-  $("agent-missing").classList.remove("hidden");
+  await explainAgentFailure($("agent-missing"), error);
   document.body.dataset.ready = "agent-missing";
 }

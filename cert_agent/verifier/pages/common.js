@@ -1,5 +1,11 @@
 // Shared by the verifier's pages: the agent connection, the API, and error texts.
-import { connect, forgetPairing, CertAgentError, localNetworkPermission } from "/static/cert-agent.js";
+import {
+  connect,
+  forgetPairing,
+  CertAgentError,
+  localNetworkPermission,
+  localNetworkPermissionStatus,
+} from "/static/cert-agent.js";
 
 export { forgetPairing, localNetworkPermission };
 
@@ -57,6 +63,24 @@ export const AGENT_HELP = `
     <li>启动：运行 <code>cert-agent serve</code>，并保持其运行；</li>
     <li>插入税务UKey、金税盘或税控盘后，刷新本页面。</li>
   </ol>`;
+
+/**
+ * Explain in `box` why the agent could not be reached. While the browser's Local Network Access
+ * prompt is open (Firefox holds the connection until the user answers), say so and reload the
+ * page once the user has answered it.
+ * @param {HTMLElement} box  @param {CertAgentError} error
+ */
+export async function explainAgentFailure(box, error) {
+  const explained = ["LOCAL_NETWORK_DENIED", "LOCAL_NETWORK_PROMPT", "AGENT_IMPOSTOR"];
+  if (explained.includes(error.code)) box.textContent = error.message;
+  else box.innerHTML = AGENT_HELP; // static text of this page
+  box.dataset.code = error.code ?? "UNEXPECTED";
+  box.classList.remove("hidden");
+  if (error.code === "LOCAL_NETWORK_PROMPT") {
+    const status = await localNetworkPermissionStatus();
+    status?.addEventListener("change", () => location.reload(), { once: true });
+  }
+}
 
 export function certificateLabel(token, cert) {
   const info = cert.info;

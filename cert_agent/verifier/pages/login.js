@@ -4,9 +4,9 @@ import {
   connectAgent,
   forgetPairing,
   showError,
-  AGENT_HELP,
   certificateLabel,
   choiceButton,
+  explainAgentFailure,
   localNetworkPermission,
 } from "/static/pages/common.js";
 
@@ -237,9 +237,7 @@ async function start() {
   try {
     agent = await connectAgent();
   } catch (error) {
-    const box = $("agent-missing");
-    if (error.code === "LOCAL_NETWORK_DENIED" || error.code === "AGENT_IMPOSTOR") box.textContent = error.message;
-    else box.innerHTML = AGENT_HELP; // static text of this page
+    await explainAgentFailure($("agent-missing"), error);
     if (error.code === "AGENT_IMPOSTOR") {
       $("pin").disabled = true; // nothing typed here can reach the impostor
       $("repair-agent").classList.remove("hidden");
@@ -248,8 +246,6 @@ async function start() {
         location.reload();
       });
     }
-    box.dataset.code = error.code;
-    box.classList.remove("hidden");
     $("login").disabled = true;
     document.body.dataset.ready = "agent-missing";
     return;

@@ -1,5 +1,5 @@
-"""The browsers' managed policy that lets the configured tax bureau origins reach the loopback
-agent without a Local Network Access prompt (``cert-agent browser-policy``).
+"""Chromium-based browsers' managed policy that lets the configured tax bureau origins reach the
+loopback agent without a Local Network Access prompt.
 
 Chrome 142 and later ask the user before a public https page may open ``ws://127.0.0.1``;
 Chromium-based browsers skip the prompt for origins listed in the managed policies
@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from cert_agent.agent.origins import normalize_origin
+from cert_agent.desktop.browser_policy.folders import created_folders, missing_folders, remove_if_empty
 from cert_agent.desktop.fileformats import reg_string
 
 POLICIES = ("LocalNetworkAccessAllowedForUrls", "LoopbackNetworkAllowedForUrls")
@@ -58,15 +59,15 @@ def macos_policy_plist(origins: Iterable[str]) -> bytes:
     return plistlib.dumps(policy(origins))
 
 
-def windows_policy_reg(origins: Iterable[str]) -> str:
-    lines = ["Windows Registry Editor Version 5.00", ""]
+def windows_policy_reg_lines(origins: Iterable[str]) -> list[str]:
+    lines = []
     values = policy(origins)
     for key in WINDOWS_KEYS.values():
         for name, urls in values.items():
             lines.append(f"[HKEY_LOCAL_MACHINE\\{key}\\{name}]")
             lines.extend(f"{reg_string(str(index))}={reg_string(url)}" for index, url in enumerate(urls, start=1))
             lines.append("")
-    return "\r\n".join(lines)
+    return lines
 
 
 def install(origins: Iterable[str], root: Path = Path("/")) -> list[Path]:
@@ -75,7 +76,7 @@ def install(origins: Iterable[str], root: Path = Path("/")) -> list[Path]:
     written = []
     for directory in LINUX_DIRS.values():
         path = root / directory / FILE_NAME
-        made = [str(folder.relative_to(root)) for folder in _missing_folders(path.parent, root)]
+        made = [str(folder.relative_to(root)) for folder in missing_folders(path.parent, root)]
         path.parent.mkdir(parents=True, exist_ok=True)
         marker = path.parent / CREATED
         if made or not marker.exists():  # a second install keeps the first one's record
@@ -100,19 +101,8 @@ def remove(root: Path = Path("/")) -> list[Path]:
             if ours.exists():
                 ours.unlink()
         removed.append(path)
-        for folder in sorted(made, key=lambda f: len(f.parts), reverse=True):  # the deepest first
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
+        remove_if_empty(made)
     return removed
-
-
-def _missing_folders(folder: Path, root: Path) -> list[Path]:
-    """``folder`` and its parents below ``root`` that do not exist yet."""
-    missing = []
-    while folder != root and not folder.exists():
-        missing.append(folder)
-        folder = folder.parent
-    return missing
 
 
 def _created_folders(marker: Path, root: Path) -> list[Path]:
@@ -122,7 +112,7 @@ def _created_folders(marker: Path, root: Path) -> list[Path]:
         listed = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return [marker.parent, marker.parent.parent]
-    return [root / name for name in listed if isinstance(name, str) and ".." not in Path(name).parts]
+    return created_folders(listed, root)
 
 
 def status(origins: Iterable[str], root: Path = Path("/")) -> dict[str, bool]:
