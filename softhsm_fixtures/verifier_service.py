@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
+from cert_agent.verifier.factors.scan import ScanFactor
 from cert_agent.verifier.factors.sms import SmsFactor
 from cert_agent.verifier.factors.sms_senders import OutboxSender
 from cert_agent.verifier.importer import check_records
@@ -50,8 +51,8 @@ async def seeded_login_service(
         intermediates.append(skf.issuing_ca)
         crls.append(skf.crl)
     settings = ValidatorSettings.from_files(origin, anchors, intermediates, crls)
-    factor = SmsFactor(store, OutboxSender(directory / OUTBOX, on_send), sms_limits)
-    service = LoginService(store, AuthTokenValidator(settings), factor)
+    sms = SmsFactor(store, OutboxSender(directory / OUTBOX, on_send), sms_limits)
+    service = LoginService(store, AuthTokenValidator(settings), (sms, ScanFactor(store, origin)))
     if clock is not None:
         service.clock = clock
     return service

@@ -275,6 +275,38 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "短信验证码暂时无法发送，请稍后再试",
         "the SMS gateway did not take the message",
     ),
+    "PHONE_MISSING": (
+        "您的手机号码为空，无法接收短信验证码。请选择“扫码验证”，用青岛税务APP首页右上角的“扫一扫”刷脸验证；登录后可在【账户中心】—【个人信息管理】中添加手机号码",
+        "no phone number is on record for this person: use scan verification",
+    ),
+    "SCAN_WRONG_PERSON": (
+        "扫码验证的人员与所选办税人员不一致",
+        "the app verified a person other than the one chosen",
+    ),
+    "SCAN_FACE_FAILED": (
+        "刷脸验证未通过",
+        "the app's face check did not pass",
+    ),
+    "SCAN_EXPIRED": (
+        "二维码已过期，请刷新二维码后重新扫描",
+        "the QR code's request has expired",
+    ),
+    "SCAN_UNKNOWN": (
+        "二维码无效，请扫描电子税务局页面上显示的二维码",
+        "no such scan request",
+    ),
+    "SCAN_REPLAYED": (
+        "该二维码已使用，请刷新二维码后重新扫描",
+        "the scan request was answered already",
+    ),
+    "SCAN_NOT_CURRENT": (
+        "该登录已取消、已完成或已显示新的二维码，请扫描页面上当前的二维码",
+        "the scan request is not the one its login waits for",
+    ),
+    "APP_UNAUTHORIZED": (
+        "应用未登记或凭据无效",
+        "the app is not registered, is revoked, or its secret is wrong",
+    ),
     "CROSS_SITE_REQUEST": (
         "请求来源不是本网站，已拒绝",
         "the request does not come from this site's own pages",

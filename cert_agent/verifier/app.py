@@ -28,6 +28,7 @@ from cert_agent.verifier.errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
+from cert_agent.verifier.apps import authenticate
 from cert_agent.verifier.listener import GUARD_KEY, HttpGuard, guarded
 from cert_agent.verifier.login import LoginService
 from cert_agent.verifier.logs import request_ids
@@ -44,6 +45,7 @@ LOGIN_KEY = web.AppKey("login", LoginService)
 SECURE_KEY = web.AppKey("secure_cookies", bool)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+APP_API = "/api/app/"  # called by registered tax apps (Authorization: Bearer), never by pages
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _ENTRY_ID = re.compile(r"^[0-9]{1,18}$")
 # Pages load only their own scripts and styles, talk only to this site and the local agent, and
@@ -101,6 +103,8 @@ async def same_origin_writes(
         return await handler(request)
     if request.content_type != "application/json":
         raise UnsupportedMediaType(request.content_type[:64])
+    if request.path.startswith(APP_API):  # the tax app: no browser, no cookie; its credential instead
+        return await handler(request)
     fetch_site = request.headers.get("Sec-Fetch-Site")
     origin = request.headers.get("Origin")
     expected = request.app[LOGIN_KEY].validator.settings.origin
@@ -195,6 +199,36 @@ async def login_verify(request: web.Request) -> web.Response:
     code = text_field(body, "code", 16)
     result = await request.app[LOGIN_KEY].verify_code(text_field(body, "attemptId"), code)
     return _with_session_cookie(request, result)
+
+
+async def login_scan(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    result = await request.app[LOGIN_KEY].show_scan(text_field(body, "attemptId"), text_field(body, "personId"))
+    return web.json_response(result)
+
+
+async def login_scan_wait(request: web.Request) -> web.Response:
+    """The page's long poll for the app's answer (at most one request per SCAN_WAIT_SECONDS)."""
+    body = await json_body(request)
+    result = await request.app[LOGIN_KEY].wait_scan(text_field(body, "attemptId"))
+    return _with_session_cookie(request, result)
+
+
+async def login_cancel(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    return web.json_response(await request.app[LOGIN_KEY].cancel(text_field(body, "attemptId")))
+
+
+async def app_scan(request: web.Request) -> web.Response:
+    """The tax app's answer to a QR code it scanned (docs/verifier-api.md, "The app API")."""
+    login = request.app[LOGIN_KEY]
+    app = await authenticate(login.store, request.headers.get("Authorization", ""))
+    body = await json_body(request)
+    verified = body.get("faceVerified")
+    if not isinstance(verified, bool):
+        raise BadRequest("faceVerified", "true or false is required")
+    result = await login.answer_scan(app, text_field(body, "request", 64), text_field(body, "idNumber", 32), verified)
+    return web.json_response(result)
 
 
 async def login_client(request: web.Request) -> web.Response:
@@ -319,6 +353,10 @@ def create_app(
     app.router.add_post("/api/login/sms", login_sms)
     app.router.add_post("/api/login/verify", login_verify)
     app.router.add_post("/api/login/client", login_client)
+    app.router.add_post("/api/login/scan", login_scan)
+    app.router.add_post("/api/login/scan/wait", login_scan_wait)
+    app.router.add_post("/api/login/cancel", login_cancel)
+    app.router.add_post("/api/app/scan", app_scan)
     app.router.add_get("/api/session", session_info)
     app.router.add_post("/api/logout", logout)
     app.router.add_get("/api/history", history)

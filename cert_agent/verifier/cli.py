@@ -1,4 +1,5 @@
-"""The ``cert-verifier`` command: serve, check-token, import."""
+"""The ``cert-verifier`` command: serve, check-token, import, app (the tax apps registered for
+扫码验证) and scan-confirm (the reference tax app, for the demo and tests)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import os
 import sys
 import tomllib
 from collections.abc import Sequence
@@ -62,6 +64,8 @@ class VerifierConfig:
     sms_per_attempt: int = 3  # codes per login attempt (10 minutes)
     sms_per_person_per_hour: int = 5
     sms_per_phone_per_day: int = 10
+    # 扫码验证 beside the SMS code (answered by the apps `cert-verifier app register` registers)
+    scan_verification: bool = True
     # slow and many clients (verifier/listener.py)
     max_connections: int = 1000  # open at once (lowered to what RLIMIT_NOFILE allows)
     request_timeout: float = 10.0  # seconds for a request's headers, and keep-alive idle time
@@ -70,7 +74,7 @@ class VerifierConfig:
 
 _TEXT_KEYS = ("origin", "host")
 _OPTIONAL_TEXT_KEYS = ("sms_gateway_url", "sms_gateway_token_env", "ocsp_url")  # "": the default (see above)
-_BOOL_KEYS = ("allow_fetching", "secure_cookies", "ocsp", "ocsp_nonce")
+_BOOL_KEYS = ("allow_fetching", "secure_cookies", "ocsp", "ocsp_nonce", "scan_verification")
 _PATH_KEYS = ("database", "outbox", "ocsp_responder_certificate")
 _COUNT_KEYS = (
     "sms_resend_interval",
@@ -221,6 +225,29 @@ def build_parser() -> argparse.ArgumentParser:
     importing = sub.add_parser("import", help="import enterprises, persons, roles and agreements")
     importing.add_argument("--db", type=_database, required=True, help="SQLite database file, or a postgresql:// URL")
     importing.add_argument("sources", type=Path, nargs="+", help="a .json file, or enterprises.csv, persons.csv ...")
+
+    apps = sub.add_parser("app", help="the tax apps that may answer 扫码验证 (scan verification)")
+    apps_sub = apps.add_subparsers(dest="app_action", required=True)
+    register = apps_sub.add_parser("register", help="register an app: prints its id and secret, once")
+    register.add_argument("--db", type=_database, required=True, help="SQLite database file, or a postgresql:// URL")
+    register.add_argument("--name", required=True, help="the app's name, e.g. 青岛税务APP")
+    listing = apps_sub.add_parser("list", help="the registered apps (never their secrets)")
+    listing.add_argument("--db", type=_database, required=True)
+    revoke = apps_sub.add_parser("revoke", help="end an app's right to answer, at once")
+    revoke.add_argument("--db", type=_database, required=True)
+    revoke.add_argument("app_id")
+
+    scan = sub.add_parser(
+        "scan-confirm", help="the reference tax app: answer a QR code as the app does after its face check"
+    )
+    scan.add_argument("code", help="the QR code's text (etax-scan:1;site=...;r=...)")
+    scan.add_argument("--id-number", required=True, help="the identity number of the person whose face was verified")
+    scan.add_argument(
+        "--credential-env",
+        default="CERT_VERIFIER_APP_CREDENTIAL",
+        help="the environment variable holding the app's <appId>.<secret> (default %(default)s)",
+    )
+    scan.add_argument("--face-failed", action="store_true", help="answer that the face check did not pass")
     return parser
 
 
@@ -235,6 +262,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_check_token(args)
     if args.command == "import":
         return cmd_import(args)
+    if args.command == "app":
+        return cmd_app(args)
+    if args.command == "scan-confirm":
+        return cmd_scan_confirm(args)
     return cmd_serve(args)
 
 
@@ -297,6 +328,57 @@ def cmd_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_app(args: argparse.Namespace) -> int:
+    from cert_agent.verifier import apps
+    from cert_agent.verifier.errors import StoreUnavailable
+    from cert_agent.verifier.store import open_store
+
+    async def run_action() -> int:
+        store = await open_store(args.db)
+        try:
+            if args.app_action == "register":
+                registered = await apps.register(store, args.name, dt.datetime.now(dt.UTC))
+                print(f"已登记 (registered): {args.name}")
+                print(f"app id: {registered.app_id}")
+                print(f"credential (shown once; the app sends it as Authorization: Bearer ...): {registered.credential}")
+            elif args.app_action == "list":
+                for app in await store.apps():
+                    print(f"{app.app_id}\t{app.name}\t{'已停用 revoked' if app.revoked else '有效 active'}")
+            elif not await store.revoke_app(args.app_id):
+                print(f"没有该应用 (no such app): {args.app_id}", file=sys.stderr)
+                return EXIT_INVALID
+            else:
+                print(f"已停用 (revoked): {args.app_id}")
+        finally:
+            await store.close()
+        return EXIT_OK
+
+    try:
+        return asyncio.run(run_action())
+    except StoreUnavailable as exc:
+        print(f"数据库不可用 (database unavailable): {exc.describe()}", file=sys.stderr)
+        return EXIT_INVALID
+
+
+def cmd_scan_confirm(args: argparse.Namespace) -> int:
+    from cert_agent.verifier.appclient import AppClientError, confirm_scan
+
+    credential = os.environ.get(args.credential_env, "")
+    if not credential:
+        print(f"缺少应用凭据 (no app credential): set {args.credential_env}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        answer = asyncio.run(confirm_scan(args.code, credential, args.id_number, face_verified=not args.face_failed))
+    except ValueError as exc:
+        print(f"二维码无法识别 (not a scan code): {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except AppClientError as exc:
+        print(f"{exc.message} ({exc.code})", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"已确认 (confirmed): {answer['enterprise']} {answer['person']}")
+    return EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         config = load_verifier_config(args.config)
@@ -351,6 +433,8 @@ def _serve(config: VerifierConfig, validator: AuthTokenValidator) -> int:
     from cert_agent.common.running import until_stopped
     from cert_agent.verifier.app import create_app
     from cert_agent.verifier.errors import StoreUnavailable
+    from cert_agent.verifier.factors import SecondFactor
+    from cert_agent.verifier.factors.scan import ScanFactor
     from cert_agent.verifier.factors.sms import SmsFactor
     from cert_agent.verifier.factors.sms_senders import HttpGatewaySender, OutboxSender, SmsSender
     from cert_agent.verifier.listener import HttpGuard
@@ -378,7 +462,10 @@ def _serve(config: VerifierConfig, validator: AuthTokenValidator) -> int:
         store = await open_store(
             config.database, pool_size=config.database_pool_size, integrity_interval=config.integrity_interval
         )
-        login = LoginService(store, validator, SmsFactor(store, sender, sms_limits(config)))
+        factors: list[SecondFactor] = [SmsFactor(store, sender, sms_limits(config))]
+        if config.scan_verification:
+            factors.append(ScanFactor(store, config.origin))
+        login = LoginService(store, validator, tuple(factors))
         app = create_app(login, secure_cookies=config.secure_cookies, purge_interval=config.purge_interval, guard=guard)
         runner = web.AppRunner(app, access_log=None, keepalive_timeout=config.request_timeout)
         await runner.setup()  # the cleanup it registers closes the store

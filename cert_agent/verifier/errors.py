@@ -205,6 +205,75 @@ class SmsUnavailable(CertAgentError):
     http_status = 503
 
 
+class PhoneMissing(CertAgentError):
+    """The person has no phone number on record (FAQ item 15): only 扫码验证 is left."""
+
+    code = "PHONE_MISSING"
+    http_status = 409
+
+
+class _ScanFailure(CertAgentError):
+    """A 扫码验证 that failed for the chosen person: counted in the lockout, ``triesLeft`` today."""
+
+    http_status = 401
+
+    def __init__(self, detail: str = "", *, tries_left: int) -> None:
+        self.tries_left = tries_left
+        super().__init__(detail, triesLeft=tries_left)
+
+    @property
+    def message(self) -> str:
+        return f"{self.zh}，今日还可尝试 {self.tries_left} 次"
+
+
+class ScanWrongPerson(_ScanFailure):
+    """The app verified a person other than the one chosen on the page."""
+
+    code = "SCAN_WRONG_PERSON"
+
+
+class ScanFaceFailed(_ScanFailure):
+    """The app's face check of the chosen person did not pass."""
+
+    code = "SCAN_FACE_FAILED"
+
+
+class ScanExpired(CertAgentError):
+    """The QR code's request is past its time (two minutes): the page shows a new one."""
+
+    code = "SCAN_EXPIRED"
+    http_status = 410
+
+
+class ScanUnknown(CertAgentError):
+    """The app sent a request id that was never shown (or is long purged)."""
+
+    code = "SCAN_UNKNOWN"
+    http_status = 404
+
+
+class ScanReplayed(CertAgentError):
+    """The request was answered already: each QR code is answered once."""
+
+    code = "SCAN_REPLAYED"
+    http_status = 409
+
+
+class ScanNotCurrent(CertAgentError):
+    """The request is not the one its login now waits for: the login was cancelled, timed out,
+    finished, or showed a newer QR code."""
+
+    code = "SCAN_NOT_CURRENT"
+    http_status = 410
+
+
+class AppUnauthorized(CertAgentError):
+    """The caller of the app API is not a registered, unrevoked app with its secret."""
+
+    code = "APP_UNAUTHORIZED"
+    http_status = 401
+
+
 class CrossSiteRequest(CertAgentError):
     code = "CROSS_SITE_REQUEST"
     http_status = 403

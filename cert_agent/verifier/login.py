@@ -6,21 +6,27 @@ Steps, each an HTTP call of the verifier's API (``app.py``):
 2. ``certificate``: the Web eID token from the agent. The nonce is consumed (once), the token
    validated, the taxpayer looked up by the certificate's taxpayer ID; for 代理业务 it must be
    an agency. Answer: the persons linked to the taxpayer, names and phones masked;
-3. ``send_code``: the chosen person's second factor begins (``factors/``: an SMS code);
-4. ``verify_code``: a right answer ends 企业业务 with a session; for 代理业务 it answers the
-   client enterprises with an active agreement (none: 未查询到您与该企业的关联关系信息);
+3. ``send_code`` / ``show_scan``: the chosen person's second factor begins (``factors/``: an
+   SMS code, or a QR code for 扫码验证); again: a resend, a new QR code, or the other method;
+4. ``verify_code`` (the SMS code) / ``wait_scan`` (a long poll until the app has answered): a
+   right answer ends 企业业务 with a session; for 代理业务 it answers the client enterprises with
+   an active agreement (none: 未查询到您与该企业的关联关系信息). ``answer_scan`` is the app's
+   side: a registered app's word on the person it verified;
 5. ``choose_client`` (代理业务): the session records agency, person and client.
+``cancel`` ends an attempt at any step (the page's 返回): a QR code it showed is no longer current.
 
 Which step each call accepts is the one table ``store.records.ACCEPTS``; a call at any other
 step answers LOGIN_EXPIRED and changes nothing.
 
-Lockout: five consecutive failures of a person's certificate login (wrong answers to the second
-factor) within one China Standard Time day lock that person's certificate login until 00:00 CST
-the next day; a success resets the count.
+Lockout (FAQ item 14: 一天内同一认证方式连续失败5次): five consecutive failures of one method
+(wrong SMS codes; 扫码验证 answered for another person or with a failed face check) within one
+China Standard Time day lock that person's certificate login until 00:00 CST the next day; a
+successful login resets the counts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import hashlib
@@ -31,6 +37,7 @@ from typing import Any
 
 from cryptography import x509
 
+from cert_agent.common.errors import BadRequest
 from cert_agent.verifier.errors import (
     AccountLocked,
     ChallengeInvalid,
@@ -39,19 +46,25 @@ from cert_agent.verifier.errors import (
     NotAnAgency,
     NotFound,
     NotLoggedIn,
+    ScanExpired,
+    ScanNotCurrent,
+    ScanReplayed,
+    ScanUnknown,
     StoreUnavailable,
     TaxpayerIdInvalid,
     TaxpayerUnknown,
 )
 from cert_agent.verifier.factors import SecondFactor, Verdict
+from cert_agent.verifier.factors.scan import ScanFactor, request_hash
 from cert_agent.verifier.masking import mask_name, mask_phone
 from cert_agent.verifier.store import Action, AuditEntry, LoginAttempt, LoginKind, Session, Step, Store
+from cert_agent.verifier.store.records import App, FactorState, ScanOutcome
 from cert_agent.verifier.validation import AuthTokenValidator
 
 CST = dt.timezone(dt.timedelta(hours=8), "CST")
 MAX_FAILURES = 5
-LOCKOUT = "certificate"  # the login method whose failures the lockout counts (its key in the store)
 CHALLENGE_SECONDS = 300
+SCAN_WAIT_SECONDS = 25.0  # one long poll of a page waiting for the app (a page asks again after it)
 ATTEMPT_SECONDS = 600
 SESSION_SECONDS = 1800
 _NOT_NOW = {  # why an action is refused at another step (LOGIN_EXPIRED's detail)
@@ -74,8 +87,15 @@ def next_cst_midnight(moment: dt.datetime) -> dt.datetime:
 class LoginService:
     store: Store
     validator: AuthTokenValidator
-    factor: SecondFactor
+    factors: tuple[SecondFactor, ...]  # the second factors offered, by their names (sms, scan)
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+
+    def factor(self, name: str) -> SecondFactor:
+        """The offered factor of this name; BAD_REQUEST for any other."""
+        for factor in self.factors:
+            if factor.name == name:
+                return factor
+        raise BadRequest("method", " or ".join(f.name for f in self.factors))
 
     # --- 1. challenge -----------------------------------------------------------------------
 
@@ -122,14 +142,27 @@ class LoginService:
                     "name": mask_name(person.name),
                     "phone": mask_phone(person.phone),
                     "roles": roles,
+                    "methods": self._methods_for(person.phone),
                 }
                 for person, roles in people
             ],
         }
 
+    def _methods_for(self, phone: str) -> list[str]:
+        """The second factors this person can use: no phone, no SMS (FAQ item 15)."""
+        return [f.name for f in self.factors if f.name != "sms" or phone]
+
     # --- 3. the second factor begins ------------------------------------------------------
 
     async def send_code(self, attempt_id: str, person_id: str) -> dict[str, Any]:
+        """短信验证: a code to the person's phone (again: a resend)."""
+        return await self._begin(attempt_id, person_id, self.factor("sms"))
+
+    async def show_scan(self, attempt_id: str, person_id: str) -> dict[str, Any]:
+        """扫码验证: a QR code for the person's tax app (again: a new one)."""
+        return await self._begin(attempt_id, person_id, self.factor("scan"))
+
+    async def _begin(self, attempt_id: str, person_id: str, factor: SecondFactor) -> dict[str, Any]:
         now = self.clock()
         attempt = await self._attempt(attempt_id, now, Action.BEGIN_FACTOR)  # a resend is at SECOND_FACTOR
         if person_id not in attempt.persons:
@@ -138,7 +171,7 @@ class LoginService:
         person = await self.store.person(person_id)
         if person is None:  # removed since the attempt listed them
             raise NoRelationship(person_id)
-        begun = await self.factor.begin(attempt, person, now)
+        begun = await factor.begin(attempt, person, now)
         await self.store.update_attempt(
             replace(attempt, step=Step.SECOND_FACTOR, factor=begun.state)
         )  # never extends it
@@ -149,39 +182,121 @@ class LoginService:
     # --- 4. the answer to the second factor -------------------------------------------------
 
     async def verify_code(self, attempt_id: str, answer: str) -> dict[str, Any]:
+        """The SMS code the person typed."""
         now = self.clock()
         attempt = await self._attempt(attempt_id, now, Action.CHECK_FACTOR)
-        state = attempt.factor
-        if state is None or state.factor != self.factor.name:
-            raise LoginExpired(_NOT_NOW[Action.CHECK_FACTOR])
+        state = self._state_of(attempt, self.factor("sms"))
+        return await self._judge(attempt, state, self.factor("sms"), answer, now)
+
+    async def wait_scan(self, attempt_id: str, timeout: float = SCAN_WAIT_SECONDS) -> dict[str, Any]:
+        """A page's long poll: answers as soon as the app has answered the attempt's QR code
+        (on this instance or another), or ``{"pending": true}`` after ``timeout`` seconds."""
+        scan = self.factor("scan")
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            now = self.clock()
+            attempt = await self._attempt(attempt_id, now, Action.CHECK_FACTOR)
+            state = self._state_of(attempt, scan)
+            result = await self._judge(attempt, state, scan, "", now)
+            remaining = deadline - asyncio.get_running_loop().time()
+            if not result.get("pending") or remaining <= 0:
+                return result
+            await self.store.wait_for_scan_answer(dict(state.values).get("request", ""), remaining)
+
+    async def _judge(
+        self, attempt: LoginAttempt, state: FactorState, factor: SecondFactor, answer: str, now: dt.datetime
+    ) -> dict[str, Any]:
+        method = factor.lockout_method
         count = 0
-        if self.factor.guessable:
+        if factor.guessable:
             # Every guess is counted before it is checked, in one statement, so guesses sent in
             # parallel (to one instance or several) each get their own number and never more than
             # MAX_FAILURES are checked in a day; a right answer resets the count. A person already
             # locked today gets a count past MAX_FAILURES here, and the lock as the answer.
-            count = await self.store.record_failure(state.person_id, LOCKOUT, cst_day(now))
+            count = await self.store.record_failure(state.person_id, method, cst_day(now))
             if count > MAX_FAILURES:
                 raise _locked_until_midnight(now)
-        verdict = self.factor.check(state, answer, now)
+        verdict = await factor.check(state, answer, now)
         if verdict is Verdict.PENDING:
             return {"pending": True}
         if verdict is Verdict.WRONG:
-            wrong = self.factor.wrong_answer(max(0, MAX_FAILURES - count))
-            await self.store.audit(now, state.person_id, attempt.taxpayer_id, "login_failed", wrong.code)
+            if not factor.guessable:  # counted when the failure happened (the app's answer)
+                count = await self.store.failures(state.person_id, method, cst_day(now))
+            wrong = await factor.wrong_answer(state, max(0, MAX_FAILURES - count))
+            if factor.guessable:
+                await self.store.audit(now, state.person_id, attempt.taxpayer_id, "login_failed", wrong.code)
             if count >= MAX_FAILURES:
                 raise _locked_until_midnight(now)
             raise wrong
-        await self.store.reset_failures(state.person_id, LOCKOUT)
+        for lockout in {f.lockout_method for f in self.factors}:
+            await self.store.reset_failures(state.person_id, lockout)
         if attempt.kind is LoginKind.ENTERPRISE:
             return await self._open_session(attempt, state.person_id, attempt.taxpayer_id, None, now)
         clients = await self._clients(attempt.taxpayer_id, now)
         if not clients:
-            await self.store.drop_attempt(attempt_id)
+            await self.store.drop_attempt(attempt.attempt_id)
             raise NoRelationship(attempt.taxpayer_id)
         chosen = tuple(c["taxpayerId"] for c in clients)
         await self.store.update_attempt(replace(attempt, step=Step.CHOOSE_CLIENT, clients=chosen))
         return {"clients": clients}
+
+    def _state_of(self, attempt: LoginAttempt, factor: SecondFactor) -> FactorState:
+        state = attempt.factor
+        if state is None or state.factor != factor.name:
+            raise LoginExpired(_NOT_NOW[Action.CHECK_FACTOR])
+        return state
+
+    # --- the app's side of 扫码验证 ----------------------------------------------------------
+
+    async def answer_scan(self, app: App, request_id: str, id_number: str, face_verified: bool) -> dict[str, Any]:
+        """A registered app's answer to the QR code it scanned: the identity number of the person
+        whose face it verified (or that the check failed). Each refusal has its own code; a
+        wrong person or a failed face check counts in that person's 扫码验证 lockout."""
+        now = self.clock()
+        scan = self.factor("scan")
+        digest = request_hash(request_id)
+        request = await self.store.scan_request(digest)
+        if request is None:
+            raise ScanUnknown()
+        if request.outcome is not None:
+            raise ScanReplayed()
+        if request.expires_at <= now:
+            raise ScanExpired()
+        attempt = await self.store.attempt(request.attempt_id, now)
+        if attempt is None or attempt.step is not Step.SECOND_FACTOR:
+            raise ScanNotCurrent("the login was cancelled, timed out or finished")
+        if not isinstance(scan, ScanFactor) or scan.current_request(attempt.factor) != digest:
+            raise ScanNotCurrent("the login shows a newer QR code")
+        person = await self.store.person(request.person_id)
+        if not face_verified:
+            outcome = ScanOutcome.FACE_FAILED
+        elif person is not None and id_number == person.id_number:
+            outcome = ScanOutcome.VERIFIED
+        else:
+            outcome = ScanOutcome.WRONG_PERSON
+        if not await self.store.answer_scan_request(digest, outcome, app.app_id, now):
+            raise ScanReplayed("answered at the same moment by another call")
+        if outcome is not ScanOutcome.VERIFIED:
+            count = await self.store.record_failure(request.person_id, scan.lockout_method, cst_day(now))
+            await self.store.audit(now, request.person_id, attempt.taxpayer_id, "login_failed", outcome.value)
+            wrong = await scan.wrong_answer(attempt.factor, max(0, MAX_FAILURES - count))  # type: ignore[arg-type]
+            raise wrong
+        await self.store.audit(now, request.person_id, attempt.taxpayer_id, "scan_verified", app.name)
+        enterprise = await self.store.enterprise(attempt.taxpayer_id)
+        return {
+            "confirmed": True,
+            "person": mask_name(person.name if person else ""),
+            "enterprise": enterprise.name if enterprise else "",
+        }
+
+    async def cancel(self, attempt_id: str) -> dict[str, Any]:
+        """The page's 返回: the attempt ends (a QR code it showed is no longer current)."""
+        attempt = await self.store.attempt(attempt_id, self.clock())
+        if attempt is None or not await self.store.drop_attempt(attempt_id):
+            raise LoginExpired()
+        person = attempt.factor.person_id if attempt.factor else None
+        await self.store.audit(self.clock(), person, attempt.taxpayer_id, "login_cancelled", "")
+        return {"cancelled": True}
 
     # --- 5. the client enterprise (代理业务) --------------------------------------------------
 
@@ -256,14 +371,16 @@ class LoginService:
         it needs them (SMS sends: the longest send limit), and past days' failure counts (the
         audit log is kept)."""
         now = self.clock()
-        keep_since = now - dt.timedelta(seconds=self.factor.records_kept_for())
+        keep_since = now - dt.timedelta(seconds=max(f.records_kept_for() for f in self.factors))
         return await self.store.purge(now, keep_since, cst_day(now))
 
     # --- helpers ------------------------------------------------------------------------------
 
     async def _check_lock(self, person_id: str, now: dt.datetime) -> None:
-        if await self.store.failures(person_id, LOCKOUT, cst_day(now)) >= MAX_FAILURES:
-            raise _locked_until_midnight(now)
+        """Locked when any one method has failed MAX_FAILURES times in a row today."""
+        for method in sorted({f.lockout_method for f in self.factors}):
+            if await self.store.failures(person_id, method, cst_day(now)) >= MAX_FAILURES:
+                raise _locked_until_midnight(now)
 
     async def _attempt(self, attempt_id: str, now: dt.datetime, action: Action) -> LoginAttempt:
         """The live attempt, at a step that accepts ``action`` (else LOGIN_EXPIRED, unchanged)."""

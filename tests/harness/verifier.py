@@ -199,7 +199,7 @@ class VerifierProcess:
         return str(json.loads(lines[-1])["code"])
 
 
-BOUNDED_TABLES = ("challenges", "login_attempts", "sessions", "sms_sends", "failures", "audit")
+BOUNDED_TABLES = ("challenges", "login_attempts", "sessions", "sms_sends", "failures", "scan_requests", "audit")
 
 
 async def row_counts(store: SqlStore) -> dict[str, int]:

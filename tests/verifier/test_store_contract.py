@@ -16,6 +16,7 @@ import pytest_asyncio
 from cert_agent.verifier.errors import StoreUnavailable
 from cert_agent.verifier.importer import check_records
 from cert_agent.verifier.store import MIGRATIONS, LoginAttempt, LoginKind, Session, SmsLimits, SqlStore, open_store
+from cert_agent.verifier.store.records import App, ScanOutcome, ScanRequest
 from softhsm_fixtures.seed import verifier_records
 from softhsm_fixtures.taxpayers import TAXPAYERS
 from tests.harness.postgres import PostgresServer
@@ -150,11 +151,49 @@ async def test_a_purge_deletes_what_expired_and_keeps_the_audit(store: SqlStore)
     await store.create_session(Session("s-old", "p-zhang", "x", None, NOW - dt.timedelta(seconds=1)), NOW)
     await store.record_sms_send("a-old", "p-zhang", "138", NOW - dt.timedelta(days=2), SmsLimits())
     await store.record_failure("p-zhang", "certificate", "2026-03-13")
+    await store.add_scan_request(ScanRequest("r-old", "a-old", "p-zhang", NOW - dt.timedelta(hours=2)))
+    await store.add_scan_request(ScanRequest("r-late", "a-old", "p-zhang", NOW - dt.timedelta(minutes=1)))
     await store.audit(NOW, "p-zhang", "x", "logout", "")
     deleted = await store.purge(NOW, NOW - dt.timedelta(days=1), DAY)
-    assert deleted == {"challenges": 1, "login_attempts": 1, "sessions": 1, "sms_sends": 1, "failures": 1}
+    assert deleted == {
+        "challenges": 1, "login_attempts": 1, "sessions": 1, "scan_requests": 1, "sms_sends": 1, "failures": 1
+    }  # fmt: skip
     counts = await row_counts(store)
-    assert counts == {"challenges": 1, "login_attempts": 1, "sessions": 0, "sms_sends": 0, "failures": 0, "audit": 1}
+    assert counts == {
+        "challenges": 1, "login_attempts": 1, "sessions": 0, "sms_sends": 0, "failures": 0,
+        "scan_requests": 1,  # expired a minute ago: kept an hour, so that a late answer is told SCAN_EXPIRED
+        "audit": 1,
+    }  # fmt: skip
+
+
+async def test_a_scan_request_is_answered_once_under_parallel_answers(store: SqlStore) -> None:
+    await store.add_scan_request(ScanRequest("r-1", "a-1", "p-zhang", NOW + dt.timedelta(minutes=2)))
+    answers = await asyncio.gather(
+        *(store.answer_scan_request("r-1", ScanOutcome.VERIFIED, f"app-{i}", NOW) for i in range(8))
+    )
+    assert answers.count(True) == 1
+    request = await store.scan_request("r-1")
+    assert request is not None and request.outcome is ScanOutcome.VERIFIED
+    await store.add_scan_request(ScanRequest("r-2", "a-1", "p-zhang", NOW - dt.timedelta(seconds=1)))
+    assert not await store.answer_scan_request("r-2", ScanOutcome.VERIFIED, "app-1", NOW)  # expired
+
+
+async def test_a_waiter_is_woken_by_the_answer_not_by_its_timeout(store: SqlStore) -> None:
+    await store.add_scan_request(ScanRequest("r-w", "a-1", "p-zhang", NOW + dt.timedelta(minutes=2)))
+    waiting = asyncio.create_task(store.wait_for_scan_answer("r-w", 30.0))
+    await asyncio.sleep(0.05)
+    started = asyncio.get_running_loop().time()
+    await store.answer_scan_request("r-w", ScanOutcome.VERIFIED, "app-1", NOW)
+    await asyncio.wait_for(waiting, 2.0)
+    assert asyncio.get_running_loop().time() - started < 0.5
+
+
+async def test_apps_are_registered_listed_and_revoked(store: SqlStore) -> None:
+    await store.register_app(App("app-1", "青岛税务APP", "ab" * 32, revoked=False), NOW)
+    assert [a.name for a in await store.apps()] == ["青岛税务APP"]
+    assert await store.revoke_app("app-1") and not await store.revoke_app("app-none")
+    app = await store.app("app-1")
+    assert app is not None and app.revoked
 
 
 async def test_an_unreachable_database_is_store_unavailable(tmp_path: Path) -> None:

@@ -288,7 +288,7 @@ async def test_the_tables_stop_growing_under_a_steady_login_load(verifier: Verif
     schedules it: challenges, attempts, sessions, SMS sends and failure counts stay bounded; only
     the audit log grows. (The per-phone limit is set to an hour here, so that an hour of sends
     is all the purge must keep.)"""
-    verifier.login.factor.limits = SmsLimits(per_phone=SmsLimit(10, 3600))  # type: ignore[attr-defined]
+    verifier.login.factor("sms").limits = SmsLimits(per_phone=SmsLimit(10, 3600))  # type: ignore[attr-defined]
     store = verifier.login.store
     assert isinstance(store, SqlStore)  # the one implementation, on either database
     counts: list[dict[str, int]] = []

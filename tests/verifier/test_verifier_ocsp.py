@@ -204,7 +204,7 @@ async def test_health_reports_the_responders_last_exchange(
     )
     validator = AuthTokenValidator(settings)
     store = await open_store(tmp_path / "v.db")
-    service = LoginService(store, validator, SmsFactor(store, OutboxSender(tmp_path / "outbox")))
+    service = LoginService(store, validator, (SmsFactor(store, OutboxSender(tmp_path / "outbox")),))
     try:
         nonce = base64.b64encode(secrets.token_bytes(32)).decode()
         await validator.validate(make_auth_token(fixtures, "hairun-ec", ORIGIN, nonce), nonce)

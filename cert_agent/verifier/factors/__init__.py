@@ -4,8 +4,10 @@ A :class:`SecondFactor` is begun for a person of the login attempt (``begin``: a
 sent, a confirmation is asked of their phone), leaves a :class:`FactorState` on the attempt, and
 checks each answer (``check``: passed, wrong, or still pending, say while the phone has not
 confirmed yet). The login flow (``login.LoginService``) keeps what is the same for every factor:
-the steps and their order (``store.records.ACCEPTS``), the lockout after five failures a day,
-the audit log and the session. Each factor keeps its own limits and texts: ``sms.py``.
+the steps and their order (``store.records.ACCEPTS``), the lockout after five failures of one
+method a day (item 14 of the FAQ: 同一认证方式; each factor names its method), the audit log and
+the session. Each factor keeps its own limits and texts: ``sms.py`` (短信验证), ``scan.py``
+(扫码验证: a registered tax app confirms the person it verified by face).
 """
 
 from __future__ import annotations
@@ -37,18 +39,21 @@ class Begun:
 
 class SecondFactor(ABC):
     name: ClassVar[str]
-    guessable: ClassVar[bool]  # an answer is a guess: each counts toward the lockout before it is checked
+    # an answer is a guess: each counts toward the lockout before it is checked (else the factor's
+    # failures are counted where they happen, and ``check`` only reads them)
+    guessable: ClassVar[bool]
+    lockout_method: ClassVar[str]  # the method whose consecutive failures the daily lockout counts
 
     @abstractmethod
     async def begin(self, attempt: LoginAttempt, person: Person, now: dt.datetime) -> Begun:
         """Start the factor for ``person`` (again: a resend); raises its own limits' errors."""
 
     @abstractmethod
-    def check(self, state: FactorState, answer: str, now: dt.datetime) -> Verdict:
+    async def check(self, state: FactorState, answer: str, now: dt.datetime) -> Verdict:
         """Judge ``answer`` against what ``begin`` left."""
 
     @abstractmethod
-    def wrong_answer(self, tries_left: int) -> CertAgentError:
+    async def wrong_answer(self, state: FactorState, tries_left: int) -> CertAgentError:
         """The error a wrong answer gets, with the tries left today."""
 
     @abstractmethod

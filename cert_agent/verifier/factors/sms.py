@@ -28,6 +28,7 @@ CODE_SECONDS = 300
 class SmsFactor(SecondFactor):
     name: ClassVar[str] = "sms"
     guessable: ClassVar[bool] = True
+    lockout_method: ClassVar[str] = "certificate"  # the key it had when SMS was the only factor
 
     def __init__(self, sends: SmsSends, sender: SmsSender, limits: SmsLimits | None = None) -> None:
         self.sends = sends
@@ -47,13 +48,13 @@ class SmsFactor(SecondFactor):
         reply = {"sentTo": mask_phone(person.phone), "expiresIn": CODE_SECONDS, "resendIn": self.limits.interval}
         return Begun(state, reply, audit=("sms_sent", mask_phone(person.phone)))
 
-    def check(self, state: FactorState, answer: str, now: dt.datetime) -> Verdict:
+    async def check(self, state: FactorState, answer: str, now: dt.datetime) -> Verdict:
         values = dict(state.values)
         fresh = state.expires_at > now
         right = hmac.compare_digest(values.get("digest", ""), _hash(values.get("salt", ""), answer))
         return Verdict.PASSED if fresh and right else Verdict.WRONG
 
-    def wrong_answer(self, tries_left: int) -> CertAgentError:
+    async def wrong_answer(self, state: FactorState, tries_left: int) -> CertAgentError:
         return SmsCodeIncorrect(tries_left=tries_left)
 
     def records_kept_for(self) -> int:

@@ -10,7 +10,7 @@ Failures of the database itself (unreachable, locked too long, disk full) are ra
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
@@ -35,6 +35,7 @@ class Connection(Protocol):
 
 class Database(Protocol):
     dialect: Dialect
+    recheck_interval: float  # seconds a waiter for another instance's answer goes before reading again
 
     def connection(self) -> AbstractAsyncContextManager[Connection]:
         """A connection in autocommit: each statement is a transaction of its own."""
@@ -42,6 +43,15 @@ class Database(Protocol):
 
     def transaction(self) -> AbstractAsyncContextManager[Connection]:
         """Several statements: all of them or none."""
+        ...
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """Tell the other instances on this database (PostgreSQL's NOTIFY; SQLite has no others)."""
+        ...
+
+    async def listen(self, channel: str, deliver: Callable[[str], None]) -> None:
+        """From now on, hand every payload notified on ``channel`` by any instance to ``deliver``
+        (at most one listener per channel; calling again does nothing)."""
         ...
 
     async def close(self) -> None: ...

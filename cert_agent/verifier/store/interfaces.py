@@ -9,10 +9,13 @@ from typing import Any, Protocol
 
 from cert_agent.verifier.store.records import (
     Agreement,
+    App,
     AuditEntry,
     Enterprise,
     LoginAttempt,
     Person,
+    ScanOutcome,
+    ScanRequest,
     Session,
     SmsLimits,
 )
@@ -55,6 +58,27 @@ class SmsSends(Protocol):
     ) -> int: ...  # 0: the send is recorded; else the seconds to wait (nothing recorded)
 
 
+class ScanRequests(Protocol):
+    """扫码验证 requests (``factors/scan.py``): shown once as a QR code, answered once by an app;
+    a page waiting for the answer is woken when it comes, on any instance."""
+
+    async def add_scan_request(self, request: ScanRequest) -> None: ...
+    async def scan_request(self, request_hash: str) -> ScanRequest | None: ...
+    async def answer_scan_request(
+        self, request_hash: str, outcome: ScanOutcome, app_id: str, now: dt.datetime
+    ) -> bool: ...  # True for the one answer that counts; False: answered already, or expired
+    async def wait_for_scan_answer(self, request_hash: str, timeout: float) -> None: ...
+
+
+class Apps(Protocol):
+    """The tax apps registered to answer 扫码验证 requests (``cert-verifier app``)."""
+
+    async def register_app(self, app: App, now: dt.datetime) -> None: ...
+    async def app(self, app_id: str) -> App | None: ...
+    async def apps(self) -> list[App]: ...
+    async def revoke_app(self, app_id: str) -> bool: ...
+
+
 class Sessions(Protocol):
     async def create_session(self, session: Session, now: dt.datetime) -> None: ...
     async def session(self, session_id: str, now: dt.datetime) -> Session | None: ...
@@ -71,7 +95,7 @@ class AuditLog(Protocol):
     async def hide_entry(self, person_id: str, entry_id: int) -> bool: ...
 
 
-class Store(Directory, Challenges, LoginAttempts, SmsSends, Sessions, AuditLog, Protocol):
+class Store(Directory, Challenges, LoginAttempts, SmsSends, ScanRequests, Apps, Sessions, AuditLog, Protocol):
     """Everything the verifier keeps, in one database."""
 
     async def ping(self) -> None: ...  # raises StoreUnavailable when the database cannot be used

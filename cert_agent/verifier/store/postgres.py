@@ -9,12 +9,15 @@ and lock wait is bounded (5 s) so a stuck database answers 503, not a hung reque
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -23,6 +26,7 @@ from cert_agent.verifier.store.database import Row
 from cert_agent.verifier.store.schema import Dialect
 
 STATEMENT_TIMEOUT_MS = 5000
+log = logging.getLogger("cert_agent.verifier.store")
 
 
 @functools.lru_cache(maxsize=256)
@@ -63,9 +67,12 @@ class _PostgresConnection:
 
 class PostgresDatabase:
     dialect = Dialect.POSTGRESQL
+    recheck_interval = 5.0  # a waiting page is woken by NOTIFY; this only covers a lost notification
 
-    def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[dict[str, Any]]]) -> None:
+    def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[dict[str, Any]]], url: str) -> None:
         self._pool = pool
+        self._url = url
+        self._listeners: dict[str, asyncio.Task[None]] = {}
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int = 10) -> PostgresDatabase:
@@ -86,7 +93,7 @@ class PostgresDatabase:
         )
         with _store_errors():
             await pool.open(wait=True, timeout=STATEMENT_TIMEOUT_MS / 1000)
-        return cls(pool)
+        return cls(pool, url)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[_PostgresConnection]:
@@ -100,5 +107,31 @@ class PostgresDatabase:
             async with self._pool.connection() as conn, conn.transaction():
                 yield _PostgresConnection(conn)
 
+    async def notify(self, channel: str, payload: str) -> None:
+        async with self.connection() as db:
+            await db.execute("SELECT pg_notify(?, ?)", (channel, payload))
+
+    async def listen(self, channel: str, deliver: Callable[[str], None]) -> None:
+        """A connection of its own LISTENs on ``channel`` (reconnecting after a failure); started
+        once, it runs until ``close``."""
+        if channel not in self._listeners:
+            self._listeners[channel] = asyncio.create_task(self._relay(channel, deliver))
+
+    async def _relay(self, channel: str, deliver: Callable[[str], None]) -> None:
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                    async for notification in conn.notifies():
+                        deliver(notification.payload)
+            except psycopg.Error as exc:
+                log.warning("LISTEN %s failed, again in 1 s: %s", channel, type(exc).__name__)
+            await asyncio.sleep(1.0)
+
     async def close(self) -> None:
+        for task in self._listeners.values():
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+        self._listeners.clear()
         await self._pool.close()

@@ -78,6 +78,37 @@ class AuditEntry:
     hidden: bool
 
 
+class ScanOutcome(StrEnum):
+    """How a registered app answered a 扫码验证 request (once)."""
+
+    VERIFIED = "verified"  # the chosen person's face was verified
+    WRONG_PERSON = "wrong_person"  # the app verified someone else
+    FACE_FAILED = "face_failed"  # the app's face check did not pass
+
+
+@dataclass(frozen=True)
+class ScanRequest:
+    """A 扫码验证 request shown as a QR code: for which login attempt and person, until when, and
+    (once answered) how and by which app."""
+
+    request_hash: str
+    attempt_id: str
+    person_id: str
+    expires_at: dt.datetime
+    outcome: ScanOutcome | None = None
+    app_id: str | None = None
+
+
+@dataclass(frozen=True)
+class App:
+    """A registered tax app that may answer 扫码验证 requests (its secret is kept as a hash)."""
+
+    app_id: str
+    name: str
+    secret_sha256: str
+    revoked: bool
+
+
 class LoginKind(StrEnum):
     ENTERPRISE = "enterprise"  # 企业业务
     AGENCY = "agency"  # 代理业务

@@ -117,6 +117,27 @@ MIGRATIONS: list[str] = [
     DROP INDEX audit_person;
     CREATE INDEX audit_person_history ON audit(person_id, hidden, entry_id);
     """,
+    # 4: 扫码验证: the requests shown as QR codes (by the hash of the id in the code, never the id),
+    # each answered once by a registered app; and the apps (by the hash of their secret)
+    """
+    CREATE TABLE scan_requests (
+        request_hash TEXT PRIMARY KEY,
+        attempt_id TEXT NOT NULL,
+        person_id TEXT NOT NULL,
+        expires_at {timestamp} NOT NULL,
+        outcome TEXT,
+        answered_at {timestamp},
+        app_id TEXT
+    );
+    CREATE INDEX scan_requests_expiry ON scan_requests(expires_at);
+    CREATE TABLE apps (
+        app_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        secret_sha256 TEXT NOT NULL,
+        created_at {timestamp} NOT NULL,
+        revoked {boolean} NOT NULL DEFAULT FALSE
+    );
+    """,
 ]
 
 

@@ -22,14 +22,18 @@ from cert_agent.verifier.store.database import Database
 from cert_agent.verifier.store.records import (
     ROLES,
     Agreement,
+    App,
     AuditEntry,
     Enterprise,
     LoginAttempt,
     Person,
+    ScanOutcome,
+    ScanRequest,
     Session,
     SmsLimits,
 )
 from cert_agent.verifier.store.schema import MIGRATIONS, render
+from cert_agent.verifier.store.signals import CHANNEL, Signals
 
 
 def _moment(value: dt.datetime | str) -> dt.datetime:
@@ -51,6 +55,7 @@ class SqlStore:
         self.database = database
         self._integrity_interval = integrity_interval
         self._integrity: tuple[float, str] | None = None  # (when, verdict) of the last quick check
+        self.signals = Signals()
 
     async def migrate(self) -> int:
         """Apply the migrations this database lacks, in one transaction (several instances
@@ -252,6 +257,68 @@ class SqlStore:
             )
         return 0
 
+    # --- 扫码验证 requests and the apps that answer them ----------------------------------------
+
+    async def add_scan_request(self, request: ScanRequest) -> None:
+        async with self.database.connection() as db:
+            await db.execute(
+                "INSERT INTO scan_requests (request_hash, attempt_id, person_id, expires_at) VALUES (?, ?, ?, ?)",
+                (request.request_hash, request.attempt_id, request.person_id, request.expires_at),
+            )
+
+    async def scan_request(self, request_hash: str) -> ScanRequest | None:
+        async with self.database.connection() as db:
+            row = await db.fetchone("SELECT * FROM scan_requests WHERE request_hash = ?", (request_hash,))
+        if row is None:
+            return None
+        outcome = ScanOutcome(row["outcome"]) if row["outcome"] else None
+        return ScanRequest(
+            row["request_hash"], row["attempt_id"], row["person_id"], _moment(row["expires_at"]), outcome, row["app_id"]
+        )
+
+    async def answer_scan_request(
+        self, request_hash: str, outcome: ScanOutcome, app_id: str, now: dt.datetime
+    ) -> bool:
+        """Record the one answer to a live request, in one statement (of two apps or two
+        instances answering at once, one wins), and wake whoever waits for it, on any instance."""
+        async with self.database.connection() as db:
+            changed = await db.execute(
+                "UPDATE scan_requests SET outcome = ?, answered_at = ?, app_id = ? "
+                "WHERE request_hash = ? AND outcome IS NULL AND expires_at > ?",
+                (outcome.value, now, app_id, request_hash, now),
+            )
+        if changed == 1:
+            self.signals.wake(request_hash)
+            await self.database.notify(CHANNEL, request_hash)
+        return changed == 1
+
+    async def wait_for_scan_answer(self, request_hash: str, timeout: float) -> None:
+        """Until the request may have been answered (woken here or by another instance), or
+        ``timeout`` seconds: the caller reads the request again either way."""
+        await self.database.listen(CHANNEL, self.signals.wake)
+        await self.signals.wait(request_hash, min(timeout, self.database.recheck_interval))
+
+    async def register_app(self, app: App, now: dt.datetime) -> None:
+        async with self.database.connection() as db:
+            await db.execute(
+                "INSERT INTO apps (app_id, name, secret_sha256, created_at) VALUES (?, ?, ?, ?)",
+                (app.app_id, app.name, app.secret_sha256, now),
+            )
+
+    async def app(self, app_id: str) -> App | None:
+        async with self.database.connection() as db:
+            row = await db.fetchone("SELECT * FROM apps WHERE app_id = ?", (app_id,))
+        return App(row["app_id"], row["name"], row["secret_sha256"], bool(row["revoked"])) if row else None
+
+    async def apps(self) -> list[App]:
+        async with self.database.connection() as db:
+            rows = await db.fetchall("SELECT * FROM apps ORDER BY created_at, app_id")
+        return [App(r["app_id"], r["name"], r["secret_sha256"], bool(r["revoked"])) for r in rows]
+
+    async def revoke_app(self, app_id: str) -> bool:
+        async with self.database.connection() as db:
+            return await db.execute("UPDATE apps SET revoked = ? WHERE app_id = ?", (True, app_id)) == 1
+
     async def attempt(self, attempt_id: str, now: dt.datetime) -> LoginAttempt | None:
         async with self.database.connection() as db:
             row = await db.fetchone("SELECT * FROM login_attempts WHERE attempt_id = ?", (attempt_id,))
@@ -339,6 +406,10 @@ class SqlStore:
         async with self.database.transaction() as db:
             for table in ("challenges", "login_attempts", "sessions"):
                 deleted[table] = await db.execute(f"DELETE FROM {table} WHERE expires_at <= ?", (now,))
+            # kept a while past their expiry, so that an app's late or repeated answer is told so
+            deleted["scan_requests"] = await db.execute(
+                "DELETE FROM scan_requests WHERE expires_at <= ?", (now - dt.timedelta(hours=1),)
+            )
             deleted["sms_sends"] = await db.execute("DELETE FROM sms_sends WHERE at < ?", (keep_sends_since,))
             deleted["failures"] = await db.execute("DELETE FROM failures WHERE day < ?", (today,))
         return deleted

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,9 @@ class _SqliteConnection:
 
 class SqliteDatabase:
     dialect = Dialect.SQLITE
+    # No notifications between processes: a page waiting here for an answer given by another
+    # process on the same file learns of it when the store is read again, this often (a local read).
+    recheck_interval = 0.25
 
     def __init__(self, db: aiosqlite.Connection, path: Path | str = "") -> None:
         self._db = db
@@ -136,6 +139,12 @@ class SqliteDatabase:
         """SQLite's quick_check on the file as it is on disk: on a connection of its own, so no
         page the service's connection caches can hide damage. True when it says "ok"."""
         return await asyncio.to_thread(_quick_check, self._path)
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """Nothing to do: this process's own waiters are woken by the store; others re-read."""
+
+    async def listen(self, channel: str, deliver: Callable[[str], None]) -> None:
+        """Nothing to do (see ``notify``)."""
 
     async def close(self) -> None:
         async with self._lock:
