@@ -19,6 +19,7 @@ from aiohttp import web
 
 from cert_agent.common import jsontext
 from cert_agent.common.errors import BadJson, BadRequest, CertAgentError
+from cert_agent.verifier.apps import authenticate
 from cert_agent.verifier.errors import (
     BodyTooLarge,
     CrossSiteRequest,
@@ -28,7 +29,6 @@ from cert_agent.verifier.errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
-from cert_agent.verifier.apps import authenticate
 from cert_agent.verifier.listener import GUARD_KEY, HttpGuard, guarded
 from cert_agent.verifier.login import LoginService
 from cert_agent.verifier.logs import request_ids

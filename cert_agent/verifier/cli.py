@@ -340,7 +340,7 @@ def cmd_app(args: argparse.Namespace) -> int:
                 registered = await apps.register(store, args.name, dt.datetime.now(dt.UTC))
                 print(f"已登记 (registered): {args.name}")
                 print(f"app id: {registered.app_id}")
-                print(f"credential (shown once; the app sends it as Authorization: Bearer ...): {registered.credential}")
+                print(f"credential (shown once; sent as Authorization: Bearer ...): {registered.credential}")
             elif args.app_action == "list":
                 for app in await store.apps():
                     print(f"{app.app_id}\t{app.name}\t{'已停用 revoked' if app.revoked else '有效 active'}")

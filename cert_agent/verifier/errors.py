@@ -212,9 +212,10 @@ class PhoneMissing(CertAgentError):
     http_status = 409
 
 
-class _ScanFailure(CertAgentError):
-    """A 扫码验证 that failed for the chosen person: counted in the lockout, ``triesLeft`` today."""
+class ScanWrongPerson(CertAgentError):
+    """The app verified a person other than the one chosen on the page (counted in the lockout)."""
 
+    code = "SCAN_WRONG_PERSON"
     http_status = 401
 
     def __init__(self, detail: str = "", *, tries_left: int) -> None:
@@ -226,16 +227,19 @@ class _ScanFailure(CertAgentError):
         return f"{self.zh}，今日还可尝试 {self.tries_left} 次"
 
 
-class ScanWrongPerson(_ScanFailure):
-    """The app verified a person other than the one chosen on the page."""
-
-    code = "SCAN_WRONG_PERSON"
-
-
-class ScanFaceFailed(_ScanFailure):
-    """The app's face check of the chosen person did not pass."""
+class ScanFaceFailed(CertAgentError):
+    """The app's face check of the chosen person did not pass (counted in the lockout)."""
 
     code = "SCAN_FACE_FAILED"
+    http_status = 401
+
+    def __init__(self, detail: str = "", *, tries_left: int) -> None:
+        self.tries_left = tries_left
+        super().__init__(detail, triesLeft=tries_left)
+
+    @property
+    def message(self) -> str:
+        return f"{self.zh}，今日还可尝试 {self.tries_left} 次"
 
 
 class ScanExpired(CertAgentError):
