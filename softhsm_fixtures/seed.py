@@ -20,12 +20,15 @@ PERSONS = [
     {"personId": "p-chen", "name": "陈静", "idNumber": "370213199205055678", "phone": "13800000005"},
     {"personId": "p-liu", "name": "刘洋", "idNumber": "370214198706066789", "phone": "13800000006"},
     {"personId": "p-sun", "name": "孙欧阳明", "idNumber": "370215199107077890", "phone": "13800000007"},
+    # no phone number (FAQ item 15: it was given to someone else): only 扫码验证
+    {"personId": "p-zhou", "name": "周杰", "idNumber": "370216199308088901", "phone": ""},
 ]
 ROLES = [
     ("hairun", "p-zhang", "法定代表人"),
     ("hairun", "p-wang", "财务负责人"),
     ("hairun", "p-wang", "办税员"),
     ("lanhai", "p-li", "法定代表人"),
+    ("lanhai", "p-zhou", "办税员"),
     ("chuxin", "p-chen", "办税员"),
     ("shuangzheng", "p-chen", "财务负责人"),
     ("xinda", "p-zhao", "办税员"),

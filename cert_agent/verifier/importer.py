@@ -60,6 +60,14 @@ def _text(record: Any, kind: str, index: int, name: str) -> str:
     return value.strip()
 
 
+def _optional_text(record: Any, kind: str, index: int, name: str) -> str:
+    """A string that may be empty or left out ("": none)."""
+    value = record.get(name, "") if isinstance(record, dict) else None
+    if not isinstance(value, str):
+        raise ImportError_(f"{kind}[{index}].{name}: a string is required (empty: none)")
+    return value.strip()
+
+
 def _taxpayer(record: Any, kind: str, index: int, name: str) -> str:
     value = _text(record, kind, index, name)
     parsed = parse_taxpayer_id(value)
@@ -96,7 +104,7 @@ def check_records(data: dict[str, list[dict[str, Any]]]) -> dict[str, list[Any]]
             _text(r, "persons", i, "personId"),
             _text(r, "persons", i, "name"),
             _text(r, "persons", i, "idNumber"),
-            _text(r, "persons", i, "phone"),
+            _optional_text(r, "persons", i, "phone"),
         )
         for i, r in enumerate(data["persons"])
     ]

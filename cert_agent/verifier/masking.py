@@ -13,4 +13,6 @@ def mask_name(name: str) -> str:
 
 
 def mask_phone(phone: str) -> str:
+    if not phone:
+        return ""  # none on record: the page says so (FAQ item 15)
     return phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "****"

@@ -64,9 +64,11 @@ class ScanFactor(SecondFactor):
         digest = request_hash(request_id)
         expires = now + dt.timedelta(seconds=self.seconds)
         await self.requests.add_scan_request(ScanRequest(digest, attempt.attempt_id, person.person_id, expires))
-        image = segno.make(qr_payload(self.site, request_id), error="m").svg_data_uri(scale=5, border=4)
+        text = qr_payload(self.site, request_id)
+        image = segno.make(text, error="m").svg_data_uri(scale=5, border=4)
         state = FactorState(self.name, person.person_id, expires, (("request", digest),))
-        reply = {"method": self.name, "qrImage": image, "expiresIn": self.seconds}
+        # the text too: what the code says, for a deep link into the tax app on the same phone
+        reply = {"method": self.name, "qrImage": image, "qrText": text, "expiresIn": self.seconds}
         return Begun(state, reply, audit=("scan_shown", ""))
 
     async def check(self, state: FactorState, answer: str, now: dt.datetime) -> Verdict:

@@ -15,7 +15,7 @@ import secrets
 from typing import ClassVar
 
 from cert_agent.common.errors import CertAgentError
-from cert_agent.verifier.errors import SmsCodeIncorrect, SmsRateLimited
+from cert_agent.verifier.errors import PhoneMissing, SmsCodeIncorrect, SmsRateLimited
 from cert_agent.verifier.factors import Begun, SecondFactor, Verdict
 from cert_agent.verifier.factors.sms_senders import SmsSender
 from cert_agent.verifier.masking import mask_phone
@@ -36,6 +36,8 @@ class SmsFactor(SecondFactor):
         self.limits = limits or SmsLimits()
 
     async def begin(self, attempt: LoginAttempt, person: Person, now: dt.datetime) -> Begun:
+        if not person.phone:
+            raise PhoneMissing(person.person_id)
         wait = await self.sends.record_sms_send(attempt.attempt_id, person.person_id, person.phone, now, self.limits)
         if wait:
             raise SmsRateLimited(wait)

@@ -276,9 +276,7 @@ class SqlStore:
             row["request_hash"], row["attempt_id"], row["person_id"], _moment(row["expires_at"]), outcome, row["app_id"]
         )
 
-    async def answer_scan_request(
-        self, request_hash: str, outcome: ScanOutcome, app_id: str, now: dt.datetime
-    ) -> bool:
+    async def answer_scan_request(self, request_hash: str, outcome: ScanOutcome, app_id: str, now: dt.datetime) -> bool:
         """Record the one answer to a live request, in one statement (of two apps or two
         instances answering at once, one wins), and wake whoever waits for it, on any instance."""
         async with self.database.connection() as db:
