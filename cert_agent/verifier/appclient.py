@@ -32,11 +32,14 @@ async def confirm_scan(
     site, request_id = parse_payload(code)
     body = {"request": request_id, "idNumber": id_number, "faceVerified": face_verified}
     headers = {"Authorization": f"Bearer {credential}"}
-    async with (
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http,
-        http.post(f"{site}/api/app/scan", json=body, headers=headers) as response,
-    ):
-        answer: dict[str, Any] = await response.json(content_type=None)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http,
+            http.post(f"{site}/api/app/scan", json=body, headers=headers) as response,
+        ):
+            answer: dict[str, Any] = await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise AppClientError("SITE_UNREACHABLE", f"无法连接电子税务局 {site}: {type(exc).__name__}", 0) from None
     if response.status != 200:
         error = answer.get("error", {})
         raise AppClientError(str(error.get("code", "UNEXPECTED")), str(error.get("message", "")), response.status)

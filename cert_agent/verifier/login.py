@@ -193,15 +193,20 @@ class LoginService:
         (on this instance or another), or ``{"pending": true}`` after ``timeout`` seconds."""
         scan = self.factor("scan")
         deadline = asyncio.get_running_loop().time() + timeout
+        waited_for: str | None = None  # the code this wait is for: a newer one shown ends it
         while True:
             now = self.clock()
             attempt = await self._attempt(attempt_id, now, Action.CHECK_FACTOR)
             state = self._state_of(attempt, scan)
+            request = dict(state.values).get("request", "")
+            if waited_for is not None and request != waited_for:
+                return {"pending": True}  # the page showed a new code; its own wait answers for it
+            waited_for = request
             result = await self._judge(attempt, state, scan, "", now)
             remaining = deadline - asyncio.get_running_loop().time()
             if not result.get("pending") or remaining <= 0:
                 return result
-            await self.store.wait_for_scan_answer(dict(state.values).get("request", ""), remaining)
+            await self.store.wait_for_scan_answer(request, remaining)
 
     async def _judge(
         self, attempt: LoginAttempt, state: FactorState, factor: SecondFactor, answer: str, now: dt.datetime

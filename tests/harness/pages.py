@@ -1,8 +1,9 @@
-"""The verifier's pages in headless Chromium with a real agent: a site to log in to, and the
-steps a taxpayer takes on it."""
+"""The verifier's pages in headless Chromium (or Firefox) with a real agent: a site to log in to,
+and the steps a taxpayer takes on it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -13,6 +14,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from playwright.async_api import Page
 
+from cert_agent.verifier import apps
 from cert_agent.verifier.app import create_app
 from cert_agent.verifier.store import SmsLimits
 from softhsm_fixtures import Fixtures
@@ -55,6 +57,7 @@ class Site:
     agent: RunningAgent
     outbox: Path
     agent_stack: AsyncExitStack
+    app_credential: str = ""  # a tax app registered with the site's verifier (扫码验证)
 
     def last_code(self) -> str:
         return str(json.loads(self.outbox.read_text(encoding="utf-8").splitlines()[-1])["code"])
@@ -72,13 +75,15 @@ async def site(
     sms_limits: SmsLimits | None = None,
     skf: SkfFixtures | None = None,
     browser: str = "chromium",
+    database: str | None = None,
 ) -> AsyncIterator[Site]:
     """The verifier's pages and an agent, in Chromium or (``browser="firefox"``) Firefox ESR; with
     ``skf``, the agent serves its SM2 media beside the SoftHSM2 tokens and the verifier trusts its
-    SM2 PKI too."""
+    SM2 PKI too; on SQLite in ``directory``, or on the PostgreSQL ``database`` URL."""
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
-    login = await seeded_login_service(fixtures, directory, origin, sms_limits=sms_limits, skf=skf)
+    login = await seeded_login_service(fixtures, directory, origin, sms_limits=sms_limits, skf=skf, database=database)
+    credential = (await apps.register(login.store, "青岛税务APP", dt.datetime.now(dt.UTC))).credential
     modules = (fixtures.module,) if skf is None else (fixtures.module, skf.library)
     runner = web.AppRunner(create_app(login))
     await runner.setup()
@@ -96,7 +101,7 @@ async def site(
                 page = await chrome.new_page(locale="zh-CN", viewport={"width": 1280, "height": 900})
             await page.goto(f"{origin}/?agentPort={agent.config.port}")
             await page.wait_for_selector("body[data-ready]")
-            yield Site(page, origin, agent, directory / OUTBOX, agent_stack)
+            yield Site(page, origin, agent, directory / OUTBOX, agent_stack, credential)
     finally:
         await runner.cleanup()
 

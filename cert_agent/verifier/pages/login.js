@@ -16,7 +16,8 @@ let attemptId = null;
 const $ = (id) => document.getElementById(id);
 
 function show(step) {
-  for (const id of ["step-certificate", "step-person", "step-code", "step-client"]) {
+  scanWaits++; // leaving the scan step (or showing a new code) ends the page's wait for the app
+  for (const id of ["step-certificate", "step-person", "step-code", "step-scan", "step-client"]) {
     $(id).classList.toggle("hidden", id !== step);
   }
 }
@@ -103,10 +104,14 @@ async function login() {
     const step = await api("/api/login/certificate", { kind, authToken, nonce });
     attemptId = step.attemptId;
     $("enterprise-name").textContent = step.enterprise.name;
+    persons = new Map(step.persons.map((person) => [person.personId, person]));
     $("persons").replaceChildren(
       ...step.persons.map((person) =>
-        choiceButton(person.name, `${person.roles.join("、")}　${person.phone}`, { personId: person.personId }, () =>
-          sendCode(person.personId),
+        choiceButton(
+          person.name,
+          `${person.roles.join("、")}　${person.phone || "手机号码为空，请扫码验证"}`,
+          { personId: person.personId },
+          () => (person.methods.includes("sms") ? sendCode(person.personId) : showScan(person.personId)),
         ),
       ),
     );
@@ -120,7 +125,9 @@ async function login() {
 }
 
 let chosenPerson = null;
+let persons = new Map();
 let countdown = null;
+let scanWaits = 0; // the number of the page's current wait for the app; any other wait stops
 
 /** The resend button counts down the seconds the verifier asks to wait (resendIn / retryAfter). */
 function waitToResend(seconds) {
@@ -181,24 +188,88 @@ async function verify() {
   showError("error", null);
   $("verify").disabled = true;
   try {
-    const result = await api("/api/login/verify", { attemptId, code: $("code").value.trim() });
-    if (result.clients) {
-      $("clients").replaceChildren(
-        ...result.clients.map((client) =>
-          choiceButton(client.name, client.taxpayerId, { clientId: client.taxpayerId }, () =>
-            chooseClient(client.taxpayerId),
-          ),
-        ),
-      );
-      show("step-client");
-    } else {
-      location.href = "/home";
-    }
+    await afterSecondFactor(await api("/api/login/verify", { attemptId, code: $("code").value.trim() }));
   } catch (error) {
     showError("error", error);
   } finally {
     $("verify").disabled = false;
   }
+}
+
+/** What follows a passed second factor, the same after an SMS code and after 扫码验证. */
+async function afterSecondFactor(result) {
+  if (!result.clients) {
+    location.href = "/home";
+    return;
+  }
+  $("clients").replaceChildren(
+    ...result.clients.map((client) =>
+      choiceButton(client.name, client.taxpayerId, { clientId: client.taxpayerId }, () => chooseClient(client.taxpayerId)),
+    ),
+  );
+  show("step-client");
+}
+
+const SCAN_MIN_INTERVAL_MS = 10000; // a waiting page asks at most once per 10 s (each ask waits up to 25 s)
+
+/** 扫码验证: a QR code for the person's tax app; the page then waits for the app's answer. */
+async function showScan(personId) {
+  showError("error", null);
+  chosenPerson = personId;
+  const person = persons.get(personId);
+  const why = $("scan-why");
+  const noPhone = person && !person.methods.includes("sms");
+  why.textContent = noPhone
+    ? "您的手机号码为空，无法接收短信验证码，请使用扫码验证。登录后可在【账户中心】—【个人信息管理】中添加手机号码。"
+    : "";
+  why.classList.toggle("hidden", !noPhone);
+  $("use-sms").classList.toggle("hidden", Boolean(noPhone));
+  try {
+    const { qrImage, expiresIn } = await api("/api/login/scan", { attemptId, personId });
+    show("step-scan");
+    $("qr").src = qrImage; // an image the verifier rendered: no script, no markup from it
+    $("qr").classList.remove("spent");
+    $("scan-state").textContent = `二维码 ${Math.round(expiresIn / 60)} 分钟内有效，扫码并刷脸通过后本页自动继续`;
+    document.body.dataset.scan = "shown";
+    await waitForApp(scanWaits);
+  } catch (error) {
+    showError("error", error);
+  }
+}
+
+/** The long poll: one request at a time, at most one per SCAN_MIN_INTERVAL_MS, until the app
+ * answers, the code expires or the person leaves the step. */
+async function waitForApp(wait) {
+  while (wait === scanWaits) {
+    const asked = Date.now();
+    let result;
+    try {
+      result = await api("/api/login/scan/wait", { attemptId });
+    } catch (error) {
+      if (wait !== scanWaits) return;
+      showError("error", error);
+      $("scan-state").textContent = error.code === "SCAN_EXPIRED" ? "二维码已过期，请点击“刷新二维码”" : "请点击“刷新二维码”后重新扫码";
+      document.body.dataset.scan = error.code;
+      $("qr").classList.add("spent"); // this code is answered or past its time: a new one is needed
+      return;
+    }
+    if (wait !== scanWaits) return;
+    if (!result.pending) {
+      document.body.dataset.scan = "confirmed";
+      await afterSecondFactor(result);
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, SCAN_MIN_INTERVAL_MS - (Date.now() - asked))));
+  }
+}
+
+/** 返回: the attempt ends at the verifier (a code it showed is answered no more). */
+async function back() {
+  const ending = attemptId;
+  attemptId = null;
+  show("step-certificate");
+  showError("error", null);
+  if (ending) await api("/api/login/cancel", { attemptId: ending }).catch(() => {});
 }
 
 async function chooseClient(clientId) {
@@ -222,6 +293,10 @@ async function start() {
   for (const tab of document.querySelectorAll(".tabs button")) tab.addEventListener("click", () => selectTab(tab));
   $("login").addEventListener("click", login);
   $("resend").addEventListener("click", () => sendCode(chosenPerson));
+  $("use-scan").addEventListener("click", () => showScan(chosenPerson));
+  $("use-sms").addEventListener("click", () => sendCode(chosenPerson));
+  $("refresh-scan").addEventListener("click", () => showScan(chosenPerson));
+  for (const button of document.querySelectorAll("button.back")) button.addEventListener("click", back);
   $("pin").addEventListener("keydown", (e) => e.key === "Enter" && login());
   $("verify").addEventListener("click", verify);
   $("certificate").addEventListener("change", describeSelected);
