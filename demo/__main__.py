@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import os
 import shutil
 import sys
@@ -59,14 +60,25 @@ async def run_demo(fixtures: Fixtures, skf: SkfFixtures, directory: Path, port: 
     from cert_agent.agent.server import CONFIG_KEY
     from cert_agent.agent.server import start as start_agent
     from cert_agent.verifier.app import create_app
+    from cert_agent.verifier.apps import register as register_app
+    from cert_agent.verifier.store import Person
     from softhsm_fixtures.verifier_service import seeded_login_service
 
     origin = f"http://127.0.0.1:{port}"
+    credential = ""  # the demo's tax app, registered below
 
     def announce(record: dict[str, str]) -> None:
         print(f"[短信 SMS] {record['phone']}: 验证码 {record['code']}", flush=True)
 
-    login = await seeded_login_service(fixtures, directory, origin, on_send=announce, skf=skf)
+    def announce_scan(code: str, person: Person) -> None:
+        # the demo's phone: the reference tax app answers the code as the app does after the face check
+        verifier = f"{sys.executable} -m cert_agent.verifier"
+        command = f"{verifier} scan-confirm '{code}' --id-number {person.id_number}"
+        print(f"[扫码 SCAN] {person.name}的手机 (the phone); 在另一个终端运行 (run in another terminal):", flush=True)
+        print(f"  CERT_VERIFIER_APP_CREDENTIAL={credential} {command}", flush=True)
+
+    login = await seeded_login_service(fixtures, directory, origin, on_send=announce, skf=skf, on_scan=announce_scan)
+    credential = (await register_app(login.store, "青岛税务APP（演示）", dt.datetime.now(dt.UTC))).credential
     verifier = web.AppRunner(create_app(login), access_log=None)
     await verifier.setup()
     try:
@@ -107,7 +119,11 @@ def _print_welcome(origin: str, agent_port: int, fixtures: Fixtures, skf: SkfFix
         lines.append(f"    {token.label:<14} 证书密码 {token.pin:<10} {notes.get(token.name, '')}")
     for medium in skf.media:  # the tax UKey's default PIN, as its client code has it (taxpayers.py)
         lines.append(f"    {medium.label:<14} 证书密码 {medium.pin:<10} 国密 SM2（SKF）；仍为初始密码，登录后请修改")
-    lines += ["  短信验证码会显示在下面 (SMS codes appear below). Ctrl-C 停止 (stops).", ""]
+    lines += [
+        "  短信验证码与扫码验证的手机命令会显示在下面 (SMS codes and the phone's scan command appear below).",
+        "  Ctrl-C 停止 (stops).",
+        "",
+    ]
     print("\n".join(lines), flush=True)
 
 

@@ -12,7 +12,7 @@ from cert_agent.verifier.factors.sms import SmsFactor
 from cert_agent.verifier.factors.sms_senders import OutboxSender
 from cert_agent.verifier.importer import check_records
 from cert_agent.verifier.login import CST, LoginService
-from cert_agent.verifier.store import SmsLimit, SmsLimits, open_store
+from cert_agent.verifier.store import Person, SmsLimit, SmsLimits, open_store
 from cert_agent.verifier.validation import AuthTokenValidator, ValidatorSettings
 from softhsm_fixtures import Fixtures
 from softhsm_fixtures.seed import verifier_records
@@ -36,6 +36,7 @@ async def seeded_login_service(
     sms_limits: SmsLimits | None = None,
     database: str | None = None,
     skf: SkfFixtures | None = None,
+    on_scan: Callable[[str, Person], None] | None = None,
 ) -> LoginService:
     """A verifier over ``directory/verifier.db`` (or the ``database`` URL) holding these records (imported again each
     time; the import updates in place), validating tokens for ``origin`` against the fixture
@@ -52,7 +53,7 @@ async def seeded_login_service(
         crls.append(skf.crl)
     settings = ValidatorSettings.from_files(origin, anchors, intermediates, crls)
     sms = SmsFactor(store, OutboxSender(directory / OUTBOX, on_send), sms_limits)
-    service = LoginService(store, AuthTokenValidator(settings), (sms, ScanFactor(store, origin)))
+    service = LoginService(store, AuthTokenValidator(settings), (sms, ScanFactor(store, origin, on_show=on_scan)))
     if clock is not None:
         service.clock = clock
     return service

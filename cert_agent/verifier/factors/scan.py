@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+from collections.abc import Callable
 from typing import ClassVar
 
 import segno
@@ -54,10 +55,17 @@ class ScanFactor(SecondFactor):
     guessable: ClassVar[bool] = False
     lockout_method: ClassVar[str] = "scan"
 
-    def __init__(self, requests: ScanRequests, site: str, seconds: int = REQUEST_SECONDS) -> None:
+    def __init__(
+        self,
+        requests: ScanRequests,
+        site: str,
+        seconds: int = REQUEST_SECONDS,
+        on_show: Callable[[str, Person], None] | None = None,
+    ) -> None:
         self.requests = requests
         self.site = site
         self.seconds = seconds
+        self.on_show = on_show  # development only (the demo prints the phone's command): the code's text
 
     async def begin(self, attempt: LoginAttempt, person: Person, now: dt.datetime) -> Begun:
         request_id = secrets.token_urlsafe(24)
@@ -65,6 +73,8 @@ class ScanFactor(SecondFactor):
         expires = now + dt.timedelta(seconds=self.seconds)
         await self.requests.add_scan_request(ScanRequest(digest, attempt.attempt_id, person.person_id, expires))
         text = qr_payload(self.site, request_id)
+        if self.on_show is not None:
+            self.on_show(text, person)
         image = segno.make(text, error="m").svg_data_uri(scale=5, border=4)
         state = FactorState(self.name, person.person_id, expires, (("request", digest),))
         # the text too: what the code says, for a deep link into the tax app on the same phone
