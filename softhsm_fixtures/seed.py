@@ -12,16 +12,22 @@ from typing import Any
 
 from softhsm_fixtures.taxpayers import TAXPAYERS
 
-PERSONS = [
-    {"personId": "p-zhang", "name": "张伟", "idNumber": "370202198001011234", "phone": "13800000001"},
-    {"personId": "p-wang", "name": "王秀英", "idNumber": "370211198502022345", "phone": "13800000002"},
-    {"personId": "p-li", "name": "李娜", "idNumber": "370212199003033456", "phone": "13800000003"},
-    {"personId": "p-zhao", "name": "赵敏", "idNumber": "370203198804044567", "phone": "13800000004"},
-    {"personId": "p-chen", "name": "陈静", "idNumber": "370213199205055678", "phone": "13800000005"},
-    {"personId": "p-liu", "name": "刘洋", "idNumber": "370214198706066789", "phone": "13800000006"},
-    {"personId": "p-sun", "name": "孙欧阳明", "idNumber": "370215199107077890", "phone": "13800000007"},
+PERSONS: list[dict[str, Any]] = [
+    {"personId": "p-zhang", "name": "张伟", "idNumber": "370202198001011234", "phones": ["13800000001"]},
+    # two numbers (FAQ item 17): the default first; either may get the code
+    {
+        "personId": "p-wang",
+        "name": "王秀英",
+        "idNumber": "370211198502022345",
+        "phones": ["13800000002", "13900000012"],
+    },
+    {"personId": "p-li", "name": "李娜", "idNumber": "370212199003033456", "phones": ["13800000003"]},
+    {"personId": "p-zhao", "name": "赵敏", "idNumber": "370203198804044567", "phones": ["13800000004"]},
+    {"personId": "p-chen", "name": "陈静", "idNumber": "370213199205055678", "phones": ["13800000005"]},
+    {"personId": "p-liu", "name": "刘洋", "idNumber": "370214198706066789", "phones": ["13800000006"]},
+    {"personId": "p-sun", "name": "孙欧阳明", "idNumber": "370215199107077890", "phones": ["13800000007"]},
     # no phone number (FAQ item 15: it was given to someone else): only 扫码验证
-    {"personId": "p-zhou", "name": "周杰", "idNumber": "370216199308088901", "phone": ""},
+    {"personId": "p-zhou", "name": "周杰", "idNumber": "370216199308088901", "phones": []},
 ]
 ROLES = [
     ("hairun", "p-zhang", "法定代表人"),

@@ -190,7 +190,11 @@ async def login_certificate(request: web.Request) -> web.Response:
 
 async def login_sms(request: web.Request) -> web.Response:
     body = await json_body(request)
-    result = await request.app[LOGIN_KEY].send_code(text_field(body, "attemptId"), text_field(body, "personId"))
+    index = body.get("phoneIndex", 0)
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise BadRequest("phoneIndex", "an integer is required")
+    login = request.app[LOGIN_KEY]
+    result = await login.send_code(text_field(body, "attemptId"), text_field(body, "personId"), index)
     return web.json_response(result)
 
 

@@ -141,28 +141,29 @@ class LoginService:
                     "personId": person.person_id,
                     "name": mask_name(person.name),
                     "phone": mask_phone(person.phone),
+                    "phones": [mask_phone(phone) for phone in person.phones],
                     "roles": roles,
-                    "methods": self._methods_for(person.phone),
+                    "methods": self._methods_for(person.phones),
                 }
                 for person, roles in people
             ],
         }
 
-    def _methods_for(self, phone: str) -> list[str]:
+    def _methods_for(self, phones: tuple[str, ...]) -> list[str]:
         """The second factors this person can use: no phone, no SMS (FAQ item 15)."""
-        return [f.name for f in self.factors if f.name != "sms" or phone]
+        return [f.name for f in self.factors if f.name != "sms" or phones]
 
     # --- 3. the second factor begins ------------------------------------------------------
 
-    async def send_code(self, attempt_id: str, person_id: str) -> dict[str, Any]:
-        """短信验证: a code to the person's phone (again: a resend)."""
-        return await self._begin(attempt_id, person_id, self.factor("sms"))
+    async def send_code(self, attempt_id: str, person_id: str, phone_index: int = 0) -> dict[str, Any]:
+        """短信验证: a code to one of the person's phones, the default first (again: a resend)."""
+        return await self._begin(attempt_id, person_id, self.factor("sms"), phone_index)
 
     async def show_scan(self, attempt_id: str, person_id: str) -> dict[str, Any]:
         """扫码验证: a QR code for the person's tax app (again: a new one)."""
         return await self._begin(attempt_id, person_id, self.factor("scan"))
 
-    async def _begin(self, attempt_id: str, person_id: str, factor: SecondFactor) -> dict[str, Any]:
+    async def _begin(self, attempt_id: str, person_id: str, factor: SecondFactor, choice: int = 0) -> dict[str, Any]:
         now = self.clock()
         attempt = await self._attempt(attempt_id, now, Action.BEGIN_FACTOR)  # a resend is at SECOND_FACTOR
         if person_id not in attempt.persons:
@@ -171,7 +172,7 @@ class LoginService:
         person = await self.store.person(person_id)
         if person is None:  # removed since the attempt listed them
             raise NoRelationship(person_id)
-        begun = await factor.begin(attempt, person, now)
+        begun = await factor.begin(attempt, person, now, choice)
         await self.store.update_attempt(
             replace(attempt, step=Step.SECOND_FACTOR, factor=begun.state)
         )  # never extends it

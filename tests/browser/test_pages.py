@@ -18,7 +18,7 @@ async def test_enterprise_certificate_login_reaches_the_logged_in_page(fixtures:
         await s.shot("login-page")
         await sign_in(s, "青岛海润贸易有限公司", "112233")
         await s.shot("login-choose-person")
-        await pass_sms(s, "p-wang")
+        await pass_sms(s, "p-zhang")
         await s.page.wait_for_url(f"{s.url}/home")
         await s.page.wait_for_selector("body[data-ready]")
         await s.shot("home-enterprise")

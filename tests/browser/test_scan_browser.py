@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -126,4 +127,22 @@ async def test_another_persons_face_is_refused_on_the_page_and_a_new_code_can_be
         assert second != first
         assert "SCAN_REPLAYED" in (await phone_answers(s, first, "p-zhang")).stderr  # the old code is spent
         assert (await phone_answers(s, second, "p-zhang")).returncode == 0
+        await s.page.wait_for_url(f"{s.url}/home")
+
+
+async def test_a_person_with_two_phones_chooses_the_number_the_code_goes_to(
+    fixtures: Fixtures, tmp_path: Path, database: str | None
+) -> None:
+    async with site(fixtures, tmp_path, database=database) as s:
+        await sign_in(s, "青岛海润贸易有限公司", "112233")
+        assert "139****0012" in await s.page.inner_text("[data-person-id=p-wang]")
+        await s.page.click("[data-person-id=p-wang]")
+        await s.page.wait_for_selector("#step-phone:not(.hidden)")
+        await s.shot("sms-choose-phone")
+        await s.page.click("#phones button[data-phone-index='1']")
+        await s.page.wait_for_selector("#step-code:not(.hidden)")
+        assert await s.page.inner_text("#sent-to") == "139****0012"
+        assert json.loads(s.outbox.read_text(encoding="utf-8").splitlines()[-1])["phone"] == "13900000012"
+        await s.page.fill("#code", s.last_code())
+        await s.page.click("#verify")
         await s.page.wait_for_url(f"{s.url}/home")

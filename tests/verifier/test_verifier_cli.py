@@ -53,7 +53,9 @@ def test_import_csv_files(tmp_path: Path) -> None:
         with path.open("w", encoding="utf-8", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows(
+                [{k: ";".join(v) if isinstance(v, list) else v for k, v in row.items()} for row in rows]
+            )  # a list field (phones) as numbers separated by ";"
         paths.append(str(path))
     result = verifier("import", "--db", str(tmp_path / "v.db"), *paths)
     assert result.returncode == 0, result.stderr
@@ -67,7 +69,7 @@ def test_import_with_one_bad_record_writes_nothing(tmp_path: Path) -> None:
     source.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
     result = verifier("import", "--db", str(tmp_path / "v.db"), str(source))
     assert result.returncode == 1
-    assert "agreements[1].validTo" in result.stderr
+    assert "agreements[1].validTo" in result.stderr and "seed.json line " in result.stderr
     assert not (tmp_path / "v.db").exists() or sqlite3.connect(tmp_path / "v.db").execute(
         "SELECT count(*) FROM sqlite_master WHERE name = 'enterprises'"
     ).fetchone() == (0,)
@@ -79,7 +81,30 @@ def test_import_refuses_an_invalid_taxpayer_id(tmp_path: Path) -> None:
     source = tmp_path / "seed.json"
     source.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
     result = verifier("import", "--db", str(tmp_path / "v.db"), str(source))
-    assert result.returncode == 1 and "not a valid taxpayer ID" in result.stderr
+    assert result.returncode == 1 and "enterprises[0].taxpayerId" in result.stderr
+    assert "GB 32100 check character is wrong (it would be" in result.stderr
+
+
+def test_a_bad_record_is_named_by_its_file_line_and_field(tmp_path: Path) -> None:
+    persons = tmp_path / "persons.csv"
+    persons.write_text(
+        "personId,name,idNumber,phones\np-1,张三,370202198001011234,13800000001;13900000002\n"
+        "p-2,李四,370202198001011235,1380000\n",
+        encoding="utf-8",
+    )
+    result = verifier("import", "--db", str(tmp_path / "v.db"), str(persons))
+    assert result.returncode == 1, result.stdout
+    assert "persons.csv line 3 persons[1].phones: 1380000 is not a mobile number" in result.stderr
+    assert not (tmp_path / "v.db").exists() or sqlite3.connect(tmp_path / "v.db").execute(
+        "SELECT count(*) FROM sqlite_master WHERE name = 'persons'"
+    ).fetchone() == (0,)  # nothing of the refused file is stored
+
+
+def test_the_documented_sample_imports(tmp_path: Path) -> None:
+    from tests.paths import ROOT
+
+    result = verifier("import", "--db", str(tmp_path / "v.db"), str(ROOT / "docs" / "directory-sample.json"))
+    assert result.returncode == 0, result.stderr
 
 
 async def test_serve_answers_the_api_and_stops_cleanly(fixtures: Fixtures, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ SMS codes read from the outbox."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,25 @@ async def test_enterprise_login_runs_certificate_person_sms_to_a_session(verifie
     assert body["person"]["name"] == "王秀英" and body["agency"] is None
     status, me = await verifier.get("/api/session")
     assert status == 200 and me["enterprise"]["name"] == "青岛海润贸易有限公司"
+
+
+async def test_a_person_with_several_phones_may_get_the_code_on_any_and_the_limits_hold_per_number(
+    verifier: Verifier,
+) -> None:
+    status, step = await verifier.certificate_step("hairun-ec")
+    wang = next(p for p in step["persons"] if p["personId"] == "p-wang")
+    assert wang["phones"] == ["138****0002", "139****0012"] and wang["phone"] == "138****0002"  # the default first
+    attempt = {"attemptId": step["attemptId"], "personId": "p-wang"}
+    status, sent = await verifier.post("/api/login/sms", {**attempt, "phoneIndex": 1})
+    assert status == 200 and sent["sentTo"] == "139****0012"
+    last = json.loads(verifier.outbox.read_text(encoding="utf-8").splitlines()[-1])
+    assert last["phone"] == "13900000012"
+    status, error = await verifier.post("/api/login/sms", {**attempt, "phoneIndex": 2})
+    assert (status, error["error"]["code"], error["error"]["field"]) == (400, "BAD_REQUEST", "phoneIndex")
+    status, error = await verifier.post("/api/login/sms", {**attempt, "phoneIndex": 0})
+    assert (status, error["error"]["code"]) == (429, "SMS_RATE_LIMITED")  # the wait is per person too
+    status, _ = await verifier.post("/api/login/verify", {"attemptId": step["attemptId"], "code": verifier.last_code()})
+    assert status == 200
 
 
 async def test_replayed_expired_and_foreign_nonces_are_refused(verifier: Verifier) -> None:

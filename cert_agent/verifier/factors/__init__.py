@@ -45,8 +45,10 @@ class SecondFactor(ABC):
     lockout_method: ClassVar[str]  # the method whose consecutive failures the daily lockout counts
 
     @abstractmethod
-    async def begin(self, attempt: LoginAttempt, person: Person, now: dt.datetime) -> Begun:
-        """Start the factor for ``person`` (again: a resend); raises its own limits' errors."""
+    async def begin(self, attempt: LoginAttempt, person: Person, now: dt.datetime, choice: int = 0) -> Begun:
+        """Start the factor for ``person`` (again: a resend); raises its own limits' errors.
+        ``choice`` picks among the person's contact points where a factor has several (the SMS
+        code: which of their phone numbers, the default first)."""
 
     @abstractmethod
     async def check(self, state: FactorState, answer: str, now: dt.datetime) -> Verdict:

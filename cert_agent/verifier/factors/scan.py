@@ -67,7 +67,7 @@ class ScanFactor(SecondFactor):
         self.seconds = seconds
         self.on_show = on_show  # development only (the demo prints the phone's command): the code's text
 
-    async def begin(self, attempt: LoginAttempt, person: Person, now: dt.datetime) -> Begun:
+    async def begin(self, attempt: LoginAttempt, person: Person, now: dt.datetime, choice: int = 0) -> Begun:
         request_id = secrets.token_urlsafe(24)
         digest = request_hash(request_id)
         expires = now + dt.timedelta(seconds=self.seconds)

@@ -14,7 +14,7 @@ import hmac
 import secrets
 from typing import ClassVar
 
-from cert_agent.common.errors import CertAgentError
+from cert_agent.common.errors import BadRequest, CertAgentError
 from cert_agent.verifier.errors import PhoneMissing, SmsCodeIncorrect, SmsRateLimited
 from cert_agent.verifier.factors import Begun, SecondFactor, Verdict
 from cert_agent.verifier.factors.sms_senders import SmsSender
@@ -35,10 +35,13 @@ class SmsFactor(SecondFactor):
         self.sender = sender
         self.limits = limits or SmsLimits()
 
-    async def begin(self, attempt: LoginAttempt, person: Person, now: dt.datetime) -> Begun:
-        if not person.phone:
+    async def begin(self, attempt: LoginAttempt, person: Person, now: dt.datetime, choice: int = 0) -> Begun:
+        if not person.phones:
             raise PhoneMissing(person.person_id)
-        wait = await self.sends.record_sms_send(attempt.attempt_id, person.person_id, person.phone, now, self.limits)
+        if not 0 <= choice < len(person.phones):
+            raise BadRequest("phoneIndex", f"0 to {len(person.phones) - 1}")
+        phone = person.phones[choice]
+        wait = await self.sends.record_sms_send(attempt.attempt_id, person.person_id, phone, now, self.limits)
         if wait:
             raise SmsRateLimited(wait)
         code = f"{secrets.randbelow(10**6):06d}"
@@ -46,9 +49,9 @@ class SmsFactor(SecondFactor):
         expires = now + dt.timedelta(seconds=CODE_SECONDS)
         state = FactorState(self.name, person.person_id, expires, (("salt", salt), ("digest", _hash(salt, code))))
         text = f"【电子税务局】您的登录验证码为 {code}，5分钟内有效。请勿泄露给他人。"
-        await self.sender.send(person.phone, text, code)
-        reply = {"sentTo": mask_phone(person.phone), "expiresIn": CODE_SECONDS, "resendIn": self.limits.interval}
-        return Begun(state, reply, audit=("sms_sent", mask_phone(person.phone)))
+        await self.sender.send(phone, text, code)
+        reply = {"sentTo": mask_phone(phone), "expiresIn": CODE_SECONDS, "resendIn": self.limits.interval}
+        return Begun(state, reply, audit=("sms_sent", mask_phone(phone)))
 
     async def check(self, state: FactorState, answer: str, now: dt.datetime) -> Verdict:
         values = dict(state.values)

@@ -17,7 +17,7 @@ const $ = (id) => document.getElementById(id);
 
 function show(step) {
   scanWaits++; // leaving the scan step (or showing a new code) ends the page's wait for the app
-  for (const id of ["step-certificate", "step-person", "step-code", "step-scan", "step-client"]) {
+  for (const id of ["step-certificate", "step-person", "step-phone", "step-code", "step-scan", "step-client"]) {
     $(id).classList.toggle("hidden", id !== step);
   }
 }
@@ -109,9 +109,9 @@ async function login() {
       ...step.persons.map((person) =>
         choiceButton(
           person.name,
-          `${person.roles.join("、")}　${person.phone || "手机号码为空，请扫码验证"}`,
+          `${person.roles.join("、")}　${person.phones.join("、") || "手机号码为空，请扫码验证"}`,
           { personId: person.personId },
-          () => (person.methods.includes("sms") ? sendCode(person.personId) : showScan(person.personId)),
+          () => choosePerson(person),
         ),
       ),
     );
@@ -125,6 +125,23 @@ async function login() {
 }
 
 let chosenPerson = null;
+let chosenPhone = 0;
+
+/** A person is chosen: the SMS code to their one number, a choice of number when they have
+ * several (FAQ item 17), or 扫码验证 when they have none (item 15). */
+function choosePerson(person) {
+  chosenPerson = person.personId;
+  if (!person.methods.includes("sms")) return showScan(person.personId);
+  if (person.phones.length < 2) return sendCode(person.personId, 0);
+  $("phones").replaceChildren(
+    ...person.phones.map((masked, index) =>
+      choiceButton(masked, index === 0 ? "默认号码" : "", { phoneIndex: String(index) }, () =>
+        sendCode(person.personId, index),
+      ),
+    ),
+  );
+  show("step-phone");
+}
 let persons = new Map();
 let countdown = null;
 let scanWaits = 0; // the number of the page's current wait for the app; any other wait stops
@@ -150,7 +167,7 @@ let personWait = null;
  * buttons held, and say when a code may be asked for again. */
 function waitAtPersons(seconds) {
   clearInterval(personWait);
-  const buttons = [...document.querySelectorAll("#persons button")];
+  const buttons = [...document.querySelectorAll("#persons button, #phones button")];
   let left = Math.max(1, Math.ceil(seconds));
   const tick = () => {
     for (const button of buttons) button.disabled = left > 0;
@@ -165,12 +182,13 @@ function waitAtPersons(seconds) {
   personWait = setInterval(tick, 1000);
 }
 
-async function sendCode(personId) {
+async function sendCode(personId, phoneIndex = chosenPhone) {
   showError("error", null);
   chosenPerson = personId;
-  const atPersons = !$("step-person").classList.contains("hidden");
+  chosenPhone = phoneIndex;
+  const atPersons = $("step-code").classList.contains("hidden");
   try {
-    const { sentTo, resendIn } = await api("/api/login/sms", { attemptId, personId });
+    const { sentTo, resendIn } = await api("/api/login/sms", { attemptId, personId, phoneIndex });
     clearInterval(personWait);
     $("sent-to").textContent = sentTo;
     show("step-code");
@@ -294,7 +312,8 @@ async function start() {
   $("login").addEventListener("click", login);
   $("resend").addEventListener("click", () => sendCode(chosenPerson));
   $("use-scan").addEventListener("click", () => showScan(chosenPerson));
-  $("use-sms").addEventListener("click", () => sendCode(chosenPerson));
+  $("use-sms").addEventListener("click", () => choosePerson(persons.get(chosenPerson)));
+  $("phone-use-scan").addEventListener("click", () => showScan(chosenPerson));
   $("refresh-scan").addEventListener("click", () => showScan(chosenPerson));
   for (const button of document.querySelectorAll("button.back")) button.addEventListener("click", back);
   $("pin").addEventListener("keydown", (e) => e.key === "Enter" && login());

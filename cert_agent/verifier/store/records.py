@@ -40,10 +40,19 @@ class Enterprise:
 
 @dataclass(frozen=True)
 class Person:
+    """A natural person. ``phone`` is the default number ("" when none is on record, FAQ item
+    15); ``other_phones`` the others the person added (item 17): any of them may get the code."""
+
     person_id: str
     name: str
     id_number: str
     phone: str
+    other_phones: tuple[str, ...] = ()
+
+    @property
+    def phones(self) -> tuple[str, ...]:
+        """Every number on record, the default first."""
+        return tuple(p for p in (self.phone, *self.other_phones) if p)
 
 
 @dataclass(frozen=True)

@@ -118,8 +118,15 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_person_history ON audit(person_id, hidden, entry_id);
     """,
     # 4: 扫码验证: the requests shown as QR codes (by the hash of the id in the code, never the id),
-    # each answered once by a registered app; and the apps (by the hash of their secret)
+    # each answered once by a registered app; the apps (by the hash of their secret); and a
+    # person's other phone numbers (persons.phone stays the default one, FAQ item 17)
     """
+    CREATE TABLE person_phones (
+        person_id TEXT NOT NULL REFERENCES persons(person_id),
+        position INTEGER NOT NULL,
+        phone TEXT NOT NULL,
+        PRIMARY KEY (person_id, position)
+    );
     CREATE TABLE scan_requests (
         request_hash TEXT PRIMARY KEY,
         attempt_id TEXT NOT NULL,

@@ -115,6 +115,9 @@ class SqlStore:
                     "name = excluded.name, id_number = excluded.id_number, phone = excluded.phone",
                     (p.person_id, p.name, p.id_number, p.phone),
                 )
+                await db.execute("DELETE FROM person_phones WHERE person_id = ?", (p.person_id,))
+                for position, phone in enumerate(p.other_phones, start=1):
+                    await db.execute("INSERT INTO person_phones VALUES (?, ?, ?)", (p.person_id, position, phone))
             for taxpayer_id, person_id, role in records.get("roles", []):
                 await db.execute(
                     "INSERT INTO roles VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (taxpayer_id, person_id, role)
@@ -134,7 +137,12 @@ class SqlStore:
     async def person(self, person_id: str) -> Person | None:
         async with self.database.connection() as db:
             row = await db.fetchone("SELECT * FROM persons WHERE person_id = ?", (person_id,))
-        return Person(row["person_id"], row["name"], row["id_number"], row["phone"]) if row else None
+            if row is None:
+                return None
+            others = await db.fetchall(
+                "SELECT phone FROM person_phones WHERE person_id = ? ORDER BY position", (person_id,)
+            )
+        return Person(row["person_id"], row["name"], row["id_number"], row["phone"], tuple(o["phone"] for o in others))
 
     async def people_of(self, taxpayer_id: str) -> list[tuple[Person, list[str]]]:
         async with self.database.connection() as db:
@@ -143,11 +151,19 @@ class SqlStore:
                 "ORDER BY p.person_id",
                 (taxpayer_id,),
             )
+            phones = await db.fetchall(
+                "SELECT x.person_id, x.phone FROM person_phones x WHERE x.person_id IN "
+                "(SELECT person_id FROM roles WHERE taxpayer_id = ?) ORDER BY x.person_id, x.position",
+                (taxpayer_id,),
+            )
+        others: dict[str, list[str]] = {}
+        for row in phones:
+            others.setdefault(row["person_id"], []).append(row["phone"])
         people: dict[str, tuple[Person, list[str]]] = {}
         for row in rows:
-            entry = people.setdefault(
-                row["person_id"], (Person(row["person_id"], row["name"], row["id_number"], row["phone"]), [])
-            )
+            person_id = row["person_id"]
+            person = Person(person_id, row["name"], row["id_number"], row["phone"], tuple(others.get(person_id, ())))
+            entry = people.setdefault(person_id, (person, []))
             entry[1].append(row["role"])
         for _, roles in people.values():
             roles.sort(key=ROLES.index)
