@@ -1,4 +1,5 @@
-"""The verifier's data for the fixture taxpayers: enterprises, persons, roles, agreements.
+"""The verifier's data for the fixture taxpayers: enterprises, persons, roles, agreements and
+cross-region identities.
 
 In the format of ``cert-verifier import`` (JSON). 青岛信达财税代理有限公司 (an agency) has
 agreements with 海润贸易 (active), 蓝海制造 (active) and 双正物流 (terminated); 恒信记账
@@ -44,17 +45,55 @@ ROLES = [
 ]
 
 
+TAX_AUTHORITIES = {"shuangzheng": "国家税务总局青岛市李沧区税务局", "lanhai": "国家税务总局青岛市市北区税务局"}
+# 特定主体 (FAQ items 12, 20): 双正物流 is also registered under two other district bureaus
+CROSS_REGION = [
+    (
+        "x-sz-huangdao",
+        "shuangzheng",
+        "跨区域报验户",
+        "青岛双正物流有限公司（黄岛区报验户）",
+        "国家税务总局青岛市黄岛区税务局",
+    ),
+    (
+        "x-sz-jimo",
+        "shuangzheng",
+        "跨区税源户",
+        "青岛双正物流有限公司（即墨区跨区税源户）",
+        "国家税务总局青岛市即墨区税务局",
+    ),
+]
+
+
 def verifier_records(today: dt.date | None = None) -> dict[str, Any]:
     today = today or dt.date.today()
     year = dt.timedelta(days=365)
     taxpayers = [t for t in TAXPAYERS.values() if t.key != "badcheck"]  # an invalid ID cannot be registered
     return {
-        "enterprises": [{"taxpayerId": t.taxpayer_id, "name": t.name, "isAgency": t.is_agency} for t in taxpayers],
+        "enterprises": [
+            {
+                "taxpayerId": t.taxpayer_id,
+                "name": t.name,
+                "isAgency": t.is_agency,
+                "taxAuthority": TAX_AUTHORITIES.get(t.key, "国家税务总局青岛市市南区税务局"),
+            }
+            for t in taxpayers
+        ],
         "persons": PERSONS,
         "roles": [
             {"taxpayerId": TAXPAYERS[key].taxpayer_id, "personId": person, "role": role}
             for key, person, role in ROLES
             if key != "badcheck"
+        ],
+        "crossRegion": [
+            {
+                "identityId": identity_id,
+                "taxpayerId": TAXPAYERS[key].taxpayer_id,
+                "kind": kind,
+                "name": name,
+                "taxAuthority": authority,
+            }
+            for identity_id, key, kind, name, authority in CROSS_REGION
         ],
         "agreements": [
             {

@@ -63,12 +63,13 @@ def _check_text(text: str) -> None:
         raise JsonRejected("a string is not valid Unicode (a lone surrogate)") from None
 
 
-def text_field(fields: dict[str, Any], name: str, max_length: int) -> str:
-    """A required, non-empty string field of at most ``max_length`` characters, or BadRequest
-    naming the field (never its value). Used by the agent's protocol and the verifier's API."""
+def text_field(fields: dict[str, Any], name: str, max_length: int, *, allow_empty: bool = False) -> str:
+    """A required string field of at most ``max_length`` characters (non-empty unless
+    ``allow_empty``), or BadRequest naming the field (never its value). Used by the agent's
+    protocol and the verifier's API."""
     value = fields.get(name)
-    if not isinstance(value, str) or not value:
-        raise BadRequest(name, "a non-empty string is required")
+    if not isinstance(value, str) or (not value and not allow_empty):
+        raise BadRequest(name, "a string is required" if allow_empty else "a non-empty string is required")
     if len(value) > max_length:
         raise BadRequest(name, f"at most {max_length} characters")
     return value

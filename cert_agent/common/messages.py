@@ -303,6 +303,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "该登录已取消、已完成或已显示新的二维码，请扫描页面上当前的二维码",
         "the scan request is not the one its login waits for",
     ),
+    "IDENTITY_SWITCH_REFUSED": (
+        "本次证书登录不能切换到该企业，请使用该企业的税务数字证书登录",
+        "this login may not switch to that enterprise (or an agency login switches nothing)",
+    ),
     "APP_UNAUTHORIZED": (
         "应用未登记或凭据无效",
         "the app is not registered, is revoked, or its secret is wrong",

@@ -235,6 +235,39 @@ async def app_scan(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
+async def login_identity(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    login = request.app[LOGIN_KEY]
+    result = await login.choose_identity(
+        text_field(body, "attemptId"), jsontext.text_field(body, "identityId", 64, allow_empty=True)
+    )
+    return _with_session_cookie(request, result)
+
+
+async def switch_identity(request: web.Request) -> web.Response:
+    """切换主管税务机关: the session's enterprise itself or one of its cross-region identities."""
+    session = await current_session(request)
+    body = await json_body(request)
+    identity_id = jsontext.text_field(body, "identityId", 64, allow_empty=True)
+    rotated, described = await request.app[LOGIN_KEY].switch_identity(session, identity_id)
+    return _with_session_cookie(request, {"sessionId": rotated.session_id, **described})
+
+
+async def switch_choices(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[LOGIN_KEY].switch_choices(await current_session(request)))
+
+
+async def switch_role(request: web.Request) -> web.Response:
+    """身份切换: another of the person's roles (in this enterprise, or a linked one where allowed)."""
+    session = await current_session(request)
+    body = await json_body(request)
+    login = request.app[LOGIN_KEY]
+    rotated, described = await login.switch_role(
+        session, text_field(body, "taxpayerId", 32), text_field(body, "role", 16)
+    )
+    return _with_session_cookie(request, {"sessionId": rotated.session_id, **described})
+
+
 async def login_client(request: web.Request) -> web.Response:
     body = await json_body(request)
     result = await request.app[LOGIN_KEY].choose_client(text_field(body, "attemptId"), text_field(body, "clientId"))
@@ -360,6 +393,10 @@ def create_app(
     app.router.add_post("/api/login/scan", login_scan)
     app.router.add_post("/api/login/scan/wait", login_scan_wait)
     app.router.add_post("/api/login/cancel", login_cancel)
+    app.router.add_post("/api/login/identity", login_identity)
+    app.router.add_post("/api/session/identity", switch_identity)
+    app.router.add_get("/api/session/switch", switch_choices)
+    app.router.add_post("/api/session/switch", switch_role)
     app.router.add_post("/api/app/scan", app_scan)
     app.router.add_get("/api/session", session_info)
     app.router.add_post("/api/logout", logout)
@@ -368,6 +405,7 @@ def create_app(
     app.router.add_get("/", page("login.html"))
     app.router.add_get("/home", page("home.html"))
     app.router.add_get("/account/certificate", page("certificate.html"))
+    app.router.add_get("/account/identities", page("identities.html"))
     app.router.add_static("/static/pages/", PAGES)
     app.router.add_static("/static/", WEB)
     return app

@@ -66,6 +66,9 @@ class VerifierConfig:
     sms_per_phone_per_day: int = 10
     # 扫码验证 beside the SMS code (answered by the apps `cert-verifier app register` registers)
     scan_verification: bool = True
+    # 身份切换 after a certificate login: "enterprise" (roles in the certificate's enterprise) or
+    # "linked" (also the person's other linked enterprises, as the bureau's password logins allow)
+    identity_switch: str = "enterprise"
     # slow and many clients (verifier/listener.py)
     max_connections: int = 1000  # open at once (lowered to what RLIMIT_NOFILE allows)
     request_timeout: float = 10.0  # seconds for a request's headers, and keep-alive idle time
@@ -116,6 +119,9 @@ def load_verifier_config(path: Path | None) -> VerifierConfig:
         elif key == "port":
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
                 raise ValueError(f"{path}: port must be an integer from 1 to 65535")
+        elif key == "identity_switch":
+            if value not in ("enterprise", "linked"):
+                raise ValueError(f"{path}: identity_switch must be enterprise or linked")
         elif key == "log_format":
             if value not in ("text", "json"):
                 raise ValueError(f"{path}: log_format must be text or json")
@@ -465,7 +471,7 @@ def _serve(config: VerifierConfig, validator: AuthTokenValidator) -> int:
         factors: list[SecondFactor] = [SmsFactor(store, sender, sms_limits(config))]
         if config.scan_verification:
             factors.append(ScanFactor(store, config.origin))
-        login = LoginService(store, validator, tuple(factors))
+        login = LoginService(store, validator, tuple(factors), switch_scope=config.identity_switch)
         app = create_app(login, secure_cookies=config.secure_cookies, purge_interval=config.purge_interval, guard=guard)
         runner = web.AppRunner(app, access_log=None, keepalive_timeout=config.request_timeout)
         await runner.setup()  # the cleanup it registers closes the store

@@ -271,6 +271,14 @@ class ScanNotCurrent(CertAgentError):
     http_status = 410
 
 
+class IdentitySwitchRefused(CertAgentError):
+    """身份切换 to an enterprise this login may not switch to: another enterprise than the one the
+    certificate names (unless the bureau allows linked ones), or any switch in 代理业务."""
+
+    code = "IDENTITY_SWITCH_REFUSED"
+    http_status = 403
+
+
 class AppUnauthorized(CertAgentError):
     """The caller of the app API is not a registered, unrevoked app with its secret."""
 

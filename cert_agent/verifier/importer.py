@@ -1,7 +1,7 @@
 """``cert-verifier import``: enterprises, persons, roles and agreements from JSON or CSV.
 
 The format, with a sample, is ``docs/directory-import.md``. JSON: one object
-``{"enterprises": [...], "persons": [...], "roles": [...], "agreements": [...]}``. CSV: one file
+``{"enterprises": [...], "persons": [...], "roles": [...], "agreements": [...], "crossRegion": [...]}``. CSV: one file
 per kind, named after it (``enterprises.csv`` ...), a header row with the JSON field names; a
 list field (``phones``) holds its values separated by ``;``.
 
@@ -21,11 +21,19 @@ from pathlib import Path
 from typing import Any
 
 from cert_agent.common.taxpayer_id import parse_taxpayer_id, uscc_check_character
-from cert_agent.verifier.store import AGREEMENT_STATUSES, ROLES, Agreement, Enterprise, Person
+from cert_agent.verifier.store import (
+    AGREEMENT_STATUSES,
+    CROSS_REGION_KINDS,
+    ROLES,
+    Agreement,
+    CrossRegionIdentity,
+    Enterprise,
+    Person,
+)
 
-KINDS = ("enterprises", "persons", "roles", "agreements")
+KINDS = ("enterprises", "persons", "roles", "agreements", "crossRegion")
 MOBILE = re.compile(r"^1[3-9][0-9]{9}$")  # a mainland mobile number, 11 digits
-_KIND_ARRAY = re.compile(r'"(enterprises|persons|roles|agreements)"\s*:\s*\[')
+_KIND_ARRAY = re.compile(r'"(enterprises|persons|roles|agreements|crossRegion)"\s*:\s*\[')
 
 
 class ImportError_(ValueError):
@@ -142,6 +150,12 @@ class _Checker:
             )
         return parsed.value
 
+    def optional_text(self, kind: str, index: int, name: str) -> str:
+        value = self.record(kind, index).get(name, "")
+        if not isinstance(value, str):
+            raise self.fail(kind, index, name, "a string is required (it may be empty)")
+        return value.strip()
+
     def boolean(self, kind: str, index: int, name: str) -> bool:
         value = self.record(kind, index).get(name, False)
         if isinstance(value, bool):
@@ -186,6 +200,7 @@ def check_records(data: Source | dict[str, list[dict[str, Any]]]) -> dict[str, l
             c.taxpayer("enterprises", i, "taxpayerId"),
             c.text("enterprises", i, "name"),
             c.boolean("enterprises", i, "isAgency"),
+            c.optional_text("enterprises", i, "taxAuthority"),
         )
         for i in range(len(source["enterprises"]))
     ]
@@ -221,7 +236,24 @@ def check_records(data: Source | dict[str, list[dict[str, Any]]]) -> dict[str, l
                 status,
             )
         )
+    cross_region = []
+    for i in range(len(source["crossRegion"])):
+        kind = c.text("crossRegion", i, "kind")
+        if kind not in CROSS_REGION_KINDS:
+            raise c.fail("crossRegion", i, "kind", f"{kind} is not one of {', '.join(CROSS_REGION_KINDS)}")
+        cross_region.append(
+            CrossRegionIdentity(
+                c.text("crossRegion", i, "identityId"),
+                c.taxpayer("crossRegion", i, "taxpayerId"),
+                kind,
+                c.text("crossRegion", i, "name"),
+                c.text("crossRegion", i, "taxAuthority"),
+            )
+        )
     known = {e.taxpayer_id for e in enterprises}
+    for i, identity in enumerate(cross_region):
+        if identity.taxpayer_id not in known:
+            raise c.fail("crossRegion", i, "taxpayerId", "the enterprise must be in the same import")
     people = {p.person_id for p in persons}
     for i, (taxpayer_id, person_id, _) in enumerate(roles):
         if taxpayer_id not in known:
@@ -233,4 +265,10 @@ def check_records(data: Source | dict[str, list[dict[str, Any]]]) -> dict[str, l
             raise c.fail("agreements", i, "agencyId", "the agency must be in the same import")
         if a.client_id not in known:
             raise c.fail("agreements", i, "clientId", "the client must be in the same import")
-    return {"enterprises": enterprises, "persons": persons, "roles": roles, "agreements": agreements}
+    return {
+        "enterprises": enterprises,
+        "persons": persons,
+        "roles": roles,
+        "agreements": agreements,
+        "crossRegion": cross_region,
+    }

@@ -41,6 +41,7 @@ from cert_agent.common.errors import BadRequest
 from cert_agent.verifier.errors import (
     AccountLocked,
     ChallengeInvalid,
+    IdentitySwitchRefused,
     LoginExpired,
     NoRelationship,
     NotAnAgency,
@@ -71,6 +72,7 @@ _NOT_NOW = {  # why an action is refused at another step (LOGIN_EXPIRED's detail
     Action.BEGIN_FACTOR: "the second factor of this login is already passed",
     Action.CHECK_FACTOR: "no second factor was begun for this login",
     Action.CHOOSE_CLIENT: "no client choice is pending",
+    Action.CHOOSE_IDENTITY: "no identity choice is pending",
 }
 
 
@@ -89,6 +91,9 @@ class LoginService:
     validator: AuthTokenValidator
     factors: tuple[SecondFactor, ...]  # the second factors offered, by their names (sms, scan)
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    # 身份切换 after a certificate login: "enterprise" (the person's roles in the enterprise the
+    # certificate names) or "linked" (also the other enterprises the person is linked to)
+    switch_scope: str = "enterprise"
 
     def factor(self, name: str) -> SecondFactor:
         """The offered factor of this name; BAD_REQUEST for any other."""
@@ -237,6 +242,10 @@ class LoginService:
         for lockout in {f.lockout_method for f in self.factors}:
             await self.store.reset_failures(state.person_id, lockout)
         if attempt.kind is LoginKind.ENTERPRISE:
+            identities = await self._identity_choices(attempt.taxpayer_id)
+            if len(identities) > 1:  # 特定主体: which of the enterprise's identities to enter
+                await self.store.update_attempt(replace(attempt, step=Step.CHOOSE_IDENTITY))
+                return {"identities": identities}
             return await self._open_session(attempt, state.person_id, attempt.taxpayer_id, None, now)
         clients = await self._clients(attempt.taxpayer_id, now)
         if not clients:
@@ -314,6 +323,88 @@ class LoginService:
         if client_id not in {c["taxpayerId"] for c in await self._clients(attempt.taxpayer_id, now)}:
             raise NoRelationship(client_id)
         return await self._open_session(attempt, attempt.factor.person_id, client_id, attempt.taxpayer_id, now)
+
+    # --- 5'. 特定主体: the identity to enter (企业业务) ----------------------------------------
+
+    async def choose_identity(self, attempt_id: str, identity_id: str) -> dict[str, Any]:
+        """The enterprise itself (``""``) or one of its cross-region identities."""
+        now = self.clock()
+        attempt = await self._attempt(attempt_id, now, Action.CHOOSE_IDENTITY)
+        if attempt.factor is None:
+            raise LoginExpired(_NOT_NOW[Action.CHOOSE_IDENTITY])
+        if identity_id not in {i["identityId"] for i in await self._identity_choices(attempt.taxpayer_id)}:
+            raise NoRelationship(identity_id)
+        person_id = attempt.factor.person_id
+        return await self._open_session(attempt, person_id, attempt.taxpayer_id, None, now, identity_id or None)
+
+    async def _identity_choices(self, taxpayer_id: str) -> list[dict[str, str]]:
+        """The enterprise itself first, then its cross-region identities (none: just itself)."""
+        enterprise = await self.store.enterprise(taxpayer_id)
+        own = {
+            "identityId": "",
+            "kind": "本企业",
+            "name": enterprise.name if enterprise else "",
+            "taxAuthority": enterprise.tax_authority if enterprise else "",
+        }
+        others = [
+            {"identityId": i.identity_id, "kind": i.kind, "name": i.name, "taxAuthority": i.tax_authority}
+            for i in await self.store.identities_of(taxpayer_id)
+        ]
+        return [own, *others]
+
+    # --- after login: 切换主管税务机关 and 身份切换, without logging out -------------------------
+
+    async def switch_identity(self, session: Session, identity_id: str) -> tuple[Session, dict[str, Any]]:
+        """切换主管税务机关 (FAQ item 12): the enterprise itself or one of its cross-region
+        identities. The session id rotates; the switch is audited."""
+        if session.agency_id is not None:
+            raise IdentitySwitchRefused("an agency session acts for its client only")
+        if identity_id not in {i["identityId"] for i in await self._identity_choices(session.taxpayer_id)}:
+            raise NoRelationship(identity_id)
+        return await self._rotate(session, replace(session, identity_id=identity_id or None), "identity_switched")
+
+    async def switch_role(self, session: Session, taxpayer_id: str, role: str) -> tuple[Session, dict[str, Any]]:
+        """身份切换 (FAQ items 31, 32): another of the person's roles, in this enterprise or (where
+        the bureau allows it, ``switch_scope = "linked"``) in another enterprise they are linked to.
+        A person without that link: NO_RELATIONSHIP (未查询到您与该企业的关联关系信息)."""
+        if session.agency_id is not None:
+            raise IdentitySwitchRefused("an agency session acts for its client only")
+        roles = {e.taxpayer_id: r for e, r in await self.store.links_of(session.person_id)}
+        if role not in roles.get(taxpayer_id, []):
+            raise NoRelationship(taxpayer_id)
+        if taxpayer_id != session.taxpayer_id and self.switch_scope != "linked":
+            raise IdentitySwitchRefused("the certificate names another enterprise")
+        identity = session.identity_id if taxpayer_id == session.taxpayer_id else None
+        switched = replace(session, taxpayer_id=taxpayer_id, role=role, identity_id=identity)
+        return await self._rotate(session, switched, "role_switched")
+
+    async def switch_choices(self, session: Session) -> dict[str, Any]:
+        """What the account centre's 身份切换 offers: every enterprise the person is linked to with
+        their roles there, each marked whether this login may switch to it."""
+        links = await self.store.links_of(session.person_id)
+        return {
+            "scope": self.switch_scope,
+            "current": {"taxpayerId": session.taxpayer_id, "role": session.role},
+            "enterprises": [
+                {
+                    "taxpayerId": enterprise.taxpayer_id,
+                    "name": enterprise.name,
+                    "roles": roles,
+                    "allowed": session.agency_id is None
+                    and (enterprise.taxpayer_id == session.taxpayer_id or self.switch_scope == "linked"),
+                }
+                for enterprise, roles in links
+            ],
+        }
+
+    async def _rotate(self, old: Session, new: Session, event: str) -> tuple[Session, dict[str, Any]]:
+        now = self.clock()
+        rotated = replace(new, session_id=secrets.token_urlsafe(32))
+        if not await self.store.replace_session(old.session_id, rotated, now):
+            raise NotLoggedIn()
+        detail = f"{rotated.taxpayer_id} {rotated.role} {rotated.identity_id or ''}".strip()
+        await self.store.audit(now, rotated.person_id, rotated.taxpayer_id, event, detail)
+        return rotated, await self.describe(rotated)
 
     # --- the account centre: sessions and history ----------------------------------------
 
@@ -413,25 +504,41 @@ class LoginService:
         taxpayer_id: str,
         agency_id: str | None,
         now: dt.datetime,
+        identity_id: str | None = None,
     ) -> dict[str, Any]:
+        # the person's highest role where they act (代理业务: in the agency)
+        links = {e.taxpayer_id: roles for e, roles in await self.store.links_of(person_id)}
+        roles = links.get(agency_id or taxpayer_id, [])
         session = Session(
-            secrets.token_urlsafe(32), person_id, taxpayer_id, agency_id, now + dt.timedelta(seconds=SESSION_SECONDS)
+            secrets.token_urlsafe(32),
+            person_id,
+            taxpayer_id,
+            agency_id,
+            now + dt.timedelta(seconds=SESSION_SECONDS),
+            roles[0] if roles else "",
+            identity_id,
         )
         if not await self.store.drop_attempt(attempt.attempt_id):  # finished by a parallel request
             raise LoginExpired()
         await self.store.create_session(session, now)
         event = "login_agency" if agency_id else "login_enterprise"
-        await self.store.audit(now, person_id, taxpayer_id, event, agency_id or "")
+        await self.store.audit(now, person_id, taxpayer_id, event, agency_id or identity_id or "")
         return {"sessionId": session.session_id, **(await self.describe(session))}
 
     async def describe(self, session: Session) -> dict[str, Any]:
         person = await self.store.person(session.person_id)
         enterprise = await self.store.enterprise(session.taxpayer_id)
         agency = await self.store.enterprise(session.agency_id) if session.agency_id else None
+        choices = [] if agency else await self._identity_choices(session.taxpayer_id)
+        identity = next((c for c in choices if c["identityId"] == (session.identity_id or "")), None)
         return {
             "person": {"personId": session.person_id, "name": person.name if person else ""},
             "enterprise": {"taxpayerId": session.taxpayer_id, "name": enterprise.name if enterprise else ""},
             "agency": {"taxpayerId": agency.taxpayer_id, "name": agency.name} if agency else None,
+            "role": session.role,
+            "identity": identity if session.identity_id else None,  # 特定主体 in use, or null
+            "identities": choices if len(choices) > 1 else [],  # what 切换主管税务机关 offers
+            "taxAuthority": (identity or {}).get("taxAuthority", ""),
             "expiresAt": session.expires_at.isoformat(),
         }
 

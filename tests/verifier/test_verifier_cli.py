@@ -143,7 +143,9 @@ async def test_importing_again_updates_records_in_place(tmp_path: Path) -> None:
     store = await open_store(tmp_path / "v.db")
     try:
         hairun = TAXPAYERS["hairun"].taxpayer_id
-        assert await store.enterprise(hairun) == Enterprise(hairun, "青岛海润贸易集团有限公司", False)
+        assert await store.enterprise(hairun) == Enterprise(
+            hairun, "青岛海润贸易集团有限公司", False, "国家税务总局青岛市市南区税务局"
+        )
         assert len(await store.people_of(hairun)) == 2  # the roles that refer to it are still there
     finally:
         await store.close()

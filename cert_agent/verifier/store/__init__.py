@@ -19,10 +19,12 @@ from cert_agent.verifier.store.interfaces import (
 from cert_agent.verifier.store.records import (
     ACCEPTS,
     AGREEMENT_STATUSES,
+    CROSS_REGION_KINDS,
     ROLES,
     Action,
     Agreement,
     AuditEntry,
+    CrossRegionIdentity,
     Enterprise,
     FactorState,
     LoginAttempt,
@@ -68,6 +70,7 @@ async def open_store(
 __all__ = [
     "ACCEPTS",
     "AGREEMENT_STATUSES",
+    "CROSS_REGION_KINDS",
     "MIGRATIONS",
     "ROLES",
     "Action",
@@ -75,6 +78,7 @@ __all__ = [
     "AuditEntry",
     "AuditLog",
     "Challenges",
+    "CrossRegionIdentity",
     "Directory",
     "Enterprise",
     "FactorState",

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-ROLES = ("法定代表人", "财务负责人", "办税员", "开票员")
+ROLES = ("法定代表人", "财务负责人", "办税员", "开票员")  # in this order of rights (FAQ item 25)
+CROSS_REGION_KINDS = ("跨区域报验户", "跨区税源户")  # the schema's CHECK (migration 4) lists the same
 AGREEMENT_STATUSES = ("active", "suspended", "terminated")  # the schema's CHECK (migration 1) lists the same
 
 
@@ -36,6 +37,19 @@ class Enterprise:
     taxpayer_id: str
     name: str
     is_agency: bool
+    tax_authority: str = ""  # 主管税务机关
+
+
+@dataclass(frozen=True)
+class CrossRegionIdentity:
+    """特定主体: an enterprise's identity under another tax authority (a construction firm's
+    跨区域报验户, a 跨区税源户), which its persons may enter after verification (FAQ 12, 20)."""
+
+    identity_id: str
+    taxpayer_id: str
+    kind: str  # one of CROSS_REGION_KINDS
+    name: str
+    tax_authority: str
 
 
 @dataclass(frozen=True)
@@ -69,11 +83,17 @@ class Agreement:
 
 @dataclass(frozen=True)
 class Session:
+    """A logged-in person acting for an enterprise (or, 代理业务, for a client through an
+    agency), in one of their roles there and, for 特定主体, in one of its cross-region
+    identities (None: the enterprise itself)."""
+
     session_id: str
     person_id: str
     taxpayer_id: str
     agency_id: str | None
     expires_at: dt.datetime
+    role: str = ""
+    identity_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,18 +153,21 @@ class Step(StrEnum):
     CHOOSE_PERSON = "choose_person"
     SECOND_FACTOR = "verify_code"
     CHOOSE_CLIENT = "choose_client"
+    CHOOSE_IDENTITY = "choose_identity"  # 特定主体: the enterprise itself or one of its cross-region identities
 
 
 class Action(StrEnum):
     BEGIN_FACTOR = "begin_factor"  # the person is chosen: their second factor begins (again: a resend)
     CHECK_FACTOR = "check_factor"  # an answer to the second factor (the SMS code)
     CHOOSE_CLIENT = "choose_client"  # 代理业务: the client enterprise
+    CHOOSE_IDENTITY = "choose_identity"  # 企业业务 with cross-region identities: which to enter
 
 
 ACCEPTS: dict[Action, frozenset[Step]] = {
     Action.BEGIN_FACTOR: frozenset({Step.CHOOSE_PERSON, Step.SECOND_FACTOR}),
     Action.CHECK_FACTOR: frozenset({Step.SECOND_FACTOR}),
     Action.CHOOSE_CLIENT: frozenset({Step.CHOOSE_CLIENT}),
+    Action.CHOOSE_IDENTITY: frozenset({Step.CHOOSE_IDENTITY}),
 }
 
 

@@ -119,8 +119,21 @@ MIGRATIONS: list[str] = [
     """,
     # 4: 扫码验证: the requests shown as QR codes (by the hash of the id in the code, never the id),
     # each answered once by a registered app; the apps (by the hash of their secret); and a
-    # person's other phone numbers (persons.phone stays the default one, FAQ item 17)
+    # person's other phone numbers (persons.phone stays the default one, FAQ item 17); 特定主体
+    # (an enterprise's cross-region identities, items 12 and 20) and its 主管税务机关; the role and
+    # identity a session acts in (身份切换, items 31 and 32)
     """
+    CREATE TABLE cross_region_identities (
+        identity_id TEXT PRIMARY KEY,
+        taxpayer_id TEXT NOT NULL REFERENCES enterprises(taxpayer_id),
+        kind TEXT NOT NULL CHECK (kind IN ('跨区域报验户', '跨区税源户')),
+        name TEXT NOT NULL,
+        tax_authority TEXT NOT NULL
+    );
+    CREATE INDEX cross_region_enterprise ON cross_region_identities(taxpayer_id);
+    ALTER TABLE enterprises ADD COLUMN tax_authority TEXT NOT NULL DEFAULT '';
+    ALTER TABLE sessions ADD COLUMN role TEXT NOT NULL DEFAULT '';
+    ALTER TABLE sessions ADD COLUMN identity_id TEXT;
     CREATE TABLE person_phones (
         person_id TEXT NOT NULL REFERENCES persons(person_id),
         position INTEGER NOT NULL,

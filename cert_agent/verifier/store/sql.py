@@ -24,6 +24,7 @@ from cert_agent.verifier.store.records import (
     Agreement,
     App,
     AuditEntry,
+    CrossRegionIdentity,
     Enterprise,
     LoginAttempt,
     Person,
@@ -46,6 +47,27 @@ def _day(value: dt.date | str) -> dt.date:
 
 
 INTEGRITY_INTERVAL = 30.0  # seconds between SQLite quick checks (health)
+_INSERT_SESSION = (
+    "INSERT INTO sessions (session_id, person_id, taxpayer_id, agency_id, created_at, expires_at, role, identity_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _session_row(session: Session, now: dt.datetime) -> tuple[Any, ...]:
+    return (
+        session.session_id,
+        session.person_id,
+        session.taxpayer_id,
+        session.agency_id,
+        now,
+        session.expires_at,
+        session.role,
+        session.identity_id,
+    )
+
+
+def _enterprise(row: Any) -> Enterprise:
+    return Enterprise(row["taxpayer_id"], row["name"], bool(row["is_agency"]), row["tax_authority"])
 
 
 class SqlStore:
@@ -105,9 +127,17 @@ class SqlStore:
         async with self.database.transaction() as db:
             for e in records.get("enterprises", []):
                 await db.execute(
-                    "INSERT INTO enterprises VALUES (?, ?, ?) ON CONFLICT(taxpayer_id) DO UPDATE SET "
-                    "name = excluded.name, is_agency = excluded.is_agency",
-                    (e.taxpayer_id, e.name, bool(e.is_agency)),
+                    "INSERT INTO enterprises (taxpayer_id, name, is_agency, tax_authority) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(taxpayer_id) DO UPDATE SET "
+                    "name = excluded.name, is_agency = excluded.is_agency, tax_authority = excluded.tax_authority",
+                    (e.taxpayer_id, e.name, bool(e.is_agency), e.tax_authority),
+                )
+            for c in records.get("crossRegion", []):
+                await db.execute(
+                    "INSERT INTO cross_region_identities VALUES (?, ?, ?, ?, ?) ON CONFLICT(identity_id) DO UPDATE SET "
+                    "taxpayer_id = excluded.taxpayer_id, kind = excluded.kind, name = excluded.name, "
+                    "tax_authority = excluded.tax_authority",
+                    (c.identity_id, c.taxpayer_id, c.kind, c.name, c.tax_authority),
                 )
             for p in records.get("persons", []):
                 await db.execute(
@@ -132,7 +162,32 @@ class SqlStore:
     async def enterprise(self, taxpayer_id: str) -> Enterprise | None:
         async with self.database.connection() as db:
             row = await db.fetchone("SELECT * FROM enterprises WHERE taxpayer_id = ?", (taxpayer_id,))
-        return Enterprise(row["taxpayer_id"], row["name"], bool(row["is_agency"])) if row else None
+        return _enterprise(row) if row else None
+
+    async def identities_of(self, taxpayer_id: str) -> list[CrossRegionIdentity]:
+        async with self.database.connection() as db:
+            rows = await db.fetchall(
+                "SELECT * FROM cross_region_identities WHERE taxpayer_id = ? ORDER BY identity_id", (taxpayer_id,)
+            )
+        return [
+            CrossRegionIdentity(r["identity_id"], r["taxpayer_id"], r["kind"], r["name"], r["tax_authority"])
+            for r in rows
+        ]
+
+    async def links_of(self, person_id: str) -> list[tuple[Enterprise, list[str]]]:
+        """Every enterprise the person is linked to, with their roles there (in ROLES order)."""
+        async with self.database.connection() as db:
+            rows = await db.fetchall(
+                "SELECT e.*, r.role FROM roles r JOIN enterprises e USING (taxpayer_id) WHERE r.person_id = ? "
+                "ORDER BY e.taxpayer_id",
+                (person_id,),
+            )
+        links: dict[str, tuple[Enterprise, list[str]]] = {}
+        for row in rows:
+            links.setdefault(row["taxpayer_id"], (_enterprise(row), []))[1].append(row["role"])
+        for _, roles in links.values():
+            roles.sort(key=ROLES.index)
+        return list(links.values())
 
     async def person(self, person_id: str) -> Person | None:
         async with self.database.connection() as db:
@@ -348,17 +403,16 @@ class SqlStore:
 
     async def create_session(self, session: Session, now: dt.datetime) -> None:
         async with self.database.connection() as db:
-            await db.execute(
-                "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    session.session_id,
-                    session.person_id,
-                    session.taxpayer_id,
-                    session.agency_id,
-                    now,
-                    session.expires_at,
-                ),
-            )
+            await db.execute(_INSERT_SESSION, _session_row(session, now))
+
+    async def replace_session(self, old_id: str, session: Session, now: dt.datetime) -> bool:
+        """The session ``old_id`` ends and ``session`` (a new id) begins, in one transaction;
+        False (nothing changed) when ``old_id`` had ended already."""
+        async with self.database.transaction() as db:
+            if await db.execute("DELETE FROM sessions WHERE session_id = ?", (old_id,)) != 1:
+                return False
+            await db.execute(_INSERT_SESSION, _session_row(session, now))
+        return True
 
     async def session(self, session_id: str, now: dt.datetime) -> Session | None:
         async with self.database.connection() as db:
@@ -366,7 +420,13 @@ class SqlStore:
         if row is None or _moment(row["expires_at"]) <= now:
             return None
         return Session(
-            row["session_id"], row["person_id"], row["taxpayer_id"], row["agency_id"], _moment(row["expires_at"])
+            row["session_id"],
+            row["person_id"],
+            row["taxpayer_id"],
+            row["agency_id"],
+            _moment(row["expires_at"]),
+            row["role"],
+            row["identity_id"],
         )
 
     async def end_session(self, session_id: str) -> None:
