@@ -245,7 +245,7 @@ class LoginService:
             identities = await self._identity_choices(attempt.taxpayer_id)
             if len(identities) > 1:  # 特定主体: which of the enterprise's identities to enter
                 await self.store.update_attempt(replace(attempt, step=Step.CHOOSE_IDENTITY))
-                return {"identities": identities}
+                return {"identityChoices": identities}
             return await self._open_session(attempt, state.person_id, attempt.taxpayer_id, None, now)
         clients = await self._clients(attempt.taxpayer_id, now)
         if not clients:

@@ -42,7 +42,7 @@ def _cookie(v: Verifier) -> str:
 
 async def test_a_cross_region_enterprise_chooses_its_identity_after_verification(verifier: Verifier) -> None:
     attempt_id, answer = await _verified(verifier, "shuangzheng-ec", "p-chen")
-    kinds = [(i["identityId"], i["kind"]) for i in answer["identities"]]
+    kinds = [(i["identityId"], i["kind"]) for i in answer["identityChoices"]]
     assert kinds == [("", "本企业"), ("x-sz-huangdao", "跨区域报验户"), ("x-sz-jimo", "跨区税源户")]
     status, session = await verifier.post(
         "/api/login/identity", {"attemptId": attempt_id, "identityId": "x-sz-huangdao"}

@@ -17,7 +17,8 @@ const $ = (id) => document.getElementById(id);
 
 function show(step) {
   scanWaits++; // leaving the scan step (or showing a new code) ends the page's wait for the app
-  for (const id of ["step-certificate", "step-person", "step-phone", "step-code", "step-scan", "step-client"]) {
+  const steps = ["step-certificate", "step-person", "step-phone", "step-code", "step-scan", "step-identity", "step-client"];
+  for (const id of steps) {
     $(id).classList.toggle("hidden", id !== step);
   }
 }
@@ -216,6 +217,18 @@ async function verify() {
 
 /** What follows a passed second factor, the same after an SMS code and after 扫码验证. */
 async function afterSecondFactor(result) {
+  if (result.identityChoices) {
+    // 特定主体: the enterprise itself or one of its cross-region identities
+    $("identities").replaceChildren(
+      ...result.identityChoices.map((identity) =>
+        choiceButton(`${identity.kind}：${identity.name}`, identity.taxAuthority, { identityId: identity.identityId }, () =>
+          chooseIdentity(identity.identityId),
+        ),
+      ),
+    );
+    show("step-identity");
+    return;
+  }
   if (!result.clients) {
     location.href = "/home";
     return;
@@ -288,6 +301,16 @@ async function back() {
   show("step-certificate");
   showError("error", null);
   if (ending) await api("/api/login/cancel", { attemptId: ending }).catch(() => {});
+}
+
+async function chooseIdentity(identityId) {
+  showError("error", null);
+  try {
+    await api("/api/login/identity", { attemptId, identityId });
+    location.href = "/home";
+  } catch (error) {
+    showError("error", error);
+  }
 }
 
 async function chooseClient(clientId) {
