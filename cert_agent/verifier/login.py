@@ -12,7 +12,11 @@ Steps, each an HTTP call of the verifier's API (``app.py``):
    right answer ends 企业业务 with a session; for 代理业务 it answers the client enterprises with
    an active agreement (none: 未查询到您与该企业的关联关系信息). ``answer_scan`` is the app's
    side: a registered app's word on the person it verified;
-5. ``choose_client`` (代理业务): the session records agency, person and client.
+5. ``choose_client`` (代理业务): the session records agency, person and client;
+   ``choose_identity`` (企业业务 of an enterprise with 特定主体): the enterprise itself or one of
+   its cross-region identities.
+After login, ``switch_identity`` (切换主管税务机关) and ``switch_role`` (身份切换) change what the
+session acts as without logging out: a new session id each time, audited.
 ``cancel`` ends an attempt at any step (the page's 返回): a QR code it showed is no longer current.
 
 Which step each call accepts is the one table ``store.records.ACCEPTS``; a call at any other
