@@ -63,7 +63,7 @@ from cert_agent.verifier.factors import SecondFactor, Verdict
 from cert_agent.verifier.factors.scan import ScanFactor, request_hash
 from cert_agent.verifier.masking import mask_name, mask_phone
 from cert_agent.verifier.store import Action, AuditEntry, LoginAttempt, LoginKind, Session, Step, Store
-from cert_agent.verifier.store.records import App, FactorState, ScanOutcome
+from cert_agent.verifier.store.records import App, Enterprise, FactorState, ScanOutcome
 from cert_agent.verifier.validation import AuthTokenValidator
 
 CST = dt.timezone(dt.timedelta(hours=8), "CST")
@@ -139,6 +139,8 @@ class LoginService:
             certificate_sha256=hashlib.sha256(validated.certificate_der).hexdigest(),
             persons=tuple(person.person_id for person, _ in people),
             expires_at=now + dt.timedelta(seconds=ATTEMPT_SECONDS),
+            roles=tuple((person.person_id, roles[0]) for person, roles in people if roles),
+            cross_region=enterprise.has_cross_region,
         )
         await self.store.save_attempt(attempt)
         return {
@@ -236,17 +238,20 @@ class LoginService:
             return {"pending": True}
         if verdict is Verdict.WRONG:
             if not factor.guessable:  # counted when the failure happened (the app's answer)
-                count = await self.store.failures(state.person_id, method, cst_day(now))
+                count = (await self.store.failures_by_method(state.person_id, cst_day(now))).get(method, 0)
             wrong = await factor.wrong_answer(state, max(0, MAX_FAILURES - count))
             if factor.guessable:
                 await self.store.audit(now, state.person_id, attempt.taxpayer_id, "login_failed", wrong.code)
             if count >= MAX_FAILURES:
                 raise _locked_until_midnight(now)
             raise wrong
-        for lockout in {f.lockout_method for f in self.factors}:
-            await self.store.reset_failures(state.person_id, lockout)
+        await self.store.reset_all_failures(state.person_id)  # a success ends every method's run
         if attempt.kind is LoginKind.ENTERPRISE:
-            identities = await self._identity_choices(attempt.taxpayer_id)
+            identities = (
+                await self._identity_choices(await self.store.enterprise(attempt.taxpayer_id))
+                if attempt.cross_region
+                else []
+            )
             if len(identities) > 1:  # 特定主体: which of the enterprise's identities to enter
                 await self.store.update_attempt(replace(attempt, step=Step.CHOOSE_IDENTITY))
                 return {"identityChoices": identities}
@@ -336,23 +341,25 @@ class LoginService:
         attempt = await self._attempt(attempt_id, now, Action.CHOOSE_IDENTITY)
         if attempt.factor is None:
             raise LoginExpired(_NOT_NOW[Action.CHOOSE_IDENTITY])
-        if identity_id not in {i["identityId"] for i in await self._identity_choices(attempt.taxpayer_id)}:
+        choices = await self._identity_choices(await self.store.enterprise(attempt.taxpayer_id))
+        if identity_id not in {i["identityId"] for i in choices}:
             raise NoRelationship(identity_id)
         person_id = attempt.factor.person_id
         return await self._open_session(attempt, person_id, attempt.taxpayer_id, None, now, identity_id or None)
 
-    async def _identity_choices(self, taxpayer_id: str) -> list[dict[str, str]]:
+    async def _identity_choices(self, enterprise: Enterprise | None) -> list[dict[str, str]]:
         """The enterprise itself first, then its cross-region identities (none: just itself)."""
-        enterprise = await self.store.enterprise(taxpayer_id)
         own = {
             "identityId": "",
             "kind": "本企业",
             "name": enterprise.name if enterprise else "",
             "taxAuthority": enterprise.tax_authority if enterprise else "",
         }
+        if enterprise is None or not enterprise.has_cross_region:
+            return [own]
         others = [
             {"identityId": i.identity_id, "kind": i.kind, "name": i.name, "taxAuthority": i.tax_authority}
-            for i in await self.store.identities_of(taxpayer_id)
+            for i in await self.store.identities_of(enterprise.taxpayer_id)
         ]
         return [own, *others]
 
@@ -363,7 +370,8 @@ class LoginService:
         identities. The session id rotates; the switch is audited."""
         if session.agency_id is not None:
             raise IdentitySwitchRefused("an agency session acts for its client only")
-        if identity_id not in {i["identityId"] for i in await self._identity_choices(session.taxpayer_id)}:
+        choices = await self._identity_choices(await self.store.enterprise(session.taxpayer_id))
+        if identity_id not in {i["identityId"] for i in choices}:
             raise NoRelationship(identity_id)
         return await self._rotate(session, replace(session, identity_id=identity_id or None), "identity_switched")
 
@@ -479,9 +487,9 @@ class LoginService:
 
     async def _check_lock(self, person_id: str, now: dt.datetime) -> None:
         """Locked when any one method has failed MAX_FAILURES times in a row today."""
-        for method in sorted({f.lockout_method for f in self.factors}):
-            if await self.store.failures(person_id, method, cst_day(now)) >= MAX_FAILURES:
-                raise _locked_until_midnight(now)
+        counts = await self.store.failures_by_method(person_id, cst_day(now))
+        if any(count >= MAX_FAILURES for count in counts.values()):
+            raise _locked_until_midnight(now)
 
     async def _attempt(self, attempt_id: str, now: dt.datetime, action: Action) -> LoginAttempt:
         """The live attempt, at a step that accepts ``action`` (else LOGIN_EXPIRED, unchanged)."""
@@ -510,16 +518,14 @@ class LoginService:
         now: dt.datetime,
         identity_id: str | None = None,
     ) -> dict[str, Any]:
-        # the person's highest role where they act (代理业务: in the agency)
-        links = {e.taxpayer_id: roles for e, roles in await self.store.links_of(person_id)}
-        roles = links.get(agency_id or taxpayer_id, [])
+        # the person's highest role where they act (代理业务: in the agency), read at the certificate step
         session = Session(
             secrets.token_urlsafe(32),
             person_id,
             taxpayer_id,
             agency_id,
             now + dt.timedelta(seconds=SESSION_SECONDS),
-            roles[0] if roles else "",
+            dict(attempt.roles).get(person_id, ""),
             identity_id,
         )
         if not await self.store.drop_attempt(attempt.attempt_id):  # finished by a parallel request
@@ -533,7 +539,7 @@ class LoginService:
         person = await self.store.person(session.person_id)
         enterprise = await self.store.enterprise(session.taxpayer_id)
         agency = await self.store.enterprise(session.agency_id) if session.agency_id else None
-        choices = [] if agency else await self._identity_choices(session.taxpayer_id)
+        choices = [] if agency else await self._identity_choices(enterprise)
         identity = next((c for c in choices if c["identityId"] == (session.identity_id or "")), None)
         return {
             "person": {"personId": session.person_id, "name": person.name if person else ""},

@@ -38,6 +38,7 @@ class Enterprise:
     name: str
     is_agency: bool
     tax_authority: str = ""  # 主管税务机关
+    has_cross_region: bool = False  # it has 特定主体 (read with it; never imported)
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,8 @@ class LoginAttempt:
     step: Step = Step.CHOOSE_PERSON
     factor: FactorState | None = None
     clients: tuple[str, ...] = field(default=())
+    roles: tuple[tuple[str, str], ...] = ()  # each person's highest role in the taxpayer (the session's)
+    cross_region: bool = False  # the taxpayer has 特定主体: an identity is chosen after the factor
 
     def accepts(self, action: Action) -> bool:
         return self.step in ACCEPTS[action]
@@ -211,6 +214,8 @@ class LoginAttempt:
             "persons": list(self.persons),
             "step": self.step.value,
             "clients": list(self.clients),
+            "roles": dict(self.roles),
+            "crossRegion": self.cross_region,
         }
         if self.factor is not None:
             state["code"] = {
@@ -234,6 +239,8 @@ class LoginAttempt:
             step=Step(state["step"]),
             factor=_factor(state.get("code")),
             clients=tuple(state.get("clients", ())),
+            roles=tuple(state.get("roles", {}).items()),
+            cross_region=bool(state.get("crossRegion", False)),
         )
 
 

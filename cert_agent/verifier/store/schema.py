@@ -134,12 +134,7 @@ MIGRATIONS: list[str] = [
     ALTER TABLE enterprises ADD COLUMN tax_authority TEXT NOT NULL DEFAULT '';
     ALTER TABLE sessions ADD COLUMN role TEXT NOT NULL DEFAULT '';
     ALTER TABLE sessions ADD COLUMN identity_id TEXT;
-    CREATE TABLE person_phones (
-        person_id TEXT NOT NULL REFERENCES persons(person_id),
-        position INTEGER NOT NULL,
-        phone TEXT NOT NULL,
-        PRIMARY KEY (person_id, position)
-    );
+    ALTER TABLE persons ADD COLUMN other_phones TEXT NOT NULL DEFAULT '';
     CREATE TABLE scan_requests (
         request_hash TEXT PRIMARY KEY,
         attempt_id TEXT NOT NULL,

@@ -67,7 +67,21 @@ def _session_row(session: Session, now: dt.datetime) -> tuple[Any, ...]:
 
 
 def _enterprise(row: Any) -> Enterprise:
-    return Enterprise(row["taxpayer_id"], row["name"], bool(row["is_agency"]), row["tax_authority"])
+    return Enterprise(
+        row["taxpayer_id"], row["name"], bool(row["is_agency"]), row["tax_authority"], bool(row.get("cross_region"))
+    )
+
+
+def _person(row: Any) -> Person:
+    others = tuple(phone for phone in row["other_phones"].split(",") if phone)
+    return Person(row["person_id"], row["name"], row["id_number"], row["phone"], others)
+
+
+# an enterprise, and whether it has 特定主体 (so that most logins need no second statement for them)
+_ENTERPRISE = (
+    "SELECT e.*, EXISTS (SELECT 1 FROM cross_region_identities c WHERE c.taxpayer_id = e.taxpayer_id) "
+    "AS cross_region FROM enterprises e WHERE e.taxpayer_id = ?"
+)
 
 
 class SqlStore:
@@ -141,13 +155,11 @@ class SqlStore:
                 )
             for p in records.get("persons", []):
                 await db.execute(
-                    "INSERT INTO persons VALUES (?, ?, ?, ?) ON CONFLICT(person_id) DO UPDATE SET "
-                    "name = excluded.name, id_number = excluded.id_number, phone = excluded.phone",
-                    (p.person_id, p.name, p.id_number, p.phone),
+                    "INSERT INTO persons (person_id, name, id_number, phone, other_phones) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT(person_id) DO UPDATE SET name = excluded.name, id_number = excluded.id_number, "
+                    "phone = excluded.phone, other_phones = excluded.other_phones",
+                    (p.person_id, p.name, p.id_number, p.phone, ",".join(p.other_phones)),
                 )
-                await db.execute("DELETE FROM person_phones WHERE person_id = ?", (p.person_id,))
-                for position, phone in enumerate(p.other_phones, start=1):
-                    await db.execute("INSERT INTO person_phones VALUES (?, ?, ?)", (p.person_id, position, phone))
             for taxpayer_id, person_id, role in records.get("roles", []):
                 await db.execute(
                     "INSERT INTO roles VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (taxpayer_id, person_id, role)
@@ -161,7 +173,7 @@ class SqlStore:
 
     async def enterprise(self, taxpayer_id: str) -> Enterprise | None:
         async with self.database.connection() as db:
-            row = await db.fetchone("SELECT * FROM enterprises WHERE taxpayer_id = ?", (taxpayer_id,))
+            row = await db.fetchone(_ENTERPRISE, (taxpayer_id,))
         return _enterprise(row) if row else None
 
     async def identities_of(self, taxpayer_id: str) -> list[CrossRegionIdentity]:
@@ -192,12 +204,7 @@ class SqlStore:
     async def person(self, person_id: str) -> Person | None:
         async with self.database.connection() as db:
             row = await db.fetchone("SELECT * FROM persons WHERE person_id = ?", (person_id,))
-            if row is None:
-                return None
-            others = await db.fetchall(
-                "SELECT phone FROM person_phones WHERE person_id = ? ORDER BY position", (person_id,)
-            )
-        return Person(row["person_id"], row["name"], row["id_number"], row["phone"], tuple(o["phone"] for o in others))
+        return _person(row) if row else None
 
     async def people_of(self, taxpayer_id: str) -> list[tuple[Person, list[str]]]:
         async with self.database.connection() as db:
@@ -206,20 +213,9 @@ class SqlStore:
                 "ORDER BY p.person_id",
                 (taxpayer_id,),
             )
-            phones = await db.fetchall(
-                "SELECT x.person_id, x.phone FROM person_phones x WHERE x.person_id IN "
-                "(SELECT person_id FROM roles WHERE taxpayer_id = ?) ORDER BY x.person_id, x.position",
-                (taxpayer_id,),
-            )
-        others: dict[str, list[str]] = {}
-        for row in phones:
-            others.setdefault(row["person_id"], []).append(row["phone"])
         people: dict[str, tuple[Person, list[str]]] = {}
         for row in rows:
-            person_id = row["person_id"]
-            person = Person(person_id, row["name"], row["id_number"], row["phone"], tuple(others.get(person_id, ())))
-            entry = people.setdefault(person_id, (person, []))
-            entry[1].append(row["role"])
+            people.setdefault(row["person_id"], (_person(row), []))[1].append(row["role"])
         for _, roles in people.values():
             roles.sort(key=ROLES.index)
         return list(people.values())
@@ -266,6 +262,17 @@ class SqlStore:
             )
         assert row is not None  # an upsert with RETURNING always returns its row
         return int(row["count"])
+
+    async def failures_by_method(self, account: str, day: str) -> dict[str, int]:
+        """Every method's consecutive failures today, in one statement."""
+        async with self.database.connection() as db:
+            rows = await db.fetchall("SELECT method, count FROM failures WHERE account = ? AND day = ?", (account, day))
+        return {row["method"]: int(row["count"]) for row in rows}
+
+    async def reset_all_failures(self, account: str) -> None:
+        """A successful login: every method's count starts again."""
+        async with self.database.connection() as db:
+            await db.execute("DELETE FROM failures WHERE account = ?", (account,))
 
     async def reset_failures(self, account: str, method: str) -> None:
         async with self.database.connection() as db:
