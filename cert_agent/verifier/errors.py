@@ -139,9 +139,9 @@ class LoginExpired(CertAgentError):
     http_status = 401
 
 
-class SmsCodeIncorrect(CertAgentError):
-    code = "SMS_CODE_INCORRECT"
-    http_status = 401
+class _TriesLeft(CertAgentError):
+    """A failed second factor that counts toward the day's lockout: ``triesLeft`` in the fields
+    and the message. Not an error of its own (it has no code of its own)."""
 
     def __init__(self, detail: str = "", *, tries_left: int) -> None:
         self.tries_left = tries_left
@@ -150,6 +150,11 @@ class SmsCodeIncorrect(CertAgentError):
     @property
     def message(self) -> str:
         return f"{self.zh}，今日还可尝试 {self.tries_left} 次"
+
+
+class SmsCodeIncorrect(_TriesLeft):
+    code = "SMS_CODE_INCORRECT"
+    http_status = 401
 
 
 class AccountLocked(CertAgentError):
@@ -212,34 +217,18 @@ class PhoneMissing(CertAgentError):
     http_status = 409
 
 
-class ScanWrongPerson(CertAgentError):
+class ScanWrongPerson(_TriesLeft):
     """The app verified a person other than the one chosen on the page (counted in the lockout)."""
 
     code = "SCAN_WRONG_PERSON"
     http_status = 401
 
-    def __init__(self, detail: str = "", *, tries_left: int) -> None:
-        self.tries_left = tries_left
-        super().__init__(detail, triesLeft=tries_left)
 
-    @property
-    def message(self) -> str:
-        return f"{self.zh}，今日还可尝试 {self.tries_left} 次"
-
-
-class ScanFaceFailed(CertAgentError):
+class ScanFaceFailed(_TriesLeft):
     """The app's face check of the chosen person did not pass (counted in the lockout)."""
 
     code = "SCAN_FACE_FAILED"
     http_status = 401
-
-    def __init__(self, detail: str = "", *, tries_left: int) -> None:
-        self.tries_left = tries_left
-        super().__init__(detail, triesLeft=tries_left)
-
-    @property
-    def message(self) -> str:
-        return f"{self.zh}，今日还可尝试 {self.tries_left} 次"
 
 
 class ScanExpired(CertAgentError):
