@@ -189,3 +189,12 @@ async def test_the_page_waits_on_one_instance_while_the_app_answers_at_the_other
         status, logged_in = await asyncio.wait_for(waiting, 5)
         assert status == 200 and "enterprise" in logged_in
         assert loop.time() - started < 1.0  # woken by NOTIFY, not by its 5 s re-read
+
+
+async def test_a_bureau_that_offers_sms_only_offers_no_scan(verifier: tuple[Verifier, str]) -> None:
+    v, _ = verifier
+    v.login.factors = (v.login.factor("sms"),)  # scan_verification = false
+    status, chosen = await v.certificate_step("lanhai-rsa")
+    assert {p["personId"]: p["methods"] for p in chosen["persons"]} == {"p-li": ["sms"], "p-zhou": []}
+    status, error = await v.post("/api/login/scan", {"attemptId": chosen["attemptId"], "personId": "p-li"})
+    assert (status, error["error"]["code"], error["error"]["field"]) == (400, "BAD_REQUEST", "method")

@@ -132,7 +132,13 @@ let chosenPhone = 0;
  * several (FAQ item 17), or 扫码验证 when they have none (item 15). */
 function choosePerson(person) {
   chosenPerson = person.personId;
-  if (!person.methods.includes("sms")) return showScan(person.personId);
+  const scan = person.methods.includes("scan"); // a bureau may offer SMS only
+  $("use-scan").classList.toggle("hidden", !scan);
+  $("phone-use-scan").classList.toggle("hidden", !scan);
+  if (!person.methods.includes("sms")) {
+    if (scan) return showScan(person.personId);
+    return showError("error", { message: "您的手机号码为空，无法接收短信验证码，请联系主管税务机关维护手机号码。" });
+  }
   if (person.phones.length < 2) return sendCode(person.personId, 0);
   $("phones").replaceChildren(
     ...person.phones.map((masked, index) =>
