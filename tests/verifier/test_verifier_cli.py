@@ -191,3 +191,33 @@ def test_the_documented_empty_values_mean_the_defaults(fixtures: Fixtures, tmp_p
     )
     result = verifier("serve", "--config", str(config), "--check-config")
     assert result.returncode == 0 and "配置有效" in result.stdout, result.stderr
+
+
+def test_apps_are_registered_listed_and_revoked_from_the_command_line(tmp_path: Path) -> None:
+    db = str(tmp_path / "v.db")
+    registered = verifier("app", "register", "--db", db, "--name", "青岛税务APP")
+    assert registered.returncode == 0, registered.stderr
+    credential = registered.stdout.split("Bearer ...): ")[1].strip()
+    app_id = credential.split(".")[0]
+    assert app_id.startswith("app-") and len(credential.split(".")[1]) == 43
+    listed = verifier("app", "list", "--db", db)
+    assert app_id in listed.stdout and "有效 active" in listed.stdout and credential not in listed.stdout
+    assert verifier("app", "revoke", "--db", db, app_id).returncode == 0
+    assert "已停用 revoked" in verifier("app", "list", "--db", db).stdout
+    assert verifier("app", "revoke", "--db", db, "app-0000000000000000").returncode == 1
+
+
+def test_the_reference_app_says_what_is_wrong_without_a_traceback(tmp_path: Path) -> None:
+    import os
+
+    code = f"etax-scan:1;site=http://127.0.0.1:{free_port()};r=abc"
+    env = {k: v for k, v in os.environ.items() if k != "CERT_VERIFIER_APP_CREDENTIAL"}
+    command = [sys.executable, "-m", "cert_agent.verifier", "scan-confirm", code, "--id-number", "1"]
+    missing = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert missing.returncode == 2 and "CERT_VERIFIER_APP_CREDENTIAL" in missing.stderr
+    env["CERT_VERIFIER_APP_CREDENTIAL"] = "app-0123456789abcdef." + "A" * 43
+    unreachable = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert unreachable.returncode == 1 and "SITE_UNREACHABLE" in unreachable.stderr
+    assert "Traceback" not in unreachable.stderr
+    not_a_code = subprocess.run([*command[:4], "hello", *command[5:]], capture_output=True, text=True, env=env)
+    assert not_a_code.returncode == 2 and "二维码无法识别" in not_a_code.stderr
