@@ -78,7 +78,7 @@ async def agent_round_trips(url: str, fixtures: Fixtures, rounds: int) -> list[f
 
 def direct_round_trips(fixtures: Fixtures, rounds: int) -> list[float]:
     lib = PyKCS11.PyKCS11Lib().load(fixtures.module)
-    serial = fixtures.token("ukey").serial
+    serial = fixtures.token_of("hairun-ec").serial
     slot = next(s for s in lib.getSlotList(tokenPresent=True) if lib.getTokenInfo(s).serialNumber.strip() == serial)
     cert_id = bytes.fromhex(fixtures.cert("hairun-ec").cert_id)
     mechanism = PyKCS11.Mechanism(PyKCS11.CKM_ECDSA, None)
