@@ -299,8 +299,8 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     except ValueError as exc:  # ConfigError and OriginConfigError
         print(f"配置错误 (configuration error): {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if not args.verbose:
-        logging.getLogger("cert_agent").setLevel(logging.INFO)
+    # the agent's own record at INFO; -v adds each request (DEBUG), never a PIN either way
+    logging.getLogger("cert_agent").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     from cert_agent.common.logthread import write_in_background
 
     write_in_background()  # a stalled stderr must not stop the event loop

@@ -107,7 +107,7 @@ async def pair(conn: Connection, service: TokenService, params: dict[str, Any]) 
 
 
 async def list_certificates(conn: Connection, service: TokenService, params: dict[str, Any]) -> dict[str, Any]:
-    await service.scan_now()
+    await service.up_to_date()
     return {"tokens": [token_json(view) for view in service.tokens()], "problems": problems_json(service)}
 
 

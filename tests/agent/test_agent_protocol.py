@@ -389,3 +389,34 @@ async def _pin_state_event(client: Client, state: str) -> dict[str, Any]:
         event = await client.event("tokenChanged")
         if event["data"]["pinState"] == state:
             return event
+
+
+async def test_listing_when_nothing_changed_asks_no_library_and_a_pin_operation_is_listed_at_once(
+    fresh_fixtures: Fixtures,
+) -> None:
+    # The poller keeps the tokens fresh (every poll_interval) and pages hear of changes as events,
+    # so a listing within the interval answers from the last scan; a PIN operation asks for a
+    # scan, and the next listing waits for it.
+    async with running_agent(fresh_fixtures, poll_interval=30.0) as agent, connect(agent) as client:
+        scans = 0
+        scan = agent.service._workers.scan
+
+        async def counted(*args: Any) -> Any:
+            nonlocal scans
+            scans += 1
+            return await scan(*args)
+
+        agent.service._workers.scan = counted  # type: ignore[method-assign,assignment]
+        for _ in range(5):
+            assert "result" in await client.call("listCertificates")
+        assert scans == 0
+        token_id, _ = certificate_of(fresh_fixtures, "hairun-ec")
+        wrong = await client.call("verifyPin", tokenId=token_id, pin="000000")
+        assert wrong["error"]["code"] == "PIN_INCORRECT"
+        assert "result" in await client.call("listCertificates")
+        assert scans >= 1  # the PIN operation's scan, waited for (or made) by the listing
+        await asyncio.sleep(0.5)  # the poller's own answer to the request, if it made one
+        settled = scans
+        for _ in range(5):
+            assert "result" in await client.call("listCertificates")
+        assert scans == settled

@@ -50,6 +50,7 @@ class TokenService:
         self._poller: asyncio.Task[None] | None = None
         self._scan_lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self._scanned_at: float | None = None  # when the last completed scan began (loop time)
         self._stopping = False
         self._watcher: ReaderWatcher | None = None
 
@@ -174,6 +175,16 @@ class TokenService:
     def request_scan(self) -> None:
         self._wake.set()
 
+    async def up_to_date(self) -> None:
+        """Make the tokens what a page may list now: as the last scan saw them when that scan is
+        fresh (it began within the last ``poll_interval`` seconds and nothing has asked for
+        another since: a PIN operation, a card change), else after a scan now. The poller keeps
+        them fresh, and pages hear of every change it finds as an event, so a page listing
+        certificates costs no library call when nothing changed."""
+        age = None if self._scanned_at is None else asyncio.get_running_loop().time() - self._scanned_at
+        if self._wake.is_set() or age is None or age > self._config.poll_interval:
+            await self.scan_now()
+
     async def scan_now(self, wait: float = SCAN_WAIT) -> None:
         """Scan every library now (or wait for the scan under way) and publish what changed.
 
@@ -184,6 +195,7 @@ class TokenService:
                 return
         async with self._scan_lock:
             cards_version = self._cards.version
+            began = asyncio.get_running_loop().time()
             results, silent = await self._workers.scan(list(dict.fromkeys(self._config.modules)), wait)
             views = [view for result in results for view in result.tokens]
             self._problems = tuple(problem for result in results for problem in result.problems)
@@ -192,6 +204,8 @@ class TokenService:
                 self._events.emit(TokenEvent(event.name, event.token_id, shown))
             if cards_version == self._cards.version:  # the scan saw the cards as they are now
                 self._cards.judge(view.token.reader for view in self._registry.views.values())
+            if not silent:  # every library answered: the tokens are as of ``began``
+                self._scanned_at = began
 
     def on_cards(self, cards: Cards) -> None:
         """pcscd's word on readers and cards (from the watcher), see ``CardWatch.on_cards``."""
