@@ -6,20 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from softhsm_fixtures import Fixtures
 from softhsm_fixtures.taxpayers import TAXPAYERS
 from tests.harness.pages import Site, sign_in, site
-from tests.harness.postgres import PostgresServer
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest) -> str | None:
-    if request.param == "sqlite":
-        return None
-    postgres: PostgresServer = request.getfixturevalue("postgres")
-    return postgres.new_database()
 
 
 async def _code(s: Site) -> None:

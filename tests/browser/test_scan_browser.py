@@ -13,7 +13,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import zxingcpp
 from PIL import Image
 
@@ -21,17 +20,8 @@ from softhsm_fixtures import Fixtures
 from softhsm_fixtures.seed import PERSONS
 from softhsm_fixtures.taxpayers import TAXPAYERS
 from tests.harness.pages import Site, sign_in, site
-from tests.harness.postgres import PostgresServer
 
 ID_NUMBER = {p["personId"]: p["idNumber"] for p in PERSONS}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest) -> str | None:
-    if request.param == "sqlite":
-        return None
-    postgres: PostgresServer = request.getfixturevalue("postgres")
-    return postgres.new_database()
 
 
 async def read_qr_code(s: Site) -> str:
