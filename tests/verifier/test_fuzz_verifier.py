@@ -42,7 +42,15 @@ ENDPOINTS = [
     ("POST", "/api/login/sms"),
     ("POST", "/api/login/verify"),
     ("POST", "/api/login/client"),
+    ("POST", "/api/login/scan"),
+    ("POST", "/api/login/scan/wait"),
+    ("POST", "/api/login/cancel"),
+    ("POST", "/api/login/identity"),
+    ("POST", "/api/app/scan"),
     ("GET", "/api/session"),
+    ("POST", "/api/session/identity"),
+    ("GET", "/api/session/switch"),
+    ("POST", "/api/session/switch"),
     ("GET", "/api/health"),
     ("POST", "/api/logout"),
     ("GET", "/api/history"),
@@ -50,6 +58,7 @@ ENDPOINTS = [
     ("GET", "/"),
     ("GET", "/home"),
     ("GET", "/account/certificate"),
+    ("GET", "/account/identities"),
     ("GET", "/static/pages/login.js"),
 ]
 
@@ -94,7 +103,10 @@ def bodies(draw: st.DrawFn) -> bytes:
         return b"[" * depth + b"]" * depth
     if kind == "json":
         return json.dumps(draw(json_values)).encode()
-    names = ["kind", "nonce", "authToken", "attemptId", "personId", "code", "clientId"]
+    names = [
+        "kind", "nonce", "authToken", "attemptId", "personId", "code", "clientId", "phoneIndex",
+        "identityId", "taxpayerId", "role", "request", "idNumber", "faceVerified",
+    ]  # fmt: skip
     body = {name: draw(json_values | edge_text) for name in draw(st.sets(st.sampled_from(names)))}
     return json.dumps(body, ensure_ascii=draw(st.booleans())).encode("utf-8", "surrogatepass")
 
@@ -119,6 +131,9 @@ def requests(draw: st.DrawFn, origin: str) -> tuple[str, str, dict[str, str], by
         headers["Sec-Fetch-Site"] = fetch_site
     if draw(st.booleans()):
         headers["Cookie"] = "etax_session=" + draw(header_text).replace(";", "")
+    if draw(st.integers(0, 3)) == 0:  # the app API's credential, well-formed or not
+        app_id = draw(st.sampled_from(["app-0123456789abcdef", "app-", ""]))
+        headers["Authorization"] = f"Bearer {app_id}.{draw(header_text)}"
     if draw(st.booleans()):
         headers["X-Fuzz-" + draw(st.text(alphabet="abcdefgh", min_size=1, max_size=8))] = draw(header_text)
     return method, path, headers, draw(bodies())
