@@ -60,7 +60,7 @@ from cert_agent.verifier.errors import (
     TaxpayerUnknown,
 )
 from cert_agent.verifier.factors import SecondFactor, Verdict
-from cert_agent.verifier.factors.scan import ScanFactor, request_hash
+from cert_agent.verifier.factors.scan import request_hash, request_of
 from cert_agent.verifier.masking import mask_name, mask_phone
 from cert_agent.verifier.store import Action, AuditEntry, LoginAttempt, LoginKind, Session, Step, Store
 from cert_agent.verifier.store.records import App, Enterprise, FactorState, ScanOutcome
@@ -210,7 +210,7 @@ class LoginService:
             now = self.clock()
             attempt = await self._attempt(attempt_id, now, Action.CHECK_FACTOR)
             state = self._state_of(attempt, scan)
-            request = dict(state.values).get("request", "")
+            request = request_of(state)
             if waited_for is not None and request != waited_for:
                 return {"pending": True}  # the page showed a new code; its own wait answers for it
             waited_for = request
@@ -289,7 +289,8 @@ class LoginService:
         attempt = await self.store.attempt(request.attempt_id, now)
         if attempt is None or attempt.step is not Step.SECOND_FACTOR:
             raise ScanNotCurrent("the login was cancelled, timed out or finished")
-        if not isinstance(scan, ScanFactor) or scan.current_request(attempt.factor) != digest:
+        state = attempt.factor
+        if state is None or state.factor != scan.name or request_of(state) != digest:
             raise ScanNotCurrent("the login shows a newer QR code")
         person = await self.store.person(request.person_id)
         if not face_verified:
@@ -303,8 +304,7 @@ class LoginService:
         if outcome is not ScanOutcome.VERIFIED:
             count = await self.store.record_failure(request.person_id, scan.lockout_method, cst_day(now))
             await self.store.audit(now, request.person_id, attempt.taxpayer_id, "login_failed", outcome.value)
-            wrong = await scan.wrong_answer(attempt.factor, max(0, MAX_FAILURES - count))  # type: ignore[arg-type]
-            raise wrong
+            raise await scan.wrong_answer(state, max(0, MAX_FAILURES - count))
         await self.store.audit(now, request.person_id, attempt.taxpayer_id, "scan_verified", app.name)
         enterprise = await self.store.enterprise(attempt.taxpayer_id)
         return {

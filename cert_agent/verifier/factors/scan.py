@@ -37,6 +37,11 @@ def request_hash(request_id: str) -> str:
     return hashlib.sha256(request_id.encode("ascii")).hexdigest()
 
 
+def request_of(state: FactorState) -> str:
+    """The hash of the request a scan's factor state waits for."""
+    return dict(state.values).get("request", "")
+
+
 def qr_payload(site: str, request_id: str) -> str:
     return f"{PAYLOAD_PREFIX};site={site};r={request_id}"
 
@@ -82,7 +87,7 @@ class ScanFactor(SecondFactor):
         return Begun(state, reply, audit=("scan_shown", ""))
 
     async def check(self, state: FactorState, answer: str, now: dt.datetime) -> Verdict:
-        request = await self.requests.scan_request(dict(state.values).get("request", ""))
+        request = await self.requests.scan_request(request_of(state))
         if request is None or (request.outcome is None and request.expires_at <= now):
             raise ScanExpired()
         if request.outcome is None:
@@ -90,16 +95,10 @@ class ScanFactor(SecondFactor):
         return Verdict.PASSED if request.outcome is ScanOutcome.VERIFIED else Verdict.WRONG
 
     async def wrong_answer(self, state: FactorState, tries_left: int) -> CertAgentError:
-        request = await self.requests.scan_request(dict(state.values).get("request", ""))
+        request = await self.requests.scan_request(request_of(state))
         if request is not None and request.outcome is ScanOutcome.WRONG_PERSON:
             return ScanWrongPerson(tries_left=tries_left)
         return ScanFaceFailed(tries_left=tries_left)
 
     def records_kept_for(self) -> int:
         return 0  # its requests are purged by their own expiry (store.purge)
-
-    def current_request(self, state: FactorState | None) -> str | None:
-        """The hash of the request the attempt now waits for (None: it waits for no scan)."""
-        if state is None or state.factor != self.name:
-            return None
-        return dict(state.values).get("request")
