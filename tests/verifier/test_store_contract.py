@@ -88,11 +88,13 @@ async def test_a_challenge_is_consumed_exactly_once_even_when_raced(store: SqlSt
 async def test_parallel_failures_each_get_their_own_count_and_a_new_day_starts_over(store: SqlStore) -> None:
     counts = await asyncio.gather(*(store.record_failure("p-zhang", "certificate", DAY) for _ in range(12)))
     assert sorted(counts) == list(range(1, 13))
-    assert await store.failures("p-zhang", "certificate", DAY) == 12
-    assert await store.failures("p-zhang", "certificate", "2026-03-15") == 0
+    assert await store.failures_by_method("p-zhang", DAY) == {"certificate": 12}
+    assert await store.failures_by_method("p-zhang", "2026-03-15") == {}
     assert await store.record_failure("p-zhang", "certificate", "2026-03-15") == 1
-    await store.reset_failures("p-zhang", "certificate")
-    assert await store.failures("p-zhang", "certificate", "2026-03-15") == 0
+    assert await store.record_failure("p-zhang", "scan", "2026-03-15") == 1  # each method counts apart
+    assert await store.failures_by_method("p-zhang", "2026-03-15") == {"certificate": 1, "scan": 1}
+    await store.reset_all_failures("p-zhang")
+    assert await store.failures_by_method("p-zhang", "2026-03-15") == {}
 
 
 async def test_parallel_sms_sends_pass_the_limits_once(store: SqlStore) -> None:

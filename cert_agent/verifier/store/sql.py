@@ -243,13 +243,6 @@ class SqlStore:
 
     # --- failure counters -----------------------------------------------------------------------
 
-    async def failures(self, account: str, method: str, day: str) -> int:
-        async with self.database.connection() as db:
-            row = await db.fetchone(
-                "SELECT count, day FROM failures WHERE account = ? AND method = ?", (account, method)
-            )
-        return int(row["count"]) if row and row["day"] == day else 0
-
     async def record_failure(self, account: str, method: str, day: str) -> int:
         """Count one more consecutive failure on ``day`` (a new day starts from one) and return
         the count, in one statement: parallel failures each see their own number."""
@@ -273,10 +266,6 @@ class SqlStore:
         """A successful login: every method's count starts again."""
         async with self.database.connection() as db:
             await db.execute("DELETE FROM failures WHERE account = ?", (account,))
-
-    async def reset_failures(self, account: str, method: str) -> None:
-        async with self.database.connection() as db:
-            await db.execute("DELETE FROM failures WHERE account = ? AND method = ?", (account, method))
 
     # --- login attempts and sessions ----------------------------------------------------------
 
