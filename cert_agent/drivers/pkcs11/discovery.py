@@ -69,6 +69,12 @@ class Discovery:
 
     def token_at(self, module: str, slot_id: int) -> tuple[Token, int]:
         """The token in the slot now, and its CK_TOKEN_INFO flags."""
+        token, flags, _ = self._read(module, slot_id)
+        return token, flags
+
+    def _read(self, module: str, slot_id: int) -> tuple[Token, int, Any]:
+        """The token in the slot now, its flags, and python-pkcs11's token (to open sessions on):
+        one C_GetTokenInfo."""
         with self._sharing[module].shared(), pkcs11_errors():
             slot = self.slot(module, slot_id)
             info = slot.get_token()
@@ -90,7 +96,7 @@ class Discovery:
             flags=flag_names(flags),
             reader=_clean(slot.slot_description),
         )
-        return token, flags
+        return token, flags, info
 
     def current(self, token: Token) -> Token:
         """The token as it is now (flags change with PIN failures; slots can be renumbered),
@@ -105,6 +111,26 @@ class Discovery:
             if candidate.token_id == token.token_id:
                 return candidate
         raise TokenNotPresent(token.serial)
+
+    def check(self, token: Token) -> tuple[Token, Any]:
+        """The token check before a session: the same serial still in the token's slot, read
+        with its PIN state by one C_GetTokenInfo; the token (its PIN state and flags as now) and
+        python-pkcs11's token object to open the session on. Else the token where it is now
+        (``current``), or TokenNotPresent."""
+        with suppress(CertAgentError):
+            with self._sharing[token.module].shared(), pkcs11_errors():
+                handle = self.slot(token.module, token.slot_id).get_token()
+            if _clean(handle.serial) == token.serial:
+                flags = int(handle.flags)
+                names = flag_names(flags)
+                if names == token.flags:
+                    return token, handle
+                return replace(token, pin=pin_status_of(flags), flags=names), handle
+        now = self.current(token)
+        now_at, _, handle = self._read(now.module, now.slot_id)
+        if now_at.serial != now.serial:  # swapped between the two reads
+            raise TokenNotPresent(token.serial)
+        return now, handle
 
     def present(self, token: Token) -> bool:
         try:

@@ -164,8 +164,8 @@ class Pkcs11Driver(TokenDriver):
             self._logged_in(session, current, pin),
             pkcs11_errors(),
         ):
-            key = objects.private_key(session, cert_id, algorithm)
-            signature = bytes(key.sign(plan.payload, mechanism=plan.mechanism, mechanism_param=plan.parameter))
+            key = objects.private_key(session, self._libs[token.module], cert_id, algorithm)
+            signature = self._libs[token.module].sign_with(session, key, int(plan.mechanism), plan.payload, plan.pss)
         log.info("signed on token %s with %s (%s)", current.serial, algorithm.value, plan.mechanism_name)
         return signature
 
@@ -244,11 +244,11 @@ class Pkcs11Driver(TokenDriver):
         if token.module not in self._libs:
             raise ModuleLoadFailed(token.module)
         with self._token_lock(token), self._sharing[token.module].shared():
-            current = self._found.current(token)
+            current, handle = self._found.check(token)
             session = None
             try:
                 with pkcs11_errors():
-                    session = self._found.slot(current.module, current.slot_id).get_token().open(rw=rw)
+                    session = handle.open(rw=rw)
                 yield session, current
             except (Pkcs11Failure, DeviceError, CertificateNotFound, PrivateKeyNotFound) as exc:
                 # Objects or handles that vanish mid-call (CKR_OBJECT_HANDLE_INVALID, an empty

@@ -59,6 +59,14 @@ class SignPlan:
     mechanism_name: str
     hashed_on_host: bool
 
+    @property
+    def pss(self) -> tuple[int, int, int] | None:
+        """The PSS parameters as CK_RSA_PKCS_PSS_PARAMS numbers (hash mechanism, MGF, salt length)."""
+        if self.parameter is None:
+            return None
+        digest, mgf, salt = self.parameter
+        return int(digest), int(mgf), salt
+
 
 def plan_signature(algorithm: SignatureAlgorithm, data: bytes, token_mechanisms: frozenset[int]) -> SignPlan | None:
     """How to sign ``data`` with ``algorithm`` on a token offering ``token_mechanisms``.

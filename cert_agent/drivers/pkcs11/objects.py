@@ -41,33 +41,43 @@ def certificates(
     return sorted(listed, key=lambda c: c.object_id)
 
 
-def private_key(session: Any, cert_id: bytes, algorithm: SignatureAlgorithm) -> Any:
-    """The private key sharing ``cert_id`` of the type ``algorithm`` needs, or why there is none."""
+def private_key(session: Any, lib: Library, cert_id: bytes, algorithm: SignatureAlgorithm) -> int:
+    """The handle of the private key sharing ``cert_id`` of the type ``algorithm`` needs, or why
+    there is none. One search names class, CKA_ID and key type; only a miss looks further."""
     if algorithm.key_type.value not in ("EC", "RSA"):
         raise MechanismNotSupported(f"{algorithm.value} over PKCS#11")  # SM2: vendors' own values only
     wanted = KeyType.EC if algorithm.key_type.value == "EC" else KeyType.RSA
-    keys = _objects(session, ObjectClass.PRIVATE_KEY, cert_id)
-    if not keys:
-        if _objects(session, ObjectClass.CERTIFICATE, cert_id):
-            raise PrivateKeyNotFound(cert_id.hex())
-        raise CertificateNotFound(cert_id.hex())
-    key_type = key_type_of(keys[0])
+    handle = lib.private_key(session, cert_id, int(wanted))
+    if handle is not None:
+        return handle
+    key = _only_key(session, cert_id)
+    key_type = key_type_of(key)
     if key_type is None:
         raise KeyUnusable(f"{cert_id.hex()}: a vendor-defined key type")
     if key_type is not wanted:
         raise MechanismNotSupported(f"{algorithm.value} needs a CKK_{wanted.name} key")
-    return keys[0]
+    return int(key.handle)  # a module whose search ignored CKA_KEY_TYPE
 
 
-def sm2_private_key(session: Any, cert_id: bytes, lib: Library, key_type: int) -> Any:
-    """The private key sharing ``cert_id``, of the vendor's SM2 ``key_type`` (else why not)."""
+def sm2_private_key(session: Any, cert_id: bytes, lib: Library, key_type: int) -> int:
+    """The handle of the private key sharing ``cert_id``, of the vendor's SM2 ``key_type`` (else why not)."""
+    handle = lib.private_key(session, cert_id, key_type)
+    if handle is not None:
+        return handle
+    key = _only_key(session, cert_id)
+    if raw_key_type(lib, session, key) != key_type:
+        raise MechanismNotSupported(f"SM2SM3 needs a key of type 0x{key_type:08X}")
+    return int(key.handle)
+
+
+def _only_key(session: Any, cert_id: bytes) -> Any:
+    """The private key sharing ``cert_id`` of whatever type, or CertificateNotFound /
+    PrivateKeyNotFound: why the typed search found none."""
     keys = _objects(session, ObjectClass.PRIVATE_KEY, cert_id)
     if not keys:
         if _objects(session, ObjectClass.CERTIFICATE, cert_id):
             raise PrivateKeyNotFound(cert_id.hex())
         raise CertificateNotFound(cert_id.hex())
-    if raw_key_type(lib, session, keys[0]) != key_type:
-        raise MechanismNotSupported(f"SM2SM3 needs a key of type 0x{key_type:08X}")
     return keys[0]
 
 

@@ -6,6 +6,7 @@
  * signs SM3(Z || data) at the GM/T 0009 default ID and returns r || s, with the SM2 key in
  * $VENDOR_KEYS_SM2_DIR/<CKA_ID in hex>.pem when there is one (the SoftHSM2 key with that CKA_ID
  * stands in as the handle). A vendor key without such a file cannot sign (CKR_KEY_TYPE_INCONSISTENT).
+ * A search naming CKA_KEY_TYPE matches the key types reported here, as a vendor's module would.
  *
  * Why a double: no PKCS#11 module with SM2 exists in Debian, PyPI or npm, and SoftHSM2 makes only
  * the standard key types. Logins, sessions, objects and every other call are SoftHSM2's own.
@@ -33,6 +34,8 @@ typedef struct { unsigned char major, minor; } CK_VERSION;
 #define GET_MECHANISM_LIST 7
 #define GET_SESSION_INFO 15
 #define GET_ATTRIBUTE_VALUE 24  /* the index of C_GetAttributeValue */
+#define FIND_OBJECTS_INIT 26
+#define FIND_OBJECTS 27
 #define SIGN_INIT 42
 #define SIGN 43
 typedef struct { CK_VERSION version; void *functions[FUNCTIONS]; } FUNCTION_LIST;
@@ -40,6 +43,8 @@ typedef CK_RV (*GetFunctionList)(FUNCTION_LIST **);
 typedef CK_RV (*GetAttributeValue)(CK_SESSION_HANDLE, CK_OBJECT_HANDLE, CK_ATTRIBUTE *, CK_ULONG);
 typedef struct { CK_ULONG mechanism; void *pParameter; CK_ULONG ulParameterLen; } CK_MECHANISM;
 typedef struct { CK_ULONG slotID, state, flags, ulDeviceError; } CK_SESSION_INFO;
+typedef CK_RV (*FindObjectsInit)(CK_SESSION_HANDLE, CK_ATTRIBUTE *, CK_ULONG);
+typedef CK_RV (*FindObjects)(CK_SESSION_HANDLE, CK_OBJECT_HANDLE *, CK_ULONG, CK_ULONG *);
 typedef CK_RV (*GetMechanismList)(CK_ULONG, CK_ULONG *, CK_ULONG *);
 typedef CK_RV (*GetSessionInfo)(CK_SESSION_HANDLE, CK_SESSION_INFO *);
 typedef CK_RV (*SignInit)(CK_SESSION_HANDLE, CK_MECHANISM *, CK_OBJECT_HANDLE);
@@ -61,6 +66,8 @@ typedef CK_RV (*Sign)(CK_SESSION_HANDLE, unsigned char *, CK_ULONG, unsigned cha
 static FUNCTION_LIST ours;
 static GetAttributeValue real_get_attribute_value;
 static GetMechanismList real_get_mechanism_list;
+static FindObjectsInit real_find_objects_init;
+static FindObjects real_find_objects;
 static GetSessionInfo real_get_session_info;
 static SignInit real_sign_init;
 static Sign real_sign;
@@ -68,6 +75,8 @@ static Sign real_sign;
 #define SESSIONS 256
 static struct { CK_SESSION_HANDLE session; char key_path[512]; int active; } pending[SESSIONS];
 static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
+/* a search under way that named CKA_KEY_TYPE: SoftHSM2 searches without it, the type is matched here */
+static struct { CK_SESSION_HANDLE session; CK_ULONG key_type; int active; } typed_searches[SESSIONS];
 
 static int is_vendor_key(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object) {
     char label[256];
@@ -86,6 +95,50 @@ static CK_RV get_attribute_value(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE obj
             *(CK_ULONG *)template[i].pValue = VENDOR_SM2;
     }
     return rv;
+}
+
+static CK_RV find_objects_init(CK_SESSION_HANDLE session, CK_ATTRIBUTE *template, CK_ULONG count) {
+    CK_ATTRIBUTE rest[32];
+    CK_ULONG kept = 0, wanted = 0;
+    int typed = 0;
+    if (count > 32 || (count > 0 && template == NULL)) return real_find_objects_init(session, template, count);
+    for (CK_ULONG i = 0; i < count; i++) {
+        if (template[i].type == CKA_KEY_TYPE && template[i].pValue != NULL && template[i].ulValueLen == sizeof(CK_ULONG)) {
+            wanted = *(CK_ULONG *)template[i].pValue;
+            typed = 1;
+        } else {
+            rest[kept++] = template[i];
+        }
+    }
+    CK_RV rv = typed ? real_find_objects_init(session, rest, kept) : real_find_objects_init(session, template, count);
+    int slot = (int)(session % SESSIONS);
+    pthread_mutex_lock(&pending_lock);
+    typed_searches[slot].session = session;
+    typed_searches[slot].key_type = wanted;
+    typed_searches[slot].active = typed && rv == CKR_OK;
+    pthread_mutex_unlock(&pending_lock);
+    return rv;
+}
+
+static CK_RV find_objects(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE *found, CK_ULONG max, CK_ULONG *count) {
+    int slot = (int)(session % SESSIONS);
+    pthread_mutex_lock(&pending_lock);
+    int typed = typed_searches[slot].active && typed_searches[slot].session == session;
+    CK_ULONG wanted = typed_searches[slot].key_type;
+    pthread_mutex_unlock(&pending_lock);
+    if (!typed) return real_find_objects(session, found, max, count);
+    if (found == NULL || count == NULL) return CKR_ARGUMENTS_BAD;
+    *count = 0;
+    while (*count < max) {
+        CK_OBJECT_HANDLE one;
+        CK_ULONG got = 0, type = 0;
+        CK_RV rv = real_find_objects(session, &one, 1, &got);
+        if (rv != CKR_OK) return rv;
+        if (got == 0) break;
+        CK_ATTRIBUTE query = {CKA_KEY_TYPE, &type, sizeof type};
+        if (get_attribute_value(session, one, &query, 1) == CKR_OK && type == wanted) found[(*count)++] = one;
+    }
+    return CKR_OK;
 }
 
 static CK_RV get_mechanism_list(CK_ULONG slot, CK_ULONG *list, CK_ULONG *count) {
@@ -201,11 +254,15 @@ static CK_RV get_function_list(FUNCTION_LIST **list) {
         memcpy(&ours, theirs, sizeof ours);
         real_get_attribute_value = (GetAttributeValue)theirs->functions[GET_ATTRIBUTE_VALUE];
         real_get_mechanism_list = (GetMechanismList)theirs->functions[GET_MECHANISM_LIST];
+        real_find_objects_init = (FindObjectsInit)theirs->functions[FIND_OBJECTS_INIT];
+        real_find_objects = (FindObjects)theirs->functions[FIND_OBJECTS];
         real_get_session_info = (GetSessionInfo)theirs->functions[GET_SESSION_INFO];
         real_sign_init = (SignInit)theirs->functions[SIGN_INIT];
         real_sign = (Sign)theirs->functions[SIGN];
         ours.functions[GET_ATTRIBUTE_VALUE] = (void *)get_attribute_value;
         ours.functions[GET_MECHANISM_LIST] = (void *)get_mechanism_list;
+        ours.functions[FIND_OBJECTS_INIT] = (void *)find_objects_init;
+        ours.functions[FIND_OBJECTS] = (void *)find_objects;
         ours.functions[SIGN_INIT] = (void *)sign_init;
         ours.functions[SIGN] = (void *)sign;
         ours.functions[GET_FUNCTION_LIST] = (void *)C_GetFunctionList;
