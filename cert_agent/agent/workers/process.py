@@ -7,8 +7,9 @@ module imports no driver, so the daemon's own process stays small.
 
 On Linux and macOS the worker is a plain ``python -m cert_agent.agent.workers.child`` child talking over
 one end of a socket pair (no multiprocessing machinery, whose fork server and resource tracker
-would cost two more processes); on Windows, multiprocessing's "spawn" with a pipe. Either way it
-starts with the daemon's environment of the moment (SOFTHSM2_CONF, TPM2_PKCS11_*, ...).
+would cost two more processes), which the event loop reads itself; on Windows, multiprocessing's
+"spawn" with a pipe, read by a thread (``channels.py``). Either way it starts with the daemon's
+environment of the moment (SOFTHSM2_CONF, TPM2_PKCS11_*, ...).
 """
 
 from __future__ import annotations
@@ -16,18 +17,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import multiprocessing
 import os
 import socket
 import subprocess
 import sys
-import threading
-from multiprocessing.connection import Connection
 from typing import Any
 
 from cert_agent.agent.errors import WorkerFailed
 from cert_agent.agent.workers import protocol as wire
+from cert_agent.agent.workers.channels import Channel, PipeChannel, SocketChannel
 from cert_agent.agent.workers.protocol import Envelope, Reply, ScanResult, WorkerRequest
+
+log = logging.getLogger("cert_agent.workers")
 
 
 def _run(conn: Any, module: str, environment: dict[str, str]) -> None:  # Windows: the spawned child
@@ -53,17 +56,16 @@ class WorkerProcess:
             command = [sys.executable, "-m", "cert_agent.agent.workers.child", str(theirs.fileno()), module]
             self._process = subprocess.Popen(command, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
             theirs.close()
-            self._conn: Any = Connection(ours.detach())
+            self._channel: Channel = SocketChannel(ours, self._received, self._fail)
         else:
             context = multiprocessing.get_context("spawn")
-            self._conn, child = context.Pipe()
+            conn, child = context.Pipe()
             self._process = context.Process(
                 target=_run, args=(child, module, dict(os.environ)), name=f"cert-agent-worker {name}", daemon=True
             )
             self._process.start()
             child.close()
-        self._reader = threading.Thread(target=self._read, name=f"replies {name}", daemon=True)
-        self._reader.start()
+            self._channel = PipeChannel(conn, self._received, self._fail)
 
     @property
     def pid(self) -> int | None:
@@ -83,39 +85,31 @@ class WorkerProcess:
         answer: asyncio.Future[Reply] = self._loop.create_future()
         self._pending[number] = answer
         try:
-            try:
-                self._conn.send_bytes(wire.dumps(Envelope(number, request, timeout)))
-            except OSError:
-                raise WorkerFailed(self.name) from None
-            reply = await asyncio.wait_for(answer, timeout)
+            async with asyncio.timeout(timeout):
+                try:
+                    await self._channel.send(wire.dumps(Envelope(number, request, timeout)))
+                except OSError:
+                    raise WorkerFailed(self.name) from None
+                reply = await answer
         finally:
             self._pending.pop(number, None)  # a late answer to a caller gone away is dropped
         if reply.error is not None:
             raise reply.error
         return reply.value
 
-    def _read(self) -> None:
-        """The replies, as they come (a thread: the socket is read blocking, on every OS)."""
-        while True:
-            try:
-                message = wire.loads(self._conn.recv_bytes())
-            except (EOFError, OSError):
-                break
-            except Exception:
-                break
-            if isinstance(message, Reply):
-                try:
-                    self._loop.call_soon_threadsafe(self._deliver, message)
-                except RuntimeError:  # the loop is closed: nobody waits
-                    break
-        self._conn.close()  # here, not in kill(): never under a read in progress
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-            self._loop.call_soon_threadsafe(self._fail)
-
-    def _deliver(self, reply: Reply) -> None:
-        answer = self._pending.get(reply.number)
-        if answer is not None and not answer.done():
-            answer.set_result(reply)
+    def _received(self, data: bytes) -> None:
+        """A frame from the worker (on the loop's thread): the reply it is goes to its caller."""
+        try:
+            message = wire.loads(data)
+        except Exception as exc:  # not a reply: the worker is broken, its callers are told
+            log.warning("worker %s sent no reply: %s", self.name, type(exc).__name__)
+            self._channel.close()
+            self._fail()
+            return
+        if isinstance(message, Reply):
+            answer = self._pending.get(message.number)
+            if answer is not None and not answer.done():
+                answer.set_result(message)
 
     def _fail(self) -> None:
         self._failed = True
@@ -130,4 +124,5 @@ class WorkerProcess:
                 self._process.wait(timeout=5)
         else:
             self._process.join(timeout=5)
-        self._fail()  # the reader sees the end of the socket and closes it
+        self._channel.close()
+        self._fail()
