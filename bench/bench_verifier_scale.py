@@ -103,32 +103,39 @@ def last_code(outbox: Path) -> str:
         return str(json.loads(file.read().splitlines()[-1])["code"])
 
 
+async def one_login(
+    session: aiohttp.ClientSession, instances: list[VerifierProcess], signer: FastSigner, n: int, sms: asyncio.Lock
+) -> None:
+    """The ``n``-th whole login: its challenge and SMS code at one instance, its token and code
+    checked at the next (a load balancer's spread). ``sms`` is held from the SMS request to reading
+    the outbox's last line (which must be this login's code)."""
+    first, second = instances[n % len(instances)], instances[(n + 1) % len(instances)]
+    async with session.post(first.url + "/api/challenge", json={}) as r:
+        nonce = (await r.json())["nonce"]
+    body = {"kind": "enterprise", "authToken": signer.token_for(nonce), "nonce": nonce}
+    async with session.post(second.url + "/api/login/certificate", json=body) as r:
+        attempt = (await r.json())["attemptId"]
+    async with sms:
+        async with session.post(
+            first.url + "/api/login/sms", json={"attemptId": attempt, "personId": f"p-bench-{n % STAFF}"}
+        ) as r:
+            assert r.status == 200, await r.text()
+        code = last_code(first.directory / "outbox.jsonl")
+    async with session.post(second.url + "/api/login/verify", json={"attemptId": attempt, "code": code}) as r:
+        assert r.status == 200, await r.text()
+
+
 async def run_logins(instances: list[VerifierProcess], signer: FastSigner, count: int, clients: int = CLIENTS) -> float:
     """``count`` whole logins by ``clients`` clients, spread over ``instances``; logins per second."""
     locks = {instance.port: asyncio.Lock() for instance in instances}
     done = 0
-
-    async def one_login(session: aiohttp.ClientSession, n: int) -> None:
-        first, second = instances[n % len(instances)], instances[(n + 1) % len(instances)]
-        async with session.post(first.url + "/api/challenge", json={}) as r:
-            nonce = (await r.json())["nonce"]
-        body = {"kind": "enterprise", "authToken": signer.token_for(nonce), "nonce": nonce}
-        async with session.post(second.url + "/api/login/certificate", json=body) as r:
-            attempt = (await r.json())["attemptId"]
-        async with locks[first.port]:  # the outbox's last line must be this login's code
-            sms = {"attemptId": attempt, "personId": f"p-bench-{n % STAFF}"}
-            async with session.post(first.url + "/api/login/sms", json=sms) as r:
-                assert r.status == 200, await r.text()
-            code = last_code(first.directory / "outbox.jsonl")
-        async with session.post(second.url + "/api/login/verify", json={"attemptId": attempt, "code": code}) as r:
-            assert r.status == 200, await r.text()
 
     async def client() -> None:
         nonlocal done
         async with aiohttp.ClientSession(headers={"Origin": ORIGIN}) as session:
             while done < count:
                 done += 1
-                await one_login(session, done)
+                await one_login(session, instances, signer, done, locks[instances[done % len(instances)].port])
 
     start = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
