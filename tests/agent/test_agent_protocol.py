@@ -285,6 +285,7 @@ async def test_a_stalled_token_blocks_neither_other_tokens_of_its_module_nor_the
                 fast = await client.call(
                     "authenticate", tokenId=fast_id, certId=fast_cert, pin="998877", challengeNonce=NONCE
                 )
+                assert "result" in fast, fast
                 verify_auth_token(fast["result"]["authToken"], ALLOWED_ORIGIN, NONCE)
                 assert "result" in await client.call("listCertificates")
                 slow = await client.reply("slow", timeout=10)

@@ -1,5 +1,5 @@
-"""How a module's worker schedules requests (``worker.Lanes``): one thread per token, so a token's
-requests run in order and different tokens' at the same time; a request that waited out its time
+"""How a module's worker schedules requests (``worker.Lanes``): a token's requests run in order
+and different tokens' at the same time, each served by the thread that read it; a request that waited out its time
 behind its token's call is dropped unstarted; a token's lane ended by a scan comes back for its
 next request. The worker here answers from a table (``Recorder``), a stand-in for the driver
 because no real token can be made to take a set time per call; what is tested is the scheduling,
@@ -11,6 +11,9 @@ import threading
 import time
 from multiprocessing.connection import Connection, Pipe
 
+import pytest
+
+from cert_agent.agent.workers import child
 from cert_agent.agent.workers import protocol as wire
 from cert_agent.agent.workers.child import Lanes
 from cert_agent.agent.workers.protocol import Envelope, Reply, Scan, ScanResult, VerifyPin, WorkerRequest
@@ -35,10 +38,26 @@ class Recorder:
         return None
 
 
-def _lanes(seconds: dict[str, float]) -> tuple[Lanes, Recorder, Connection]:
-    ours, theirs = Pipe()
-    recorder = Recorder(seconds)
-    return Lanes(recorder, theirs), recorder, ours  # type: ignore[arg-type]
+class _Daemon:
+    """The daemon's end of the pipe to a ``Lanes`` serving in threads of its own."""
+
+    def __init__(self, seconds: dict[str, float]) -> None:
+        self._others = set(threading.enumerate())  # other tests' lanes, still serving their pipes
+        self.conn, theirs = Pipe()
+        self.recorder = Recorder(seconds)
+        lanes = Lanes(self.recorder, theirs)  # type: ignore[arg-type]
+        threading.Thread(target=lanes.run, daemon=True).start()
+
+    def submit(self, envelope: Envelope) -> None:
+        self.conn.send_bytes(wire.dumps(envelope))
+
+    def threads(self) -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "worker-lane" and t not in self._others]
+
+
+def _lanes(seconds: dict[str, float]) -> tuple[_Daemon, Recorder, Connection]:
+    daemon = _Daemon(seconds)
+    return daemon, daemon.recorder, daemon.conn
 
 
 def _replies(conn: Connection, count: int) -> dict[int, Reply]:
@@ -64,14 +83,25 @@ def test_one_tokens_requests_run_in_order_and_other_tokens_meanwhile() -> None:
     assert slow[1] - slow[0] >= 0.45 and fast < slow[1]  # one after another; the other meanwhile
 
 
-def test_a_request_that_waited_out_its_time_is_dropped_unstarted_and_its_pin_wiped() -> None:
+def test_a_request_that_waited_out_its_time_is_dropped_unstarted_and_its_pin_wiped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    wiped: list[WorkerRequest] = []
+    real_wipe = child._wipe
+
+    def recorded_wipe(request: WorkerRequest) -> None:
+        real_wipe(request)
+        wiped.append(request)
+
+    monkeypatch.setattr(child, "_wipe", recorded_wipe)
     lanes, recorder, conn = _lanes({"hung": 0.6})
-    late_pin = Pin("000000")
     lanes.submit(Envelope(1, VerifyPin("hung", Pin("112233")), timeout=5))
-    lanes.submit(Envelope(2, VerifyPin("hung", late_pin), timeout=0.3))
+    lanes.submit(Envelope(2, VerifyPin("hung", Pin("000000")), timeout=0.3))
     replies = _replies(conn, 2)
     assert replies[2].error is not None and replies[2].error.code == "TOKEN_TIMEOUT"
-    assert len(recorder.started) == 1 and len(late_pin) == 0
+    assert len(recorder.started) == 1
+    (dropped,) = wiped  # the worker's copy of the late request (the pipe carried a copy)
+    assert isinstance(dropped, VerifyPin) and dropped.pin is not None and len(dropped.pin) == 0
 
 
 def test_a_lane_ended_by_a_scan_is_made_again_for_the_tokens_next_request() -> None:
@@ -82,3 +112,36 @@ def test_a_lane_ended_by_a_scan_is_made_again_for_the_tokens_next_request() -> N
     lanes.submit(Envelope(3, VerifyPin("pulled", Pin("112233")), timeout=5))  # plugged in again
     assert _replies(conn, 1)[3].error is None
     assert [token for token, _ in recorder.started] == ["pulled", "pulled"]
+
+
+def test_many_tokens_at_once_each_get_their_answer_and_idle_threads_end() -> None:
+    lanes, recorder, conn = _lanes({f"t{i}": 0.05 for i in range(12)})
+    for round_ in range(3):
+        for i in range(12):
+            lanes.submit(Envelope(round_ * 12 + i, VerifyPin(f"t{i}", Pin("112233")), timeout=5))
+    replies = _replies(conn, 36)
+    assert sorted(replies) == list(range(36)) and all(r.error is None for r in replies.values())
+    time.sleep(0.2)
+    assert len(lanes.threads()) <= 1 + Lanes.IDLE_THREADS  # the reader and the idle ones kept
+    assert len(recorder.started) == 36
+
+
+def test_the_daemon_going_away_ends_every_thread_once_its_call_is_done() -> None:
+    lanes, _, conn = _lanes({"slow": 0.3})
+    lanes.submit(Envelope(1, VerifyPin("slow", Pin("112233")), timeout=5))
+    time.sleep(0.1)
+    threads = lanes.threads()
+    conn.close()
+    time.sleep(0.5)
+    assert threads and not any(t.is_alive() for t in threads)
+
+
+def test_after_a_quiet_spell_a_hung_tokens_call_holds_up_no_other_token() -> None:
+    lanes, _, conn = _lanes({"hung": 2.0})
+    lanes.submit(Envelope(1, VerifyPin("warm", Pin("112233")), timeout=5))
+    _replies(conn, 1)
+    time.sleep(0.2)  # every thread idle: the next request's reader hands the reading to one of them
+    lanes.submit(Envelope(2, VerifyPin("hung", Pin("112233")), timeout=5))
+    time.sleep(0.1)
+    lanes.submit(Envelope(3, VerifyPin("other", Pin("112233")), timeout=5))
+    assert conn.poll(1) and wire.loads(conn.recv_bytes()).number == 3

@@ -4,10 +4,11 @@ token.
 The daemon keeps vendor libraries out of its own process: a library that crashes takes only its
 worker with it, and the daemon's memory holds none. There is one worker per library (PKCS#11
 module or SKF library), with the driver ``drivers.factory.open_driver`` picks for it. Inside it
-every token has a lane (a thread of its own) and scans have one more, so a token whose call hangs
-holds up only its own lane: every driver releases the GIL during library calls. Requests and
-replies are the types of ``protocol.py``;
-every PIN a request carries is wiped when the request has been served (or dropped).
+every token has a lane (its requests in order, on a thread of its own while it is served) and
+scans have one more, so a token whose call hangs holds up only its own lane: every driver
+releases the GIL during library calls. The thread that reads a request serves it (``Lanes``).
+Requests and replies are the types of ``protocol.py``; every PIN a request carries is wiped when
+the request has been served (or dropped).
 
 Started as ``python -m cert_agent.agent.workers.child FD MODULE`` (``process.py``) with FD one end of a
 socket pair; on Windows through multiprocessing (``serve`` with a pipe).
@@ -22,8 +23,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
 from cert_agent.agent.errors import TokenTimeout
@@ -109,21 +110,106 @@ class Worker:
         return token
 
 
+@dataclass
+class _Lane:
+    """A token's (or the scans') requests: the one being served, and those waiting their turn."""
+
+    waiting: deque[tuple[Envelope, float]] = field(default_factory=deque)
+
+
 class Lanes:
-    """A thread per token (and one for scans): requests for one token run one after another, in
-    the order they came; requests for different tokens at the same time."""
+    """Requests for one token run one after another, in the order they came; requests for
+    different tokens at the same time, each on a thread of its own (a token whose call hangs
+    holds up only its own requests). Scans are a lane of their own.
+
+    Leader and followers: one thread at a time reads the socket. A request for a token whose lane
+    is idle is served by the thread that read it, which first hands the reading to an idle
+    thread (or a new one); so a request is served with no hand-off to another thread in between.
+    A request for a token being served waits in its lane for the thread serving it, which takes
+    it next. A lane a scan no longer sees ends: a call still under way there (one that hangs)
+    finishes alone, and the token's next request starts a new lane.
+    """
+
+    IDLE_THREADS = 2  # idle threads kept for the next requests; more end
 
     def __init__(self, worker: Worker, conn: Connection) -> None:
         self._worker = worker
         self._conn = conn
         self._send_lock = threading.Lock()
-        self._lanes: dict[str, ThreadPoolExecutor] = {}
-        self._lanes_lock = threading.Lock()  # the main thread adds lanes, the scan lane too
+        self._changed = threading.Condition()  # guards everything below
+        self._lanes: dict[str, _Lane] = {}
+        self._reader = False  # a thread is reading, or about to
+        self._idle = 0  # threads waiting to read
+        self._gone = threading.Event()  # the daemon went away
 
-    def submit(self, envelope: Envelope) -> None:
-        request = envelope.request
-        name = SCAN_LANE if isinstance(request, Scan) else request.token_id
-        self._run_in(name, self._serve, envelope, time.monotonic())
+    def run(self) -> None:
+        """Serve until the daemon goes away; the calling thread only waits for that."""
+        threading.Thread(target=self._follow, name="worker-lane", daemon=True).start()
+        self._gone.wait()  # not on the condition: a notify meant for an idle thread must reach one
+
+    def _follow(self) -> None:
+        """A thread's life: wait for the reading to be free, read a request, take it; again."""
+        while self._become_reader():
+            envelope = self._read()
+            if envelope is None:
+                return
+            self._take(envelope, time.monotonic())
+
+    def _become_reader(self) -> bool:
+        """Wait until no thread reads, then be the reader (True). False: the daemon went away,
+        or enough threads wait already (this one ends)."""
+        with self._changed:
+            if self._reader and not self._gone.is_set():
+                if self._idle >= self.IDLE_THREADS:
+                    return False
+                self._idle += 1
+                self._changed.wait_for(lambda: not self._reader or self._gone.is_set())
+                self._idle -= 1
+            if self._gone.is_set():
+                return False
+            self._reader = True
+            return True
+
+    def _read(self) -> Envelope | None:
+        """The next request (None: the daemon went away, and every thread is told)."""
+        while True:
+            try:
+                message = wire.loads(self._conn.recv_bytes())
+            except (EOFError, OSError):
+                with self._changed:
+                    self._gone.set()
+                    self._changed.notify_all()
+                return None
+            if isinstance(message, Envelope):
+                return message
+            log.error("not a request: %s", type(message).__name__)
+
+    def _take(self, envelope: Envelope, arrived: float) -> None:
+        """Queue the request behind its lane's, or serve it here (the reading handed on first)."""
+        name = _lane_name(envelope.request)
+        with self._changed:
+            self._reader = False
+            lane = self._lanes.get(name)
+            if lane is not None:
+                lane.waiting.append((envelope, arrived))
+                return  # this thread goes on reading
+            lane = self._lanes[name] = _Lane()
+            if self._idle:
+                self._changed.notify()
+            else:
+                threading.Thread(target=self._follow, name="worker-lane", daemon=True).start()
+        self._serve_lane(name, lane, envelope, arrived)
+
+    def _serve_lane(self, name: str, lane: _Lane, envelope: Envelope, arrived: float) -> None:
+        while True:
+            self._serve(envelope, arrived)
+            with self._changed:
+                if lane.waiting:
+                    envelope, arrived = lane.waiting.popleft()
+                    continue
+                if self._lanes.get(name) is lane:
+                    del self._lanes[name]
+                return
 
     def _serve(self, envelope: Envelope, arrived: float) -> None:
         request = envelope.request
@@ -133,7 +219,7 @@ class Lanes:
                 raise TokenTimeout(getattr(request, "token_id", SCAN_LANE))
             value = self._worker.handle(request)
             if isinstance(value, ScanResult):
-                self._keep_lanes({view.token_id for view in value.tokens})
+                self._end_lanes_except({view.token_id for view in value.tokens})
             reply = Reply(envelope.number, value=value)
         except CertAgentError as exc:
             reply = Reply(envelope.number, error=exc)
@@ -143,35 +229,21 @@ class Lanes:
         with self._send_lock, contextlib.suppress(OSError):  # OSError: the daemon went away
             self._conn.send_bytes(wire.dumps(reply))
 
-    def _keep_lanes(self, present: set[str]) -> None:
-        """A lane for every token present, its thread started now (so a token's first request
-        waits for no thread to start); the lanes of tokens that went away end (a hung call's
-        thread ends with its call)."""
-        with self._lanes_lock:
-            for name in list(self._lanes):
-                if name != SCAN_LANE and name not in present:
-                    self._lanes.pop(name).shutdown(wait=False)
-            new = present - self._lanes.keys()
-        for name in new:
-            self._run_in(name, _nothing)  # starts the lane's thread
-
-    def _run_in(self, name: str, function: Callable[..., None], *args: object) -> None:
-        """Run ``function`` in the lane ``name`` (made if need be), after what is queued there.
-        Under the lock that lanes are ended under, so nothing goes into a lane being ended."""
-        with self._lanes_lock:
-            lane = self._lanes.get(name)
-            if lane is None:
-                lane = self._lanes[name] = ThreadPoolExecutor(1, thread_name_prefix=f"lane-{name}")
-            lane.submit(function, *args)
+    def _end_lanes_except(self, present: set[str]) -> None:
+        """The lanes of tokens that went away end: their token's next request starts anew, not
+        behind a call that may hang; what waited there is still answered by that lane's thread."""
+        with self._changed:
+            for name in [name for name in self._lanes if name != SCAN_LANE and name not in present]:
+                del self._lanes[name]
 
 
-def _nothing() -> None:
-    pass
+def _lane_name(request: WorkerRequest) -> str:
+    return SCAN_LANE if isinstance(request, Scan) else request.token_id
 
 
 def _wipe(request: WorkerRequest) -> None:
-    for field in ("pin", "old", "new"):
-        pin = getattr(request, field, None)
+    for name in ("pin", "old", "new"):
+        pin = getattr(request, name, None)
         if pin is not None:
             pin.wipe()
 
@@ -182,16 +254,7 @@ def serve(conn: Connection, module: str) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
     use_safe_text("%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
     log_writer = write_in_background()  # the daemon's stderr: a stall there must not stop a lane
-    lanes = Lanes(Worker(module), conn)
-    while True:
-        try:
-            message = wire.loads(conn.recv_bytes())
-        except (EOFError, OSError):
-            break  # the daemon went away
-        if not isinstance(message, Envelope):
-            log.error("not a request: %s", type(message).__name__)
-            continue
-        lanes.submit(message)
+    Lanes(Worker(module), conn).run()  # until the daemon goes away
     # Leave without waiting for the lanes: a call that hangs in a module never returns.
     log_writer.stop()
     sys.stderr.flush()
