@@ -14,7 +14,6 @@ Each daemon serves its own copy of the demo's media (three SoftHSM2 tokens); eac
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import subprocess
@@ -26,6 +25,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.ab import two_trees
 from bench.bench_agent import ORIGIN, call, nonce, token_id
 from softhsm_fixtures import Fixtures, build_fixtures
 from softhsm_fixtures.taxpayers import DEMO_TOKENS
@@ -96,9 +96,4 @@ async def main(trees: tuple[Path, Path], rounds: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("a", type=Path, help="the tree of version A (a git worktree)")
-    parser.add_argument("b", type=Path, nargs="?", default=Path("."), help="the tree of version B (default: here)")
-    parser.add_argument("--rounds", type=int, default=300)
-    arguments = parser.parse_args()
-    asyncio.run(main((arguments.a, arguments.b), arguments.rounds))
+    asyncio.run(main(*two_trees(__doc__, "rounds", 300)))

@@ -13,7 +13,6 @@ each on its own SQLite file; the load generator signs on SoftHSM2 as in
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import aiohttp
 
+from bench.ab import two_trees
 from bench.bench_verifier_scale import FastSigner, cpu_seconds, one_login, started
 from softhsm_fixtures import build_fixtures
 from tests.harness.verifier import ORIGIN, VerifierProcess
@@ -71,9 +71,4 @@ async def main(trees: tuple[Path, Path], logins: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("a", type=Path, help="the tree of version A (a git worktree)")
-    parser.add_argument("b", type=Path, nargs="?", default=Path("."), help="the tree of version B (default: here)")
-    parser.add_argument("--logins", type=int, default=400)
-    arguments = parser.parse_args()
-    asyncio.run(main((arguments.a, arguments.b), arguments.logins))
+    asyncio.run(main(*two_trees(__doc__, "logins", 400)))
