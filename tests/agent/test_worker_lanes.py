@@ -145,3 +145,12 @@ def test_after_a_quiet_spell_a_hung_tokens_call_holds_up_no_other_token() -> Non
     time.sleep(0.1)
     lanes.submit(Envelope(3, VerifyPin("other", Pin("112233")), timeout=5))
     assert conn.poll(1) and wire.loads(conn.recv_bytes()).number == 3
+
+
+def test_bytes_that_are_no_message_end_the_worker_so_the_daemon_starts_another() -> None:
+    lanes, _, conn = _lanes({})
+    lanes.submit(Envelope(1, VerifyPin("t", Pin("112233")), timeout=5))
+    _replies(conn, 1)
+    conn.send_bytes(b"not a pickle")
+    time.sleep(0.3)
+    assert not any(t.is_alive() for t in lanes.threads())

@@ -176,6 +176,11 @@ class Lanes:
             try:
                 message = wire.loads(self._conn.recv_bytes())
             except (EOFError, OSError):
+                message = None
+            except Exception:  # not the daemon speaking: end, and the daemon starts a new worker
+                log.exception("a message from the daemon could not be read")
+                message = None
+            if message is None:
                 with self._changed:
                     self._gone.set()
                     self._changed.notify_all()
