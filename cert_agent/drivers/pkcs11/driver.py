@@ -184,7 +184,7 @@ class Pkcs11Driver(TokenDriver):
             raise MechanismNotSupported(f"SM2SM3: the token lacks mechanism 0x{sm2.mechanism:08X}")
         lib = self._libs[token.module]
         with self._session(token) as (session, current), self._logged_in(session, current, pin), pkcs11_errors():
-            key = objects.sm2_private_key(session, cert_id, lib, sm2.key_type)
+            key = objects.sm2_private_key(session, lib, cert_id, sm2.key_type)
             signature = lib.sign_with(session, key, sm2.mechanism, data)
         der = raw_to_der(signature) if sm2.signature == "raw" else signature
         if der is None or not der.startswith(b"\x30"):

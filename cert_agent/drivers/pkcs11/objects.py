@@ -59,7 +59,7 @@ def private_key(session: Any, lib: Library, cert_id: bytes, algorithm: Signature
     return int(key.handle)  # a module whose search ignored CKA_KEY_TYPE
 
 
-def sm2_private_key(session: Any, cert_id: bytes, lib: Library, key_type: int) -> int:
+def sm2_private_key(session: Any, lib: Library, cert_id: bytes, key_type: int) -> int:
     """The handle of the private key sharing ``cert_id``, of the vendor's SM2 ``key_type`` (else why not)."""
     handle = lib.private_key(session, cert_id, key_type)
     if handle is not None:
