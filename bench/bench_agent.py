@@ -46,6 +46,22 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def serve_agent(fixtures: Fixtures, runtime: str, tree: Path | None = None) -> tuple[subprocess.Popen[str], int]:
+    """``cert-agent serve`` on ``fixtures``' module for the benchmark's origin, its runtime folder
+    ``runtime`` (private), the code of ``tree`` (default: this checkout); its port once it listens."""
+    env = {**fixtures.env.environ(), "XDG_RUNTIME_DIR": runtime}
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    port = free_port()
+    command = [sys.executable, "-m", "cert_agent", "serve", "--port", str(port), "--allow-origin", ORIGIN]
+    agent = subprocess.Popen(
+        [*command, "--module", fixtures.module],
+        env=env, cwd=tree, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert agent.stdout is not None and "listening" in agent.stdout.readline()
+    return agent, port
+
+
 def nonce() -> str:
     return base64.b64encode(os.urandom(32)).decode()
 

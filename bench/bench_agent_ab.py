@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,25 +24,11 @@ from typing import Any
 import aiohttp
 
 from bench.ab import two_trees
-from bench.bench_agent import ORIGIN, call, nonce, token_id
+from bench.bench_agent import ORIGIN, call, nonce, serve_agent, token_id
 from softhsm_fixtures import Fixtures, build_fixtures
 from softhsm_fixtures.taxpayers import DEMO_TOKENS
-from tests.harness.agent import free_port
 
 METHODS = ("hello", "listCertificates", "authenticate")
-
-
-def start(tree: Path, fixtures: Fixtures, runtime: str) -> tuple[subprocess.Popen[str], int]:
-    """``cert-agent serve`` from ``tree`` on its own media; its port once it listens."""
-    env = {**fixtures.env.environ(), "XDG_RUNTIME_DIR": runtime, "PYTHONPATH": str(tree)}
-    port = free_port()
-    command = [sys.executable, "-m", "cert_agent", "serve", "--port", str(port), "--allow-origin", ORIGIN]
-    agent = subprocess.Popen(
-        [*command, "--module", fixtures.module],
-        env=env, cwd=tree, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    assert agent.stdout is not None and "listening" in agent.stdout.readline()
-    return agent, port
 
 
 def params(method: str, fixtures: Fixtures) -> dict[str, Any]:
@@ -66,7 +50,7 @@ async def main(trees: tuple[Path, Path], rounds: int) -> None:
         for name, tree in zip("AB", trees, strict=True):
             runtime = tempfile.mkdtemp(dir=tmp)  # private (0700), as the agent wants its runtime folder
             fixtures = build_fixtures(Path(runtime) / "fixtures", tokens=DEMO_TOKENS)
-            agent, port = start(tree.resolve(), fixtures, runtime)
+            agent, port = serve_agent(fixtures, runtime, tree.resolve())
             agents.append((name, fixtures, agent, port))
         times: dict[tuple[str, str], list[float]] = {(name, m): [] for name, *_ in agents for m in METHODS}
         try:

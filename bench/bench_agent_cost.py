@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.bench_agent import ORIGIN, call, direct_round_trips, nonce, token_id
+from bench.bench_agent import ORIGIN, call, direct_round_trips, nonce, serve_agent, token_id
 from softhsm_fixtures import build_fixtures
 from softhsm_fixtures.taxpayers import DEMO_TOKENS
 from tests.harness.agent import free_port
@@ -68,18 +68,12 @@ async def medians(url: str, calls: dict[str, dict[str, Any]], rounds: int) -> di
 async def main(rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         fixtures = build_fixtures(Path(tmp) / "fixtures", tokens=DEMO_TOKENS)
-        env = {**fixtures.env.environ(), "XDG_RUNTIME_DIR": tmp}
         os.environ["SOFTHSM2_CONF"] = str(fixtures.env.conf)
-        echo_port, agent_port = free_port(), free_port()
+        echo_port = free_port()
         echo = subprocess.Popen([sys.executable, "-c", ECHO, str(echo_port)], stdout=subprocess.PIPE, text=True)
-        command = ["-m", "cert_agent", "serve", "--port", str(agent_port), "--allow-origin", ORIGIN]
-        agent = subprocess.Popen(
-            [sys.executable, *command, "--module", fixtures.module],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )  # fmt: skip
+        agent, agent_port = serve_agent(fixtures, tmp)
         try:
             assert echo.stdout is not None and "listening" in echo.stdout.readline()
-            assert agent.stdout is not None and "listening" in agent.stdout.readline()
             await asyncio.sleep(2)
             bare = (await medians(f"ws://127.0.0.1:{echo_port}/ws", {"echo": {}}, rounds))["echo"]
             sign = {
