@@ -8,13 +8,7 @@ from pathlib import Path
 
 from softhsm_fixtures import Fixtures
 from softhsm_fixtures.taxpayers import TAXPAYERS
-from tests.harness.pages import Site, sign_in, site
-
-
-async def _code(s: Site) -> None:
-    await s.page.wait_for_selector("#step-code:not(.hidden)")
-    await s.page.fill("#code", s.last_code())
-    await s.page.click("#verify")
+from tests.harness.pages import at_home, pass_sms, sign_in, site
 
 
 async def test_a_cross_region_enterprise_enters_an_identity_and_switches_tax_authority(
@@ -22,13 +16,11 @@ async def test_a_cross_region_enterprise_enters_an_identity_and_switches_tax_aut
 ) -> None:
     async with site(fixtures, tmp_path, database=database) as s:
         await sign_in(s, "青岛双正物流有限公司", "246810")
-        await s.page.click("[data-person-id=p-chen]")
-        await _code(s)
+        await pass_sms(s, "p-chen")
         await s.page.wait_for_selector("#step-identity:not(.hidden)")
         await s.shot("login-choose-identity")
         await s.page.click("[data-identity-id=x-sz-huangdao]")
-        await s.page.wait_for_url(f"{s.url}/home")
-        await s.page.wait_for_selector("body[data-ready=yes]")
+        await at_home(s)
         assert "黄岛区报验户" in await s.page.inner_text("#greeting")
         assert "国家税务总局青岛市黄岛区税务局" in await s.page.inner_text("#who")
         await s.page.click("#switch-authority")  # 【切换主管税务机关】, from the greeting
@@ -44,19 +36,15 @@ async def test_a_person_switches_roles_in_the_account_centre_without_logging_out
 ) -> None:
     async with site(fixtures, tmp_path, database=database) as s:
         await sign_in(s, "青岛海润贸易有限公司", "112233")
-        await s.page.click("[data-person-id=p-wang]")
-        await s.page.click("#phones button[data-phone-index='0']")
-        await _code(s)
-        await s.page.wait_for_url(f"{s.url}/home")
-        await s.page.wait_for_selector("body[data-ready=yes]")
+        await pass_sms(s, "p-wang", phone_index=0)
+        await at_home(s)
         assert "（财务负责人）" in await s.page.inner_text("#greeting")
         await s.page.click("a[href='/account/identities']")
         await s.page.wait_for_selector("body[data-ready=yes]")
         await s.shot("account-identities")
         hairun = TAXPAYERS["hairun"].taxpayer_id
         await s.page.click(f"#enterprises [data-taxpayer-id='{hairun}'][data-role='办税员']")
-        await s.page.wait_for_url(f"{s.url}/home")
-        await s.page.wait_for_selector("body[data-ready=yes]")
+        await at_home(s)
         assert "（办税员）" in await s.page.inner_text("#greeting")
 
 
@@ -65,8 +53,7 @@ async def test_another_linked_enterprise_is_shown_but_needs_its_own_certificate(
 ) -> None:
     async with site(fixtures, tmp_path, database=database) as s:
         await sign_in(s, "青岛初心科技有限公司", "88888888")
-        await s.page.click("[data-person-id=p-chen]")
-        await _code(s)
+        await pass_sms(s, "p-chen")
         await s.page.wait_for_url(f"{s.url}/home")
         await s.page.goto(f"{s.url}/account/identities")
         await s.page.wait_for_selector("body[data-ready=yes]")

@@ -112,6 +112,12 @@ async def choose_certificate(page: BrowserPage, name: str) -> None:
     await page.select_option("#certificate", label=next(label for label in labels if name in label))
 
 
+async def at_home(s: SiteLike) -> None:
+    """Wait for the logged-in page, loaded."""
+    await s.page.wait_for_url(f"{s.url}/home")
+    await s.page.wait_for_selector("body[data-ready=yes]")
+
+
 async def sign_in(s: SiteLike, company: str, pin: str, *, tab: str = "enterprise") -> None:
     await s.page.click(f"#tab-{tab}")
     await choose_certificate(s.page, company)
@@ -120,8 +126,11 @@ async def sign_in(s: SiteLike, company: str, pin: str, *, tab: str = "enterprise
     await s.page.wait_for_selector("#step-person:not(.hidden), #error:not(.hidden)")
 
 
-async def pass_sms(s: SiteLike, person_id: str) -> None:
+async def pass_sms(s: SiteLike, person_id: str, phone_index: int | None = None) -> None:
+    """Pick the person (and, given, which of their phones gets the code) and type the code."""
     await s.page.click(f"[data-person-id={person_id}]")
+    if phone_index is not None:
+        await s.page.click(f"#phones button[data-phone-index='{phone_index}']")
     await s.page.wait_for_selector("#step-code:not(.hidden)")
     await s.page.fill("#code", s.last_code())
     await s.page.click("#verify")
