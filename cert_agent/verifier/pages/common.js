@@ -41,6 +41,17 @@ export async function api(path, body) {
   return data;
 }
 
+/** POST `body` to `path`, then go to the logged-in page; a refusal is shown in element `errorId`. */
+export async function postThenHome(path, body, errorId = "error") {
+  showError(errorId, null);
+  try {
+    await api(path, body);
+    location.href = "/home";
+  } catch (error) {
+    showError(errorId, error);
+  }
+}
+
 /** Show an error (or clear it with null) in element `id`. */
 export function showError(id, error) {
   const box = document.getElementById(id);

@@ -1,6 +1,6 @@
 // 【账户中心】—【身份切换】 (FAQ items 31, 32): the person's roles in this enterprise and in the
 // others they are linked to; switching changes the session's enterprise and role, no new login.
-import { api, showError, choiceButton } from "/static/pages/common.js";
+import { api, choiceButton, postThenHome } from "/static/pages/common.js";
 const $ = (id) => document.getElementById(id);
 
 async function load() {
@@ -24,14 +24,8 @@ async function load() {
   document.body.dataset.ready = "yes";
 }
 
-async function switchTo(taxpayerId, role) {
-  showError("error", null);
-  try {
-    await api("/api/session/switch", { taxpayerId, role });
-    location.href = "/home";
-  } catch (error) {
-    showError("error", error);
-  }
+function switchTo(taxpayerId, role) {
+  return postThenHome("/api/session/switch", { taxpayerId, role });
 }
 
 load().catch(() => (location.href = "/"));

@@ -8,6 +8,7 @@ import {
   choiceButton,
   explainAgentFailure,
   localNetworkPermission,
+  postThenHome,
 } from "/static/pages/common.js";
 
 let kind = "enterprise";
@@ -309,24 +310,12 @@ async function back() {
   if (ending) await api("/api/login/cancel", { attemptId: ending }).catch(() => {});
 }
 
-async function chooseIdentity(identityId) {
-  showError("error", null);
-  try {
-    await api("/api/login/identity", { attemptId, identityId });
-    location.href = "/home";
-  } catch (error) {
-    showError("error", error);
-  }
+function chooseIdentity(identityId) {
+  return postThenHome("/api/login/identity", { attemptId, identityId });
 }
 
-async function chooseClient(clientId) {
-  showError("error", null);
-  try {
-    await api("/api/login/client", { attemptId, clientId });
-    location.href = "/home";
-  } catch (error) {
-    showError("error", error);
-  }
+function chooseClient(clientId) {
+  return postThenHome("/api/login/client", { attemptId, clientId });
 }
 
 function selectTab(button) {
