@@ -147,10 +147,13 @@ def test_after_a_quiet_spell_a_hung_tokens_call_holds_up_no_other_token() -> Non
     assert conn.poll(1) and wire.loads(conn.recv_bytes()).number == 3
 
 
-def test_bytes_that_are_no_message_end_the_worker_so_the_daemon_starts_another() -> None:
+def test_bytes_that_are_no_message_end_the_worker_so_the_daemon_starts_another(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     lanes, _, conn = _lanes({})
     lanes.submit(Envelope(1, VerifyPin("t", Pin("112233")), timeout=5))
     _replies(conn, 1)
-    conn.send_bytes(b"not a pickle")
+    conn.send_bytes(b"\x80\x05" + wire.dumps(Envelope(2, VerifyPin("t", Pin("246810")), timeout=5))[5:])
     time.sleep(0.3)
     assert not any(t.is_alive() for t in lanes.threads())
+    assert "could not be read" in caplog.text and "246810" not in caplog.text

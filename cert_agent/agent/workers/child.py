@@ -177,8 +177,9 @@ class Lanes:
                 message = wire.loads(self._conn.recv_bytes())
             except (EOFError, OSError):
                 message = None
-            except Exception:  # not the daemon speaking: end, and the daemon starts a new worker
-                log.exception("a message from the daemon could not be read")
+            except Exception as exc:  # not the daemon speaking: end, and the daemon starts a new worker
+                # the type only: the bytes (a request may carry a PIN) stay out of the log
+                log.error("a message from the daemon could not be read: %s", type(exc).__name__)
                 message = None
             if message is None:
                 with self._changed:
