@@ -235,7 +235,7 @@ class Library(_pkcs11.lib):
         spec = _Mechanism(mechanism, None, 0)
         if pss is not None:
             parameters = _PssParams(*pss)
-            spec.pParameter = ctypes.cast(ctypes.byref(parameters), ctypes.c_void_p)
+            spec.pParameter = _address(parameters)
             spec.ulParameterLen = ctypes.sizeof(parameters)
         _check(self._functions.sign_init(session.handle, ctypes.byref(spec), key))
         message = ctypes.create_string_buffer(data, len(data))

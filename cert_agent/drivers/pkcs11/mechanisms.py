@@ -54,18 +54,10 @@ class SignPlan:
     """One C_Sign call: the mechanism object and the bytes to pass as data."""
 
     mechanism: Mechanism
-    parameter: tuple[Mechanism, MGF, int] | None  # the PSS parameters (hash, MGF1, salt length)
+    pss: tuple[int, int, int] | None  # CK_RSA_PKCS_PSS_PARAMS: hash mechanism, MGF1, salt length
     payload: bytes
     mechanism_name: str
     hashed_on_host: bool
-
-    @property
-    def pss(self) -> tuple[int, int, int] | None:
-        """The PSS parameters as CK_RSA_PKCS_PSS_PARAMS numbers (hash mechanism, MGF, salt length)."""
-        if self.parameter is None:
-            return None
-        digest, mgf, salt = self.parameter
-        return int(digest), int(mgf), salt
 
 
 def plan_signature(algorithm: SignatureAlgorithm, data: bytes, token_mechanisms: frozenset[int]) -> SignPlan | None:
@@ -90,10 +82,10 @@ def plan_signature(algorithm: SignatureAlgorithm, data: bytes, token_mechanisms:
     return SignPlan(raw, _parameter(algorithm), payload, _name(raw), hashed_on_host=True)
 
 
-def _parameter(algorithm: SignatureAlgorithm) -> tuple[Mechanism, MGF, int] | None:
+def _parameter(algorithm: SignatureAlgorithm) -> tuple[int, int, int] | None:
     if algorithm.padding is Padding.PSS:
         spec = HASHES[algorithm.hash_name]
-        return (spec.ckm, spec.mgf, algorithm.hash_size)
+        return (int(spec.ckm), int(spec.mgf), algorithm.hash_size)
     return None
 
 
