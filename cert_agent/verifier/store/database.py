@@ -41,8 +41,9 @@ class Database(Protocol):
         """A connection in autocommit: each statement is a transaction of its own."""
         ...
 
-    def transaction(self) -> AbstractAsyncContextManager[Connection]:
-        """Several statements: all of them or none."""
+    def transaction(self, *, slow: bool = False) -> AbstractAsyncContextManager[Connection]:
+        """Several statements: all of them or none. ``slow``: work that may take long (a
+        migration, an import, a purge), which SQLite then keeps off the event loop."""
         ...
 
     async def notify(self, channel: str, payload: str) -> None:

@@ -96,7 +96,7 @@ class SqlStore:
     async def migrate(self) -> int:
         """Apply the migrations this database lacks, in one transaction (several instances
         starting at once wait for each other); the schema version now."""
-        async with self.database.transaction() as db:
+        async with self.database.transaction(slow=True) as db:
             await db.lock("migrate")
             await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = await db.fetchone("SELECT version FROM schema_version")
@@ -138,7 +138,7 @@ class SqlStore:
     async def import_all(self, records: dict[str, list[Any]]) -> None:
         """Enterprises, persons, roles and agreements in one transaction: all or nothing. A
         record that exists already is updated in place (rows that refer to it stay)."""
-        async with self.database.transaction() as db:
+        async with self.database.transaction(slow=True) as db:
             for e in records.get("enterprises", []):
                 await db.execute(
                     "INSERT INTO enterprises (taxpayer_id, name, is_agency, tax_authority) VALUES (?, ?, ?, ?) "
@@ -473,7 +473,7 @@ class SqlStore:
         SMS sends older than the longest send limit, failure counts of past days. The audit
         log is kept. Safe to run on several instances at once. The rows deleted, per table."""
         deleted: dict[str, int] = {}
-        async with self.database.transaction() as db:
+        async with self.database.transaction(slow=True) as db:
             for table in ("challenges", "login_attempts", "sessions"):
                 deleted[table] = await db.execute(f"DELETE FROM {table} WHERE expires_at <= ?", (now,))
             # kept a while past their expiry, so that an app's late or repeated answer is told so

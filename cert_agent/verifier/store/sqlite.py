@@ -1,9 +1,21 @@
-"""``Database`` on one SQLite file (WAL), through aiosqlite: every call runs on the
-connection's own thread, so none blocks the event loop.
+"""``Database`` on one SQLite file (WAL) and one connection, which one coroutine uses at a time.
 
-One connection serves the whole process; an asyncio lock lets one transaction or read use it
-at a time (SQLite has one writer anyway, and every statement here is local and short).
-Times and dates go in as ISO-8601 text, times in UTC.
+A statement runs where it cannot make the event loop wait:
+
+- **on the event loop** when it can only compute: every statement of a login is a lookup or a
+  small write by key, tens of microseconds of work. Here the connection's busy timeout is 0 and
+  it never checkpoints, so a statement there neither waits for a lock nor writes the database
+  file nor syncs it;
+- **on the store's thread** when it may wait: run again there, with the busy timeout, when on the
+  loop it found the file locked by another process (SQLITE_BUSY leaves the statement undone, a
+  transaction as it was); the work a caller marks slow (a migration, an import, a purge); and
+  everything from the start of a checkpoint until a write has been committed after it (the first
+  write after a checkpoint starts the WAL again, and syncs its header).
+
+The thread also checkpoints, on a connection of its own, after every ``CHECKPOINT_EVERY`` writes
+(SQLite's automatic checkpoint would otherwise run inside a commit, on the loop). Before, every
+statement took a hop to a thread and back (aiosqlite): two wake-ups, which made up nearly half of a
+login's CPU (docs/performance.md). Times and dates go in as ISO-8601 text, times in UTC.
 """
 
 from __future__ import annotations
@@ -12,15 +24,17 @@ import asyncio
 import datetime as dt
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, closing, contextmanager, suppress
 from pathlib import Path
-from typing import Any
-
-import aiosqlite
+from typing import Any, TypeVar
 
 from cert_agent.verifier.errors import StoreUnavailable
 from cert_agent.verifier.store.database import Row
 from cert_agent.verifier.store.schema import Dialect
+
+T = TypeVar("T")
+CHECKPOINT_EVERY = 200  # committed writes between two checkpoints (SQLite's own default: 1000 pages)
 
 
 def _value(value: Any) -> Any:
@@ -29,6 +43,14 @@ def _value(value: Any) -> Any:
     if isinstance(value, dt.date):
         return value.isoformat()
     return value
+
+
+def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
+    return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY  # and its extended codes (BUSY_RECOVERY ...)
 
 
 @contextmanager
@@ -41,41 +63,63 @@ def _store_errors() -> Iterator[None]:
         raise StoreUnavailable(type(exc).__name__ + ": " + str(exc)) from None
 
 
-async def _switch_to_wal(db: aiosqlite.Connection, patience: float) -> None:
+def _connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
+    """The service's connection, set up on the store's thread (opening may wait for a lock)."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)  # the loop and the thread, in turn
+    try:
+        db.row_factory = _dict_row
+        # first, so that a file another process is setting up is waited for, not refused
+        db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        _switch_to_wal(db, busy_timeout_ms / 1000)
+        db.execute("PRAGMA foreign_keys=ON")
+        # WAL's usual setting: a commit survives the process being killed; a power cut may lose the
+        # last commits but never the database's consistency
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA wal_autocheckpoint=0")  # the thread checkpoints (see the module's text)
+        db.execute("PRAGMA busy_timeout=0")  # the loop's setting; the thread sets its own around each call
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _switch_to_wal(db: sqlite3.Connection, patience: float) -> None:
     """SQLite does not call its busy handler while switching a new file's journal mode: when
     several instances open the same new file at once, all but one get "database is locked" at
     once. The switch is tried again until the busy timeout would have run out."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + patience
+    import time
+
+    deadline = time.monotonic() + patience
     while True:
         try:
-            await db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA journal_mode=WAL")
             return
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or loop.time() >= deadline:
+            if not _is_busy(exc) or time.monotonic() >= deadline:
                 raise
-        await asyncio.sleep(0.02)
+        time.sleep(0.02)
+
+
+def _checkpoint(path: str, busy_timeout_ms: int) -> None:
+    """A passive checkpoint (it waits for no reader or writer) on a connection of its own."""
+    with closing(sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)) as db:
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 class _SqliteConnection:
-    """Each call is one hop to the connection's thread and back (statements are prepared and
-    cached by sqlite3; cursors are left to the garbage collector rather than closed with a
-    second hop)."""
+    """The connection as ``SqlStore`` sees it; each statement goes where ``SqliteDatabase`` says."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path | str = "") -> None:
-        self._db = db
-        self._path = str(path)
+    def __init__(self, database: SqliteDatabase) -> None:
+        self._database = database
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        cursor = await self._db.execute(sql, [_value(p) for p in params])
-        return cursor.rowcount
+        return await self._database.run(sql, params, lambda cursor: cursor.rowcount)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        rows = await self._db.execute_fetchall(sql, [_value(p) for p in params])
-        return dict(next(iter(rows))) if rows else None
+        return await self._database.run(sql, params, lambda cursor: cursor.fetchone())
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return [dict(row) for row in await self._db.execute_fetchall(sql, [_value(p) for p in params])]
+        return await self._database.run(sql, params, lambda cursor: cursor.fetchall())
 
     async def lock(self, name: str) -> None:
         """Nothing to do: a transaction here holds the whole file (BEGIN IMMEDIATE)."""
@@ -87,33 +131,81 @@ class SqliteDatabase:
     # process on the same file learns of it when the store is read again, this often (a local read).
     recheck_interval = 0.25
 
-    def __init__(self, db: aiosqlite.Connection, path: Path | str = "") -> None:
+    def __init__(self, db: sqlite3.Connection, thread: ThreadPoolExecutor, path: str, busy_timeout_ms: int) -> None:
         self._db = db
-        self._path = str(path)
-        self._connection = _SqliteConnection(db)
+        self._thread = thread  # one thread: statements that may wait, and checkpoints
+        self._path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._connection = _SqliteConnection(self)
         self._lock = asyncio.Lock()
+        self._slow = False  # inside work marked slow: every statement on the thread
+        self._restart_pending = True  # until a write is committed on the thread (a new process may start the WAL)
+        self._checkpoint: asyncio.Future[None] | None = None
+        self._writes = 0  # committed writes since the last checkpoint
+        self._changes = db.total_changes
 
     @classmethod
     async def open(cls, path: Path | str, *, busy_timeout_ms: int = 5000) -> SqliteDatabase:
-        if not Path(path).parent.is_dir():  # said here: aiosqlite's failed connect leaves its thread behind
+        if not Path(path).parent.is_dir():
             raise StoreUnavailable(f"no such directory: {Path(path).parent}")
-        db = aiosqlite.connect(str(path), isolation_level=None)
+        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         try:
             with _store_errors():
-                await db
-                db.row_factory = sqlite3.Row
-                # first, so that a file another process is setting up is waited for, not refused
-                await db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-                await _switch_to_wal(db, busy_timeout_ms / 1000)
-                await db.execute("PRAGMA foreign_keys=ON")
-                # WAL's usual setting: a commit survives the process being killed; a power cut may
-                # lose the last commits but never the database's consistency
-                await db.execute("PRAGMA synchronous=NORMAL")
+                db = await asyncio.get_running_loop().run_in_executor(thread, _connect, str(path), busy_timeout_ms)
         except BaseException:
-            with suppress(Exception):
-                await db.close()  # stop its thread, which would otherwise outlive the event loop
+            thread.shutdown(wait=False)
             raise
-        return cls(db, path)
+        return cls(db, thread, str(path), busy_timeout_ms)
+
+    # --- where a statement runs -----------------------------------------------------------------
+
+    async def run(self, sql: str, params: Sequence[Any], result: Callable[[sqlite3.Cursor], T]) -> T:
+        """``result`` of the statement's cursor: on the loop when the statement cannot wait, else
+        (or when on the loop it found the file locked) on the thread."""
+        values = [_value(p) for p in params]
+        if not (self._slow or self._restart_pending):
+            try:
+                answer = result(self._db.execute(sql, values))
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+            else:
+                self._count_writes()
+                return answer
+        answer = await asyncio.get_running_loop().run_in_executor(self._thread, self._waiting, sql, values, result)
+        if self._restart_pending and self._checkpoint_over() and self._committed_since(self._changes):
+            self._restart_pending = False  # the WAL has started again, on the thread
+        self._count_writes()
+        return answer
+
+    def _waiting(self, sql: str, values: list[Any], result: Callable[[sqlite3.Cursor], T]) -> T:
+        """On the thread: the statement with the busy timeout (it may wait for another process)."""
+        self._db.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        try:
+            return result(self._db.execute(sql, values))
+        finally:
+            self._db.execute("PRAGMA busy_timeout=0")
+
+    def _checkpoint_over(self) -> bool:
+        return self._checkpoint is None or self._checkpoint.done()
+
+    def _committed_since(self, changes: int) -> bool:
+        return not self._db.in_transaction and self._db.total_changes != changes
+
+    def _count_writes(self) -> None:
+        """After each statement: a committed write counts towards the next checkpoint."""
+        if not self._committed_since(self._changes):
+            return
+        self._changes = self._db.total_changes
+        self._writes += 1
+        if self._writes >= CHECKPOINT_EVERY and self._checkpoint_over():
+            self._writes = 0
+            self._restart_pending = True  # from now until a write after the checkpoint: the thread
+            loop = asyncio.get_running_loop()
+            self._checkpoint = loop.run_in_executor(self._thread, _checkpoint, self._path, self._busy_timeout_ms)
+            self._checkpoint.add_done_callback(_ignore_failure)
+
+    # --- the Database interface -----------------------------------------------------------------
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[_SqliteConnection]:
@@ -122,23 +214,27 @@ class SqliteDatabase:
                 yield self._connection
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_SqliteConnection]:
+    async def transaction(self, *, slow: bool = False) -> AsyncIterator[_SqliteConnection]:
         async with self._lock:
-            with _store_errors():
-                await self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._connection
-                    await self._db.execute("COMMIT")
-                except BaseException:
-                    if self._db.in_transaction:
-                        with suppress(sqlite3.Error):
-                            await self._db.execute("ROLLBACK")
-                    raise
+            self._slow = slow
+            try:
+                with _store_errors():
+                    await self._connection.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield self._connection
+                        await self._connection.execute("COMMIT")
+                    except BaseException:
+                        if self._db.in_transaction:
+                            with suppress(sqlite3.Error):
+                                await self._connection.execute("ROLLBACK")
+                        raise
+            finally:
+                self._slow = False
 
     async def quick_check(self) -> bool:
         """SQLite's quick_check on the file as it is on disk: on a connection of its own, so no
         page the service's connection caches can hide damage. True when it says "ok"."""
-        return await asyncio.to_thread(_quick_check, self._path)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, _quick_check, self._path)
 
     async def notify(self, channel: str, payload: str) -> None:
         """Nothing to do: this process's own waiters are woken by the store; others re-read."""
@@ -148,7 +244,18 @@ class SqliteDatabase:
 
     async def close(self) -> None:
         async with self._lock:
-            await self._db.close()
+            if self._checkpoint is not None:
+                with suppress(Exception):
+                    await self._checkpoint
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._db.close)
+            self._thread.shutdown(wait=True)
+
+
+def _ignore_failure(future: asyncio.Future[None]) -> None:
+    """A checkpoint that failed (the file locked past the busy timeout, say) is tried again after
+    the next ``CHECKPOINT_EVERY`` writes; the WAL only grows meanwhile."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _quick_check(path: str) -> bool:
