@@ -13,10 +13,11 @@ cd "$(dirname "$0")/.."
 # tpm2-pkcs11 over a software TPM, the second PKCS#11 implementation the agent is tested on
 # (tests/harness/tpm.py); vsmartcard-vpcd: a virtual reader in pcscd, for the PC/SC hot-plug tests
 # (tests/harness/vcard.py); libssl-dev: the software SKF device (softskf/, built below over
-# libcrypto), the SM2 medium the tests and the demo use.
+# libcrypto), the SM2 medium the tests and the demo use; strace: which thread of the verifier
+# syncs the SQLite files (tests/verifier/test_sqlite_database.py).
 APT_PACKAGES=(softhsm2 opensc pcscd libpcsclite-dev swig gcc libssl-dev python3-venv python3-dev postgresql
   swtpm swtpm-tools tpm2-tools tpm2-abrmd libtss2-tcti-tabrmd0 libtpm2-pkcs11-1 libtpm2-pkcs11-tools dbus
-  vsmartcard-vpcd)
+  vsmartcard-vpcd strace)
 if [ "${CERT_AGENT_BROWSER:-1}" = 1 ]; then APT_PACKAGES+=(chromium firefox-esr fonts-noto-cjk); fi
 
 missing=()
