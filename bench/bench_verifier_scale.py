@@ -6,7 +6,10 @@
    is not counted: on SQLite and on PostgreSQL;
 2. logins per second with one and with two `cert-verifier serve` processes on one PostgreSQL
    database, the load generator (this process, 16 clients) on the same machine: the scaling
-   ratio (goal >= 1.6 on a 2-core machine).
+   ratio (goal >= 1.6 on a 2-core machine);
+3. the baseline, in the same run: a bare aiohttp server in its own process answering the same
+   four JSON POSTs of a login (its SMS step appends the code to an outbox, as the verifier's
+   does), with nothing behind them. What the verifier's CPU exceeds it by is its own.
 
     python -m bench.bench_verifier_scale [--logins N]
 
@@ -26,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +42,38 @@ from cert_agent.common.webeid import auth_token, signed_data
 from softhsm_fixtures import Fixtures, build_fixtures
 from softhsm_fixtures.seed import verifier_records
 from softhsm_fixtures.taxpayers import TAXPAYERS
+from tests.harness.agent import free_port
 from tests.harness.postgres import PostgresServer, postgres_server
 from tests.harness.processes import children
 from tests.harness.verifier import ORIGIN, VerifierProcess
 
+BARE = """
+import json, secrets, sys
+from pathlib import Path
+from aiohttp import web
+outbox = Path(sys.argv[2]) / "outbox.jsonl"
+async def challenge(request):
+    await request.json()
+    return web.json_response({"nonce": secrets.token_urlsafe(32), "expiresAt": "2026-12-02T00:00:00+00:00"})
+async def certificate(request):
+    await request.json()
+    return web.json_response({"attemptId": secrets.token_urlsafe(24), "persons": []})
+async def sms(request):
+    await request.json()
+    with outbox.open("a") as out:
+        out.write(json.dumps({"code": "123456"}) + "\\n")
+    return web.json_response({"sent": True})
+async def verify(request):
+    await request.json()
+    return web.json_response({"sessionId": secrets.token_urlsafe(32)})
+app = web.Application()
+app.router.add_post("/api/challenge", challenge)
+app.router.add_post("/api/login/certificate", certificate)
+app.router.add_post("/api/login/sms", sms)
+app.router.add_post("/api/login/verify", verify)
+print("listening", flush=True)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
 CLIENTS = 16
 STAFF = 16  # 办税员 of the fixture taxpayer the logins choose from in turn, as many people log in at a peak
 NO_LIMITS = (
@@ -78,6 +110,24 @@ class FastSigner:
         return auth_token(self.der_b64, algorithm, signature)
 
 
+class BareServer:
+    """The baseline: ``BARE`` in a process of its own, used by ``one_login`` as a verifier is."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        directory.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-c", BARE, str(self.port), str(directory)]
+        self.process: subprocess.Popen[str] | None = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None and "listening" in self.process.stdout.readline()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
 def cpu_seconds(pids: list[int]) -> float:
     total = 0
     for pid in pids:
@@ -103,8 +153,11 @@ def last_code(outbox: Path) -> str:
         return str(json.loads(file.read().splitlines()[-1])["code"])
 
 
+Server = VerifierProcess | BareServer
+
+
 async def one_login(
-    session: aiohttp.ClientSession, instances: list[VerifierProcess], signer: FastSigner, n: int, sms: asyncio.Lock
+    session: aiohttp.ClientSession, instances: Sequence[Server], signer: FastSigner, n: int, sms: asyncio.Lock
 ) -> None:
     """The ``n``-th whole login: its challenge and SMS code at one instance, its token and code
     checked at the next (a load balancer's spread). ``sms`` is held from the SMS request to reading
@@ -125,7 +178,7 @@ async def one_login(
         assert r.status == 200, await r.text()
 
 
-async def run_logins(instances: list[VerifierProcess], signer: FastSigner, count: int, clients: int = CLIENTS) -> float:
+async def run_logins(instances: Sequence[Server], signer: FastSigner, count: int, clients: int = CLIENTS) -> float:
     """``count`` whole logins by ``clients`` clients, spread over ``instances``; logins per second."""
     locks = {instance.port: asyncio.Lock() for instance in instances}
     done = 0
@@ -143,7 +196,7 @@ async def run_logins(instances: list[VerifierProcess], signer: FastSigner, count
 
 
 async def measure(
-    instances: list[VerifierProcess], signer: FastSigner, count: int, server: PostgresServer | None
+    instances: Sequence[Server], signer: FastSigner, count: int, server: PostgresServer | None
 ) -> tuple[float, float, float, float]:
     """(logins/s, verifier CPU ms per login, database CPU ms per login, load generator CPU ms
     per login)."""
@@ -191,6 +244,11 @@ async def main() -> None:
         os.environ["SOFTHSM2_CONF"] = str(fixtures.env.conf)
         signer = FastSigner(fixtures)
         results: dict[str, tuple[float, float, float, float]] = {}
+        bare = BareServer(root / "bare")
+        try:
+            results["bare aiohttp (baseline)"] = await measure([bare], signer, count, None)
+        finally:
+            bare.stop()
         sqlite = started(fixtures, root / "sqlite", None)
         try:
             results["SQLite, 1 process"] = await measure([sqlite], signer, count, None)
@@ -212,9 +270,14 @@ async def main() -> None:
     print(f"complete certificate logins through the HTTP API, {count} per row, {CLIENTS} clients, this machine's")
     print(f"{os.cpu_count()} cores shared by the load generator (which signs), the verifier(s) and the database")
     print(f"  {'':26}{'logins/s':>10}{'verifier CPU':>14}{'database CPU':>14}{'generator CPU':>15}   (per login)")
+    bare_ms = results["bare aiohttp (baseline)"][1]
     for name, (rate, verifier_ms, database_ms, generator_ms) in results.items():
         database = f"{database_ms:.2f} ms" if name.startswith("PostgreSQL") else "in process"
         print(f"  {name:26}{rate:>10.0f}{verifier_ms:>11.2f} ms{database:>14}{generator_ms:>12.2f} ms")
+    for name in ("SQLite, 1 process", "PostgreSQL, 1 process"):
+        verifier_ms = results[name][1]
+        own = verifier_ms - bare_ms
+        print(f"  {name}: the verifier's own CPU (verifier - bare) {own:.2f} ms; {verifier_ms / bare_ms:.1f}x bare")
     one_rate, two_rate = results["PostgreSQL, 1 process"][0], results["PostgreSQL, 2 processes"][0]
     print(f"  scaling, 2 processes vs 1 on PostgreSQL: {two_rate / one_rate:.2f}x (goal >= 1.6)")
 
