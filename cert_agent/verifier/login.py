@@ -63,7 +63,7 @@ from cert_agent.verifier.factors import SecondFactor, Verdict
 from cert_agent.verifier.factors.scan import request_hash, request_of
 from cert_agent.verifier.masking import mask_name, mask_phone
 from cert_agent.verifier.store import Action, AuditEntry, LoginAttempt, LoginKind, Session, Step, Store
-from cert_agent.verifier.store.records import App, Enterprise, FactorState, ScanOutcome
+from cert_agent.verifier.store.records import App, AuditEvent, Enterprise, FactorState, ScanOutcome
 from cert_agent.verifier.validation import AuthTokenValidator
 
 CST = dt.timezone(dt.timedelta(hours=8), "CST")
@@ -124,12 +124,11 @@ class LoginService:
         tid = validated.taxpayer_id
         if tid is None or not tid.is_valid:
             raise TaxpayerIdInvalid(tid.value if tid else "")
-        enterprise = await self.store.enterprise(tid.value)
+        enterprise, people = await self.store.enterprise_and_people(tid.value)
         if enterprise is None:
             raise TaxpayerUnknown(tid.value)
         if kind is LoginKind.AGENCY and not enterprise.is_agency:
             raise NotAnAgency(tid.value)
-        people = await self.store.people_of(enterprise.taxpayer_id)
         if not people:
             raise NoRelationship(enterprise.taxpayer_id)
         attempt = LoginAttempt(
@@ -184,11 +183,9 @@ class LoginService:
         if person is None:  # removed since the attempt listed them
             raise NoRelationship(person_id)
         begun = await factor.begin(attempt, person, now, choice)
-        await self.store.update_attempt(
-            replace(attempt, step=Step.SECOND_FACTOR, factor=begun.state)
-        )  # never extends it
-        if begun.audit is not None:
-            await self.store.audit(now, person_id, attempt.taxpayer_id, *begun.audit)
+        audit = AuditEvent(now, person_id, attempt.taxpayer_id, *begun.audit) if begun.audit else None
+        # never extends it
+        await self.store.update_attempt(replace(attempt, step=Step.SECOND_FACTOR, factor=begun.state), audit)
         return begun.reply
 
     # --- 4. the answer to the second factor -------------------------------------------------
@@ -530,15 +527,13 @@ class LoginService:
         )
         if not await self.store.drop_attempt(attempt.attempt_id):  # finished by a parallel request
             raise LoginExpired()
-        await self.store.create_session(session, now)
         event = "login_agency" if agency_id else "login_enterprise"
-        await self.store.audit(now, person_id, taxpayer_id, event, agency_id or identity_id or "")
+        audit = AuditEvent(now, person_id, taxpayer_id, event, agency_id or identity_id or "")
+        await self.store.create_session(session, now, audit)
         return {"sessionId": session.session_id, **(await self.describe(session))}
 
     async def describe(self, session: Session) -> dict[str, Any]:
-        person = await self.store.person(session.person_id)
-        enterprise = await self.store.enterprise(session.taxpayer_id)
-        agency = await self.store.enterprise(session.agency_id) if session.agency_id else None
+        person, enterprise, agency = await self.store.parties(session.person_id, session.taxpayer_id, session.agency_id)
         choices = [] if agency else await self._identity_choices(enterprise)
         identity = next((c for c in choices if c["identityId"] == (session.identity_id or "")), None)
         return {

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import pytest_asyncio
 from cert_agent.verifier.errors import StoreUnavailable
 from cert_agent.verifier.importer import check_records
 from cert_agent.verifier.store import MIGRATIONS, LoginAttempt, LoginKind, Session, SmsLimits, SqlStore, open_store
-from cert_agent.verifier.store.records import App, ScanOutcome, ScanRequest
+from cert_agent.verifier.store.records import App, AuditEvent, ScanOutcome, ScanRequest
 from softhsm_fixtures.seed import verifier_records
 from softhsm_fixtures.taxpayers import TAXPAYERS
 from tests.harness.postgres import PostgresServer
@@ -120,6 +121,36 @@ async def test_sessions_are_found_until_they_expire_or_end(store: SqlStore) -> N
     assert await store.session("s-1", NOW + dt.timedelta(minutes=31)) is None
     await store.end_session("s-1")
     assert await store.session("s-1", NOW) is None
+
+
+async def test_a_change_and_its_audit_entry_are_written_together(store: SqlStore) -> None:
+    await store.save_attempt(attempt("a-1"))
+    begun = AuditEvent(NOW, "p-zhang", HAIRUN, "sms_sent", "138****0001")
+    await store.update_attempt(replace(attempt("a-1"), persons=("p-zhang", "p-li")), begun)
+    assert (await store.attempt("a-1", NOW)) == replace(attempt("a-1"), persons=("p-zhang", "p-li"))
+    session = Session("s-1", "p-zhang", HAIRUN, None, NOW + dt.timedelta(minutes=30))
+    await store.create_session(session, NOW, AuditEvent(NOW, "p-zhang", HAIRUN, "login_enterprise", ""))
+    assert await store.session("s-1", NOW) == session
+    assert [(e.event, e.detail) for e in await store.history("p-zhang")] == [
+        ("sms_sent", "138****0001"),
+        ("login_enterprise", ""),
+    ]
+
+
+async def test_the_combined_reads_answer_as_the_single_reads_do(store: SqlStore) -> None:
+    agency_id = TAXPAYERS["xinda"].taxpayer_id
+    assert await store.enterprise_and_people(HAIRUN) == (await store.enterprise(HAIRUN), await store.people_of(HAIRUN))
+    assert await store.enterprise_and_people("9" * 18) == (None, [])
+    assert await store.parties("p-zhang", HAIRUN, None) == (
+        await store.person("p-zhang"),
+        await store.enterprise(HAIRUN),
+        None,
+    )
+    assert await store.parties("p-nobody", HAIRUN, agency_id) == (
+        None,
+        await store.enterprise(HAIRUN),
+        await store.enterprise(agency_id),
+    )
 
 
 async def test_the_audit_log_keeps_order_and_hidden_entries(store: SqlStore) -> None:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from cert_agent.verifier.store.schema import Dialect
 
 Row = Mapping[str, Any]
+Query = tuple[str, Sequence[Any]]  # a statement and its parameters
 
 
 class Connection(Protocol):
@@ -27,9 +28,20 @@ class Connection(Protocol):
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
 
-    async def lock(self, name: str) -> None:
-        """Hold a lock named ``name`` until this transaction ends: what lets several verifier
-        instances check and write a limit without both passing it."""
+    async def fetch_each(self, queries: Sequence[Query]) -> list[list[Row]]:
+        """Several reads that do not depend on each other, in order: each one's rows. One round
+        trip on PostgreSQL (its pipeline), where one per statement is most of a read's cost."""
+        ...
+
+    async def execute_each(self, statements: Sequence[Query]) -> list[int]:
+        """Several writes, in order, each as ``execute`` runs it (in autocommit: each atomic on
+        its own): the rows each changed. One round trip on PostgreSQL."""
+        ...
+
+    async def lock(self, *names: str) -> None:
+        """Hold locks named ``names`` until this transaction ends, taken in the order given (one
+        round trip): what lets several verifier instances check and write a limit without both
+        passing it."""
         ...
 
 

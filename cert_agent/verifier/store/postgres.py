@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from cert_agent.verifier.errors import StoreUnavailable
-from cert_agent.verifier.store.database import Row
+from cert_agent.verifier.store.database import Query, Row
 from cert_agent.verifier.store.schema import Dialect
 
 STATEMENT_TIMEOUT_MS = 5000
@@ -61,8 +61,20 @@ class _PostgresConnection:
         cursor = await self._conn.execute(_sql(sql), params)
         return list(await cursor.fetchall())
 
-    async def lock(self, name: str) -> None:
-        await self._conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("cert-verifier:" + name,))
+    async def fetch_each(self, queries: Sequence[Query]) -> list[list[Row]]:
+        async with self._conn.pipeline():
+            cursors = [await self._conn.execute(_sql(sql), params) for sql, params in queries]
+        return [list(await cursor.fetchall()) for cursor in cursors]
+
+    async def execute_each(self, statements: Sequence[Query]) -> list[int]:
+        async with self._conn.pipeline():
+            cursors = [await self._conn.execute(_sql(sql), params) for sql, params in statements]
+        return [cursor.rowcount for cursor in cursors]
+
+    async def lock(self, *names: str) -> None:
+        """One statement; PostgreSQL evaluates a select list left to right, so the order holds."""
+        calls = ", ".join("pg_advisory_xact_lock(hashtext(%s))" for _ in names)
+        await self._conn.execute(f"SELECT {calls}", ["cert-verifier:" + name for name in names])
 
 
 class PostgresDatabase:

@@ -108,6 +108,17 @@ class AuditEntry:
     hidden: bool
 
 
+@dataclass(frozen=True)
+class AuditEvent:
+    """An entry for the audit log, written with the change it records (in one round trip)."""
+
+    at: dt.datetime
+    person_id: str | None
+    taxpayer_id: str | None
+    event: str
+    detail: str
+
+
 class ScanOutcome(StrEnum):
     """How a registered app answered a 扫码验证 request (once)."""
 

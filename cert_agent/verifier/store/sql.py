@@ -24,6 +24,7 @@ from cert_agent.verifier.store.records import (
     Agreement,
     App,
     AuditEntry,
+    AuditEvent,
     CrossRegionIdentity,
     Enterprise,
     LoginAttempt,
@@ -51,6 +52,13 @@ _INSERT_SESSION = (
     "INSERT INTO sessions (session_id, person_id, taxpayer_id, agency_id, created_at, expires_at, role, identity_id) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+_INSERT_AUDIT = "INSERT INTO audit (at, person_id, taxpayer_id, event, detail) VALUES (?, ?, ?, ?, ?)"
+
+
+def _audit_row(e: AuditEvent) -> tuple[Any, ...]:
+    return (e.at, e.person_id, e.taxpayer_id, e.event, e.detail)
 
 
 def _session_row(session: Session, now: dt.datetime) -> tuple[Any, ...]:
@@ -82,6 +90,21 @@ _ENTERPRISE = (
     "SELECT e.*, EXISTS (SELECT 1 FROM cross_region_identities c WHERE c.taxpayer_id = e.taxpayer_id) "
     "AS cross_region FROM enterprises e WHERE e.taxpayer_id = ?"
 )
+
+
+_PEOPLE = (
+    "SELECT p.*, r.role FROM roles r JOIN persons p USING (person_id) WHERE r.taxpayer_id = ? ORDER BY p.person_id"
+)
+
+
+def _people(rows: list[Any]) -> list[tuple[Person, list[str]]]:
+    """Each person of an enterprise, with their roles there (in ROLES order)."""
+    people: dict[str, tuple[Person, list[str]]] = {}
+    for row in rows:
+        people.setdefault(row["person_id"], (_person(row), []))[1].append(row["role"])
+    for _, roles in people.values():
+        roles.sort(key=ROLES.index)
+    return list(people.values())
 
 
 class SqlStore:
@@ -208,17 +231,28 @@ class SqlStore:
 
     async def people_of(self, taxpayer_id: str) -> list[tuple[Person, list[str]]]:
         async with self.database.connection() as db:
-            rows = await db.fetchall(
-                "SELECT p.*, r.role FROM roles r JOIN persons p USING (person_id) WHERE r.taxpayer_id = ? "
-                "ORDER BY p.person_id",
-                (taxpayer_id,),
-            )
-        people: dict[str, tuple[Person, list[str]]] = {}
-        for row in rows:
-            people.setdefault(row["person_id"], (_person(row), []))[1].append(row["role"])
-        for _, roles in people.values():
-            roles.sort(key=ROLES.index)
-        return list(people.values())
+            rows = await db.fetchall(_PEOPLE, (taxpayer_id,))
+        return _people(rows)
+
+    async def enterprise_and_people(self, taxpayer_id: str) -> tuple[Enterprise | None, list[tuple[Person, list[str]]]]:
+        """``enterprise`` and ``people_of`` together (one round trip)."""
+        async with self.database.connection() as db:
+            enterprise, people = await db.fetch_each([(_ENTERPRISE, (taxpayer_id,)), (_PEOPLE, (taxpayer_id,))])
+        return (_enterprise(enterprise[0]) if enterprise else None), _people(people)
+
+    async def parties(
+        self, person_id: str, taxpayer_id: str, agency_id: str | None
+    ) -> tuple[Person | None, Enterprise | None, Enterprise | None]:
+        """A session's person, enterprise and agency (if any), in one round trip."""
+        queries = [("SELECT * FROM persons WHERE person_id = ?", (person_id,)), (_ENTERPRISE, (taxpayer_id,))]
+        if agency_id:
+            queries.append((_ENTERPRISE, (agency_id,)))
+        async with self.database.connection() as db:
+            rows = await db.fetch_each(queries)
+        person = _person(rows[0][0]) if rows[0] else None
+        enterprise = _enterprise(rows[1][0]) if rows[1] else None
+        agency = _enterprise(rows[2][0]) if agency_id and rows[2] else None
+        return person, enterprise, agency
 
     async def agreements_of(self, agency_id: str) -> list[Agreement]:
         async with self.database.connection() as db:
@@ -276,12 +310,13 @@ class SqlStore:
                 (attempt.attempt_id, attempt.state_json(), attempt.expires_at),
             )
 
-    async def update_attempt(self, attempt: LoginAttempt) -> None:
-        """The next step of a login attempt; its expiry stays where it was set."""
+    async def update_attempt(self, attempt: LoginAttempt, audit: AuditEvent | None = None) -> None:
+        """The next step of a login attempt; its expiry stays where it was set. ``audit``: an
+        entry for the audit log, written after it in the same round trip."""
+        state = (attempt.state_json(), attempt.attempt_id)
+        update = ("UPDATE login_attempts SET state = ? WHERE attempt_id = ?", state)
         async with self.database.connection() as db:
-            await db.execute(
-                "UPDATE login_attempts SET state = ? WHERE attempt_id = ?", (attempt.state_json(), attempt.attempt_id)
-            )
+            await db.execute_each([update] + ([(_INSERT_AUDIT, _audit_row(audit))] if audit else []))
 
     async def record_sms_send(
         self, attempt_id: str, person_id: str, phone: str, now: dt.datetime, limits: SmsLimits
@@ -292,8 +327,8 @@ class SqlStore:
         keys = [("attempt_id", attempt_id), ("person_id", person_id), ("phone", phone)]
         counted = [limits.per_attempt, limits.per_person, limits.per_phone]
         async with self.database.transaction() as db:
-            for key in ("sms:attempt:" + attempt_id, "sms:person:" + person_id, "sms:phone:" + phone):
-                await db.lock(key)  # in this order always, so two sends never wait for each other in a circle
+            # in this order always, so two sends never wait for each other in a circle
+            await db.lock("sms:attempt:" + attempt_id, "sms:person:" + person_id, "sms:phone:" + phone)
 
             # The n-th latest send per key within each window, in one statement: a window
             # holding n sends already is full until its n-th latest send leaves it.
@@ -397,9 +432,11 @@ class SqlStore:
         async with self.database.connection() as db:
             return await db.execute("DELETE FROM login_attempts WHERE attempt_id = ?", (attempt_id,)) == 1
 
-    async def create_session(self, session: Session, now: dt.datetime) -> None:
+    async def create_session(self, session: Session, now: dt.datetime, audit: AuditEvent | None = None) -> None:
+        """``audit``: an entry for the audit log, written after it in the same round trip."""
         async with self.database.connection() as db:
-            await db.execute(_INSERT_SESSION, _session_row(session, now))
+            insert = (_INSERT_SESSION, _session_row(session, now))
+            await db.execute_each([insert] + ([(_INSERT_AUDIT, _audit_row(audit))] if audit else []))
 
     async def replace_session(self, old_id: str, session: Session, now: dt.datetime) -> bool:
         """The session ``old_id`` ends and ``session`` (a new id) begins, in one transaction;
@@ -435,10 +472,7 @@ class SqlStore:
         self, at: dt.datetime, person_id: str | None, taxpayer_id: str | None, event: str, detail: str
     ) -> None:
         async with self.database.connection() as db:
-            await db.execute(
-                "INSERT INTO audit (at, person_id, taxpayer_id, event, detail) VALUES (?, ?, ?, ?, ?)",
-                (at, person_id, taxpayer_id, event, detail),
-            )
+            await db.execute(_INSERT_AUDIT, (at, person_id, taxpayer_id, event, detail))
 
     async def history(self, person_id: str, include_hidden: bool = False) -> list[AuditEntry]:
         query = "SELECT * FROM audit WHERE person_id = ?" + ("" if include_hidden else " AND hidden = ?")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cert_agent.verifier.errors import StoreUnavailable
-from cert_agent.verifier.store.database import Row
+from cert_agent.verifier.store.database import Query, Row
 from cert_agent.verifier.store.schema import Dialect
 
 T = TypeVar("T")
@@ -121,7 +121,13 @@ class _SqliteConnection:
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return await self._database.run(sql, params, lambda cursor: cursor.fetchall())
 
-    async def lock(self, name: str) -> None:
+    async def fetch_each(self, queries: Sequence[Query]) -> list[list[Row]]:
+        return [await self.fetchall(sql, params) for sql, params in queries]  # on the loop: no round trips
+
+    async def execute_each(self, statements: Sequence[Query]) -> list[int]:
+        return [await self.execute(sql, params) for sql, params in statements]
+
+    async def lock(self, *names: str) -> None:
         """Nothing to do: a transaction here holds the whole file (BEGIN IMMEDIATE)."""
 
 
