@@ -34,8 +34,9 @@ class Connection(Protocol):
         ...
 
     async def execute_each(self, statements: Sequence[Query]) -> list[int]:
-        """Several writes, in order, each as ``execute`` runs it (in autocommit: each atomic on
-        its own): the rows each changed. One round trip on PostgreSQL."""
+        """Several writes, in order: the rows each changed. One round trip on PostgreSQL (its
+        pipeline: when one fails, those after it are not run); for writes that need not be one
+        transaction, such as a change and its audit entry."""
         ...
 
     async def lock(self, *names: str) -> None:
