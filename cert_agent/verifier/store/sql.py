@@ -16,7 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from cert_agent.verifier.store.database import Database
 from cert_agent.verifier.store.records import (
@@ -47,6 +48,7 @@ def _day(value: dt.date | str) -> dt.date:
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
 
 
+T = TypeVar("T")
 INTEGRITY_INTERVAL = 30.0  # seconds between SQLite quick checks (health)
 _INSERT_SESSION = (
     "INSERT INTO sessions (session_id, person_id, taxpayer_id, agency_id, created_at, expires_at, role, identity_id) "
@@ -97,14 +99,19 @@ _PEOPLE = (
 )
 
 
-def _people(rows: list[Any]) -> list[tuple[Person, list[str]]]:
-    """Each person of an enterprise, with their roles there (in ROLES order)."""
-    people: dict[str, tuple[Person, list[str]]] = {}
+def _with_roles(rows: list[Any], key: str, record: Callable[[Any], T]) -> list[tuple[T, list[str]]]:
+    """Rows of (a record, one role) as each record with all its roles (in ROLES order)."""
+    grouped: dict[str, tuple[T, list[str]]] = {}
     for row in rows:
-        people.setdefault(row["person_id"], (_person(row), []))[1].append(row["role"])
-    for _, roles in people.values():
+        grouped.setdefault(row[key], (record(row), []))[1].append(row["role"])
+    for _, roles in grouped.values():
         roles.sort(key=ROLES.index)
-    return list(people.values())
+    return list(grouped.values())
+
+
+def _people(rows: list[Any]) -> list[tuple[Person, list[str]]]:
+    """Each person of an enterprise, with their roles there."""
+    return _with_roles(rows, "person_id", _person)
 
 
 class SqlStore:
@@ -217,12 +224,7 @@ class SqlStore:
                 "ORDER BY e.taxpayer_id",
                 (person_id,),
             )
-        links: dict[str, tuple[Enterprise, list[str]]] = {}
-        for row in rows:
-            links.setdefault(row["taxpayer_id"], (_enterprise(row), []))[1].append(row["role"])
-        for _, roles in links.values():
-            roles.sort(key=ROLES.index)
-        return list(links.values())
+        return _with_roles(rows, "taxpayer_id", _enterprise)
 
     async def person(self, person_id: str) -> Person | None:
         async with self.database.connection() as db:
