@@ -178,8 +178,8 @@ class LoginService:
         attempt = await self._attempt(attempt_id, now, Action.BEGIN_FACTOR)  # a resend is at SECOND_FACTOR
         if person_id not in attempt.persons:
             raise NoRelationship(person_id)
-        await self._check_lock(person_id, now)
-        person = await self.store.person(person_id)
+        person, failures = await self.store.person_and_failures(person_id, cst_day(now))
+        _check_lock(failures, now)
         if person is None:  # removed since the attempt listed them
             raise NoRelationship(person_id)
         begun = await factor.begin(attempt, person, now, choice)
@@ -482,12 +482,6 @@ class LoginService:
 
     # --- helpers ------------------------------------------------------------------------------
 
-    async def _check_lock(self, person_id: str, now: dt.datetime) -> None:
-        """Locked when any one method has failed MAX_FAILURES times in a row today."""
-        counts = await self.store.failures_by_method(person_id, cst_day(now))
-        if any(count >= MAX_FAILURES for count in counts.values()):
-            raise _locked_until_midnight(now)
-
     async def _attempt(self, attempt_id: str, now: dt.datetime, action: Action) -> LoginAttempt:
         """The live attempt, at a step that accepts ``action`` (else LOGIN_EXPIRED, unchanged)."""
         attempt = await self.store.attempt(attempt_id, now)
@@ -546,6 +540,12 @@ class LoginService:
             "taxAuthority": (identity or {}).get("taxAuthority", ""),
             "expiresAt": session.expires_at.isoformat(),
         }
+
+
+def _check_lock(failures: dict[str, int], now: dt.datetime) -> None:
+    """Locked when any one method has failed MAX_FAILURES times in a row today."""
+    if any(count >= MAX_FAILURES for count in failures.values()):
+        raise _locked_until_midnight(now)
 
 
 def _locked_until_midnight(now: dt.datetime) -> AccountLocked:

@@ -146,6 +146,12 @@ async def test_the_combined_reads_answer_as_the_single_reads_do(store: SqlStore)
         await store.enterprise(HAIRUN),
         None,
     )
+    await store.record_failure("p-zhang", "sms", DAY)
+    assert await store.person_and_failures("p-zhang", DAY) == (
+        await store.person("p-zhang"),
+        await store.failures_by_method("p-zhang", DAY),
+    )
+    assert await store.person_and_failures("p-nobody", DAY) == (None, {})
     assert await store.parties("p-nobody", HAIRUN, agency_id) == (
         None,
         await store.enterprise(HAIRUN),

@@ -298,6 +298,17 @@ class SqlStore:
             rows = await db.fetchall("SELECT method, count FROM failures WHERE account = ? AND day = ?", (account, day))
         return {row["method"]: int(row["count"]) for row in rows}
 
+    async def person_and_failures(self, person_id: str, day: str) -> tuple[Person | None, dict[str, int]]:
+        """``person`` and ``failures_by_method`` (their account is their id) in one round trip."""
+        async with self.database.connection() as db:
+            person, failures = await db.fetch_each(
+                [
+                    ("SELECT * FROM persons WHERE person_id = ?", (person_id,)),
+                    ("SELECT method, count FROM failures WHERE account = ? AND day = ?", (person_id, day)),
+                ]
+            )
+        return (_person(person[0]) if person else None), {row["method"]: int(row["count"]) for row in failures}
+
     async def reset_all_failures(self, account: str) -> None:
         """A successful login: every method's count starts again."""
         async with self.database.connection() as db:
