@@ -94,6 +94,8 @@ _ENTERPRISE = (
 )
 
 
+_PERSON = "SELECT * FROM persons WHERE person_id = ?"
+_FAILURES = "SELECT method, count FROM failures WHERE account = ? AND day = ?"
 _PEOPLE = (
     "SELECT p.*, r.role FROM roles r JOIN persons p USING (person_id) WHERE r.taxpayer_id = ? ORDER BY p.person_id"
 )
@@ -107,6 +109,10 @@ def _with_roles(rows: list[Any], key: str, record: Callable[[Any], T]) -> list[t
     for _, roles in grouped.values():
         roles.sort(key=ROLES.index)
     return list(grouped.values())
+
+
+def _failures(rows: list[Any]) -> dict[str, int]:
+    return {row["method"]: int(row["count"]) for row in rows}
 
 
 def _people(rows: list[Any]) -> list[tuple[Person, list[str]]]:
@@ -228,7 +234,7 @@ class SqlStore:
 
     async def person(self, person_id: str) -> Person | None:
         async with self.database.connection() as db:
-            row = await db.fetchone("SELECT * FROM persons WHERE person_id = ?", (person_id,))
+            row = await db.fetchone(_PERSON, (person_id,))
         return _person(row) if row else None
 
     async def people_of(self, taxpayer_id: str) -> list[tuple[Person, list[str]]]:
@@ -246,7 +252,7 @@ class SqlStore:
         self, person_id: str, taxpayer_id: str, agency_id: str | None
     ) -> tuple[Person | None, Enterprise | None, Enterprise | None]:
         """A session's person, enterprise and agency (if any), in one round trip."""
-        queries = [("SELECT * FROM persons WHERE person_id = ?", (person_id,)), (_ENTERPRISE, (taxpayer_id,))]
+        queries = [(_PERSON, (person_id,)), (_ENTERPRISE, (taxpayer_id,))]
         if agency_id:
             queries.append((_ENTERPRISE, (agency_id,)))
         async with self.database.connection() as db:
@@ -295,19 +301,14 @@ class SqlStore:
     async def failures_by_method(self, account: str, day: str) -> dict[str, int]:
         """Every method's consecutive failures today, in one statement."""
         async with self.database.connection() as db:
-            rows = await db.fetchall("SELECT method, count FROM failures WHERE account = ? AND day = ?", (account, day))
-        return {row["method"]: int(row["count"]) for row in rows}
+            rows = await db.fetchall(_FAILURES, (account, day))
+        return _failures(rows)
 
     async def person_and_failures(self, person_id: str, day: str) -> tuple[Person | None, dict[str, int]]:
         """``person`` and ``failures_by_method`` (their account is their id) in one round trip."""
         async with self.database.connection() as db:
-            person, failures = await db.fetch_each(
-                [
-                    ("SELECT * FROM persons WHERE person_id = ?", (person_id,)),
-                    ("SELECT method, count FROM failures WHERE account = ? AND day = ?", (person_id, day)),
-                ]
-            )
-        return (_person(person[0]) if person else None), {row["method"]: int(row["count"]) for row in failures}
+            person, failures = await db.fetch_each([(_PERSON, (person_id,)), (_FAILURES, (person_id, day))])
+        return (_person(person[0]) if person else None), _failures(failures)
 
     async def reset_all_failures(self, account: str) -> None:
         """A successful login: every method's count starts again."""

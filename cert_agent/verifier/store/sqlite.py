@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, closing, contextmanager, suppress
@@ -87,8 +88,6 @@ def _switch_to_wal(db: sqlite3.Connection, patience: float) -> None:
     """SQLite does not call its busy handler while switching a new file's journal mode: when
     several instances open the same new file at once, all but one get "database is locked" at
     once. The switch is tried again until the busy timeout would have run out."""
-    import time
-
     deadline = time.monotonic() + patience
     while True:
         try:
