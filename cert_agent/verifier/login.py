@@ -242,7 +242,10 @@ class LoginService:
             if count >= MAX_FAILURES:
                 raise _locked_until_midnight(now)
             raise wrong
-        await self.store.reset_all_failures(state.person_id)  # a success ends every method's run
+        # A success ends every method's run: the person's failures are reset with the step's write.
+        if attempt.kind is LoginKind.ENTERPRISE and not attempt.cross_region:  # straight to the session
+            return await self._open_session(attempt, state.person_id, attempt.taxpayer_id, None, now, passed=True)
+        await self.store.reset_all_failures(state.person_id)
         if attempt.kind is LoginKind.ENTERPRISE:
             identities = (
                 await self._identity_choices(await self.store.enterprise(attempt.taxpayer_id))
@@ -508,6 +511,8 @@ class LoginService:
         agency_id: str | None,
         now: dt.datetime,
         identity_id: str | None = None,
+        *,
+        passed: bool = False,  # the second factor passed in this request: reset the failures here
     ) -> dict[str, Any]:
         # the person's highest role where they act (代理业务: in the agency), read at the certificate step
         session = Session(
@@ -519,7 +524,8 @@ class LoginService:
             dict(attempt.roles).get(person_id, ""),
             identity_id,
         )
-        if not await self.store.drop_attempt(attempt.attempt_id):  # finished by a parallel request
+        reset = person_id if passed else None
+        if not await self.store.drop_attempt(attempt.attempt_id, reset_failures_of=reset):  # finished in parallel
             raise LoginExpired()
         event = "login_agency" if agency_id else "login_enterprise"
         audit = AuditEvent(now, person_id, taxpayer_id, event, agency_id or identity_id or "")

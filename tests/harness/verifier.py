@@ -23,6 +23,7 @@ from cert_agent.drivers.pkcs11 import Pkcs11Driver
 from cert_agent.verifier.app import create_app
 from cert_agent.verifier.login import LoginService
 from cert_agent.verifier.store import SqlStore, Store
+from cert_agent.verifier.store.records import SmsLimits
 from softhsm_fixtures import Fixtures
 from softhsm_fixtures.seed import verifier_records
 from softhsm_fixtures.verifier_service import OUTBOX, seeded_login_service
@@ -103,10 +104,17 @@ class Verifier:
 
 @asynccontextmanager
 async def verifier_at(
-    fixtures: Fixtures, directory: Path, clock: Clock, *, database: str | None = None
+    fixtures: Fixtures,
+    directory: Path,
+    clock: Clock,
+    *,
+    database: str | None = None,
+    sms_limits: SmsLimits | None = None,
 ) -> AsyncIterator[Verifier]:
     """A verifier on SQLite in ``directory``, or on the PostgreSQL ``database`` URL."""
-    login = await seeded_login_service(fixtures, directory, ORIGIN, clock=clock, database=database)
+    login = await seeded_login_service(
+        fixtures, directory, ORIGIN, clock=clock, database=database, sms_limits=sms_limits
+    )
     runner = web.AppRunner(create_app(login))
     await runner.setup()
     port = free_port()

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
+import psycopg
 import pytest
 import pytest_asyncio
 
@@ -242,3 +245,44 @@ async def test_an_unreachable_database_is_store_unavailable(tmp_path: Path) -> N
         await open_store(f"postgresql://postgres@127.0.0.1:{free_port()}/nothing")
     with pytest.raises(StoreUnavailable):
         await open_store(tmp_path / "no-such-directory" / "store.db")
+
+
+# --- transactions: all of it or none, however PostgreSQL's pipeline sends it ------------------
+
+
+async def challenges(store: SqlStore) -> set[str]:
+    async with store.database.connection() as db:
+        return {row["nonce"] for row in await db.fetchall("SELECT nonce FROM challenges")}
+
+
+async def test_a_transaction_commits_its_queued_writes_and_the_counted_ones(store: SqlStore) -> None:
+    async with store.database.transaction() as db:
+        await db.write("INSERT INTO challenges VALUES (?, ?)", ("queued", NOW))
+        assert await db.execute("INSERT INTO challenges VALUES (?, ?)", ("counted", NOW)) == 1
+        await db.write("INSERT INTO challenges VALUES (?, ?)", ("last", NOW))
+    assert await challenges(store) == {"queued", "counted", "last"}
+
+
+async def test_a_transaction_whose_last_queued_write_fails_keeps_none_of_its_statements(
+    store: SqlStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    await store.add_challenge("taken", NOW)
+    with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)):
+        async with store.database.transaction() as db:
+            assert await db.execute("INSERT INTO challenges VALUES (?, ?)", ("first", NOW)) == 1
+            await db.write("INSERT INTO challenges VALUES (?, ?)", ("taken", NOW))  # fails at COMMIT, at the latest
+    assert await challenges(store) == {"taken"}
+    await store.add_challenge("after", NOW)  # the connection went back to the pool in a good state
+    assert await challenges(store) == {"taken", "after"}
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text  # rolled back by us, quietly
+
+
+async def test_a_transaction_left_by_an_exception_keeps_none_of_its_statements(store: SqlStore) -> None:
+    with pytest.raises(LookupError):
+        async with store.database.transaction() as db:
+            await db.write("INSERT INTO challenges VALUES (?, ?)", ("queued", NOW))
+            await db.execute("INSERT INTO challenges VALUES (?, ?)", ("counted", NOW))
+            raise LookupError("the caller changed its mind")
+    assert await challenges(store) == set()
+    await store.add_challenge("after", NOW)
+    assert await challenges(store) == {"after"}

@@ -5,6 +5,11 @@ Connections are in autocommit mode, so a read is one round trip; a write is an e
 transaction. ``lock`` takes a transaction-scoped advisory lock, which serialises the few
 check-then-write steps (the SMS send limits, migrations) across instances. Every statement
 and lock wait is bounded (5 s) so a stuck database answers 503, not a hung request.
+
+Each round trip wakes a backend process, which costs the verifier far more than the statement
+does (docs/performance.md, issue 23). So a transaction that is not ``slow`` runs in psycopg's
+pipeline mode: its BEGIN, its locks and its ``write``s are queued and go with the next statement
+whose answer the store waits for, and its COMMIT with the last of them.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import AsyncPipeline, sql
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -46,12 +52,20 @@ def _store_errors() -> Iterator[None]:
 
 
 class _PostgresConnection:
-    def __init__(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> None:
+    """``pipeline``: the transaction's pipeline, when it runs in one (see the module's doc)."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[dict[str, Any]], pipeline: AsyncPipeline | None = None) -> None:
         self._conn = conn
+        self._pipeline = pipeline
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         cursor = await self._conn.execute(_sql(sql), params)
+        if self._pipeline is not None:
+            await self._pipeline.sync()  # its row count, and what was queued before it
         return cursor.rowcount
+
+    async def write(self, sql: str, params: Sequence[Any] = ()) -> None:
+        await self._conn.execute(_sql(sql), params)  # in a pipeline: sent with the next round trip
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         cursor = await self._conn.execute(_sql(sql), params)
@@ -62,19 +76,52 @@ class _PostgresConnection:
         return list(await cursor.fetchall())
 
     async def fetch_each(self, queries: Sequence[Query]) -> list[list[Row]]:
-        async with self._conn.pipeline():
+        async with self._batch():
             cursors = [await self._conn.execute(_sql(sql), params) for sql, params in queries]
         return [list(await cursor.fetchall()) for cursor in cursors]
 
     async def execute_each(self, statements: Sequence[Query]) -> list[int]:
-        async with self._conn.pipeline():
+        async with self._batch():
             cursors = [await self._conn.execute(_sql(sql), params) for sql, params in statements]
         return [cursor.rowcount for cursor in cursors]
+
+    @asynccontextmanager
+    async def _batch(self) -> AsyncIterator[None]:
+        """Statements sent together, their answers read in one round trip at the end."""
+        if self._pipeline is None:
+            async with self._conn.pipeline():
+                yield
+        else:  # a pipeline of our own here would first send what the transaction has queued
+            yield
+            await self._pipeline.sync()
 
     async def lock(self, *names: str) -> None:
         """One statement; PostgreSQL evaluates a select list left to right, so the order holds."""
         calls = ", ".join("pg_advisory_xact_lock(hashtext(%s))" for _ in names)
         await self._conn.execute(f"SELECT {calls}", ["cert-verifier:" + name for name in names])
+
+
+@asynccontextmanager
+async def _pipelined_transaction(conn: psycopg.AsyncConnection[dict[str, Any]]) -> AsyncIterator[AsyncPipeline]:
+    """BEGIN and COMMIT queued in a pipeline, so each goes with a statement's round trip (the
+    COMMIT with the last, as the pipeline ends). On any failure (a statement's, the COMMIT's, a
+    cancelled request) it rolls back before the connection goes back to the pool; a broken
+    connection the pool discards."""
+    try:
+        async with conn.pipeline() as pipeline:
+            await conn.execute("BEGIN")
+            try:
+                yield pipeline
+            except BaseException:
+                with suppress(psycopg.Error):
+                    await pipeline.sync()  # what failed aborted the rest: collect it quietly
+                raise
+            await conn.execute("COMMIT")
+    except BaseException:
+        if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+            with suppress(psycopg.Error):
+                await conn.execute("ROLLBACK")
+        raise
 
 
 class PostgresDatabase:
@@ -115,10 +162,16 @@ class PostgresDatabase:
 
     @asynccontextmanager
     async def transaction(self, *, slow: bool = False) -> AsyncIterator[_PostgresConnection]:
-        """``slow`` changes nothing here: every statement is a round trip to the server."""
+        """Not ``slow``: in a pipeline (see the module's doc); ``slow`` (a migration, an import,
+        a purge): one statement at a time, as psycopg runs a transaction."""
         with _store_errors():
-            async with self._pool.connection() as conn, conn.transaction():
-                yield _PostgresConnection(conn)
+            async with self._pool.connection() as conn:
+                if slow:
+                    async with conn.transaction():
+                        yield _PostgresConnection(conn)
+                else:
+                    async with _pipelined_transaction(conn) as pipeline:
+                        yield _PostgresConnection(conn, pipeline)
 
     async def notify(self, channel: str, payload: str) -> None:
         async with self.connection() as db:

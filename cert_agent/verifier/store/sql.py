@@ -96,6 +96,7 @@ _ENTERPRISE = (
 
 _PERSON = "SELECT * FROM persons WHERE person_id = ?"
 _FAILURES = "SELECT method, count FROM failures WHERE account = ? AND day = ?"
+_RESET_FAILURES = "DELETE FROM failures WHERE account = ?"
 _PEOPLE = (
     "SELECT p.*, r.role FROM roles r JOIN persons p USING (person_id) WHERE r.taxpayer_id = ? ORDER BY p.person_id"
 )
@@ -313,7 +314,7 @@ class SqlStore:
     async def reset_all_failures(self, account: str) -> None:
         """A successful login: every method's count starts again."""
         async with self.database.connection() as db:
-            await db.execute("DELETE FROM failures WHERE account = ?", (account,))
+            await db.execute(_RESET_FAILURES, (account,))
 
     # --- login attempts and sessions ----------------------------------------------------------
 
@@ -367,7 +368,7 @@ class SqlStore:
             ]
             if waits:
                 return max(1, math.ceil(max(waits).total_seconds()))
-            await db.execute(
+            await db.write(
                 "INSERT INTO sms_sends (at, attempt_id, person_id, phone) VALUES (?, ?, ?, ?)",
                 (now, attempt_id, person_id, phone),
             )
@@ -440,11 +441,15 @@ class SqlStore:
             return None
         return LoginAttempt.from_state(row["attempt_id"], row["state"], _moment(row["expires_at"]))
 
-    async def drop_attempt(self, attempt_id: str) -> bool:
+    async def drop_attempt(self, attempt_id: str, *, reset_failures_of: str | None = None) -> bool:
         """Delete a login attempt; True if this call deleted it (so one of two parallel
-        requests finishing the same attempt wins)."""
+        requests finishing the same attempt wins). ``reset_failures_of``: the person whose second
+        factor just passed, whose failures ``reset_all_failures`` then clears in the same round
+        trip (they passed whichever request wins)."""
+        drop = ("DELETE FROM login_attempts WHERE attempt_id = ?", (attempt_id,))
+        reset = [(_RESET_FAILURES, (reset_failures_of,))] if reset_failures_of is not None else []
         async with self.database.connection() as db:
-            return await db.execute("DELETE FROM login_attempts WHERE attempt_id = ?", (attempt_id,)) == 1
+            return (await db.execute_each([drop, *reset]))[0] == 1
 
     async def create_session(self, session: Session, now: dt.datetime, audit: AuditEvent | None = None) -> None:
         """``audit``: an entry for the audit log, written after it in the same round trip."""
@@ -458,7 +463,7 @@ class SqlStore:
         async with self.database.transaction() as db:
             if await db.execute("DELETE FROM sessions WHERE session_id = ?", (old_id,)) != 1:
                 return False
-            await db.execute(_INSERT_SESSION, _session_row(session, now))
+            await db.write(_INSERT_SESSION, _session_row(session, now))
         return True
 
     async def session(self, session_id: str, now: dt.datetime) -> Session | None:

@@ -114,6 +114,9 @@ class _SqliteConnection:
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         return await self._database.run(sql, params, lambda cursor: cursor.rowcount)
 
+    async def write(self, sql: str, params: Sequence[Any] = ()) -> None:
+        await self.execute(sql, params)
+
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         return await self._database.run(sql, params, lambda cursor: cursor.fetchone())
 
