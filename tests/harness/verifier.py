@@ -7,9 +7,11 @@ import base64
 import datetime as dt
 import json
 import resource
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -184,6 +186,11 @@ class VerifierProcess:
             preexec_fn=limit,
         )
         assert self.process.stdout is not None and "listening" in self.process.stdout.readline()
+        # The rest of its stdout (with the outbox sender, a line per SMS code sent) goes on being
+        # read, into a file: a full pipe would block the process's event loop in a print.
+        self.out = (self.directory / "stdout.log").open("w", encoding="utf-8")
+        self.drain = threading.Thread(target=shutil.copyfileobj, args=(self.process.stdout, self.out), daemon=True)
+        self.drain.start()
 
     def stop(self) -> str:
         """SIGTERM, as a service manager stops it; what it wrote to stderr."""
@@ -193,7 +200,9 @@ class VerifierProcess:
 
     def _ended(self) -> str:
         assert self.process is not None
-        self.process.communicate(timeout=20)
+        self.process.wait(timeout=20)
+        self.drain.join(timeout=5)
+        self.out.close()
         self.log.close()
         return (self.directory / "stderr.log").read_text(encoding="utf-8")
 
