@@ -29,7 +29,7 @@ from cert_agent.agent.workers.protocol import TokenView
 from cert_agent.common.webeid import auth_token, choose_algorithm, signed_data
 from cert_agent.drivers.catalog import default_catalog
 from cert_agent.drivers.errors import CertificateNotFound, CertificateUnparsable, KeyUnusable
-from cert_agent.drivers.models import CertificateInfo, Token, TokenCertificate
+from cert_agent.drivers.models import CertificateInfo, LibraryProblem, MediumProblem, Token, TokenCertificate
 from cert_agent.drivers.pin import INITIAL_PIN
 
 log = logging.getLogger("cert_agent.server")
@@ -49,11 +49,19 @@ class Connection:
         self._send_lock = asyncio.Lock()
 
     async def send(self, message: dict[str, Any]) -> None:
+        await self._send_text(json.dumps(message, ensure_ascii=False))
+
+    async def reply(self, request_id: protocol.RequestId, result: dict[str, Any] | JsonText) -> None:
+        """The answer to request ``request_id``: ``{"id": …, "result": …}``."""
+        text = result.text if isinstance(result, JsonText) else json.dumps(result, ensure_ascii=False)
+        await self._send_text('{"id": ' + json.dumps(request_id) + ', "result": ' + text + "}")
+
+    async def _send_text(self, text: str) -> None:
         if self.ws.closed:
             return
         async with self._send_lock:
             with contextlib.suppress(ConnectionResetError):
-                await self.ws.send_str(json.dumps(message, ensure_ascii=False))
+                await self.ws.send_str(text)
 
     def pin_attempt(self, token_id: str) -> contextlib.AbstractContextManager[None]:
         """Admit one PIN-bearing request for ``token_id`` through the connection's, the
@@ -79,7 +87,14 @@ class PinLimits:
         )
 
 
-Handler = Callable[[Connection, TokenService, dict[str, Any]], Awaitable[dict[str, Any]]]
+@dataclass(frozen=True)
+class JsonText:
+    """A result already encoded as JSON, sent as it is."""
+
+    text: str
+
+
+Handler = Callable[[Connection, TokenService, dict[str, Any]], Awaitable[dict[str, Any] | JsonText]]
 
 
 async def hello(conn: Connection, service: TokenService, params: dict[str, Any]) -> dict[str, Any]:
@@ -106,9 +121,32 @@ async def pair(conn: Connection, service: TokenService, params: dict[str, Any]) 
     return {"pairingKey": base64.b64encode(key).decode("ascii")}
 
 
-async def list_certificates(conn: Connection, service: TokenService, params: dict[str, Any]) -> dict[str, Any]:
+async def list_certificates(conn: Connection, service: TokenService, params: dict[str, Any]) -> JsonText:
     await service.up_to_date()
-    return {"tokens": [token_json(view) for view in service.tokens()], "problems": problems_json(service)}
+    return _LISTING.answer(tuple(service.tokens()), service.problems())
+
+
+class _Listing:
+    """``listCertificates``' answer as JSON text, encoded again only when a token or a problem
+    changed: encoding every certificate was most of the call's own cost (issue 23). A view is
+    compared by identity (``TokenService`` hands out the same view object until a scan or a PIN
+    count changes it) and held while cached, so its id cannot be reused for another."""
+
+    def __init__(self) -> None:
+        self._views: tuple[TokenView, ...] = ()
+        self._problems: tuple[LibraryProblem | MediumProblem, ...] | None = None
+        self._answer = JsonText("")
+
+    def answer(self, views: tuple[TokenView, ...], problems: tuple[LibraryProblem | MediumProblem, ...]) -> JsonText:
+        same = len(views) == len(self._views) and all(a is b for a, b in zip(views, self._views, strict=True))
+        if not same or problems != self._problems:
+            listing = {"tokens": [token_json(view) for view in views], "problems": [p.to_dict() for p in problems]}
+            self._answer = JsonText(json.dumps(listing, ensure_ascii=False))
+            self._views, self._problems = views, problems
+        return self._answer
+
+
+_LISTING = _Listing()
 
 
 async def authenticate(conn: Connection, service: TokenService, params: dict[str, Any]) -> dict[str, Any]:
@@ -188,7 +226,3 @@ def _certificate(service: TokenService, token_id: str, cert_id: bytes) -> tuple[
 
 def token_json(view: TokenView) -> dict[str, Any]:
     return {**view.token.to_dict(), "certificates": [c.to_dict() for c in view.certificates]}
-
-
-def problems_json(service: TokenService) -> list[dict[str, Any]]:
-    return [problem.to_dict() for problem in service.problems()]

@@ -137,7 +137,7 @@ async def _serve(conn: Connection, service: TokenService, text: str) -> None:
         # refusals and failures stay at INFO
         log.debug("%s request %r from %s", request.method, request.id, conn.origin)
         result = await handler(conn, service, request.params)
-        await conn.send({"id": request.id, "result": result})
+        await conn.reply(request.id, result)
     except protocol.RequestError as exc:
         await conn.send({"id": exc.request_id, "error": exc.error.to_dict()})
     except CertAgentError as exc:

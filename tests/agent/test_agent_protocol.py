@@ -375,6 +375,8 @@ async def test_the_last_try_of_the_known_limit_is_shown_and_held_back_from_pages
     # even the right one, is not presented: the last try is the user's own (cert-agent verify-pin).
     async with running_agent(fresh_fixtures, pin_max_tries=3) as agent, connect(agent) as client:
         token_id, _ = certificate_of(fresh_fixtures, "hairun-ec")
+        before = await client.call("listCertificates")  # the answer kept as text until a token changes
+        assert {t["tokenId"]: t["pinState"] for t in before["result"]["tokens"]}[token_id] != "final_try"
         replies = [await client.call("verifyPin", tokenId=token_id, pin="000000") for _ in range(2)]
         assert [r["error"].get("triesLeft") for r in replies] == [2, 1]
         final = await _pin_state_event(client, "final_try")
