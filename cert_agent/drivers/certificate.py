@@ -37,7 +37,7 @@ def parse_certificate(der: bytes) -> CertificateInfo:
     try:
         cert = x509.load_der_x509_certificate(der)
         return _describe(der, cert)
-    except (ValueError, TypeError, KeyError, IndexError) as exc:  # bad DER (cryptography, asn1crypto)
+    except (ValueError, TypeError, KeyError, IndexError, x509.InvalidVersion) as exc:  # bad DER, a version past v3
         raise CertificateUnparsable(type(exc).__name__) from None
 
 

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from cert_agent.agent.tokens.pins import PinAccounting
 from cert_agent.common.algorithms import SignatureAlgorithm
 from cert_agent.common.errors import CertAgentError
+from cert_agent.drivers.certificate import parse_certificate
 from cert_agent.drivers.errors import (
     CertificateUnparsable,
     MechanismNotSupported,
@@ -86,6 +88,13 @@ def test_token_with_two_certificates_lists_both(driver: Pkcs11Driver, fixtures: 
     certs = driver.certificates(_token(driver, fixtures, "two-certs"))
     assert {c.cert_id for c in certs} == {c.cert_id for c in fixtures.token("two-certs").certs}
     assert {c.info.key_type for c in certs if c.info} == {"EC", "RSA"}
+
+
+def test_a_certificate_of_a_version_past_v3_is_unparsable_not_an_error(fixtures: Fixtures) -> None:
+    der = fixtures.certificate("hairun-ec").public_bytes(Encoding.DER)
+    version = der.index(b"\xa0\x03\x02\x01\x02") + 4  # [0] INTEGER 2: v3
+    with pytest.raises(CertificateUnparsable):  # cryptography raises InvalidVersion here, not ValueError
+        parse_certificate(der[:version] + b"\x12" + der[version + 1 :])
 
 
 def test_unparsable_certificate_is_reported_and_the_others_still_listed(

@@ -91,6 +91,23 @@ async def test_each_structural_defect_has_its_code(fixtures: Fixtures, change: d
     assert caught.value.code == code
 
 
+def past_v3(der: bytes) -> bytes:
+    """The certificate with its X.509 version field (``[0] INTEGER 2`` for v3) made 18."""
+    version = der.index(b"\xa0\x03\x02\x01\x02") + 4
+    return der[:version] + b"\x12" + der[version + 1 :]
+
+
+async def test_a_certificate_of_a_version_past_v3_is_refused_with_a_documented_code(fixtures: Fixtures) -> None:
+    # cryptography refuses such a certificate with InvalidVersion, not ValueError (found by the fuzz test)
+    value = nonce()
+    token = make_auth_token(fixtures, "hairun-ec", ORIGIN, value)
+    der = past_v3(base64.b64decode(token["unverifiedCertificate"]))
+    token["unverifiedCertificate"] = base64.b64encode(der).decode()
+    with pytest.raises(AuthTokenInvalid) as caught:
+        await validator(fixtures).validate(token, value)
+    assert caught.value.code == "CERT_UNTRUSTED"  # its issuer's signature no longer holds
+
+
 async def test_missing_revocation_source_fails_closed_or_open_as_configured(fixtures: Fixtures) -> None:
     value = nonce()
     token = make_auth_token(fixtures, "hairun-ec", ORIGIN, value)

@@ -134,5 +134,5 @@ def taxpayer_id_of(der: bytes) -> TaxpayerId | None:
     read a leniently encoded certificate (such a certificate logs no taxpayer in)."""
     try:
         return taxpayer_id_in_name(x509.load_der_x509_certificate(der).subject)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):  # InvalidVersion: an X.509 version past v3
         return None

@@ -196,7 +196,7 @@ class AuthTokenValidator:
         except (CertRevoked, CertStatusUnknown):
             self.ocsp_status.answered(at)  # the responder answered: that the answer is "no" is the token's fault
             raise
-        except ValueError:
+        except (ValueError, x509.InvalidVersion):
             self.ocsp_status.failed(at, "certificate unreadable")
             raise RevocationUnavailable("the certificate cannot be read for OCSP") from None
         except (RevocationUnavailable, OcspResponseInvalid) as exc:
