@@ -77,3 +77,54 @@ def test_a_traceback_is_written_as_text_made_when_it_was_logged_in_json_too() ->
         entry = json.loads(written.read())
     assert entry["message"] == "it failed for this reason"
     assert "ValueError: the cause" in entry["exception"] and "Traceback" in entry["exception"]
+
+
+class _Lines(logging.Handler):
+    """A handler that keeps what it is given, in order, with the moment it was written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[tuple[float, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((time.monotonic(), record.getMessage()))
+
+
+def _logger_to(background: BackgroundLog, name: str) -> logging.Logger:
+    logger = logging.getLogger(name)
+    logger.propagate, logger.level = False, logging.INFO
+    logger.addHandler(background.handler)
+    return logger
+
+
+def test_info_lines_gather_and_a_warning_has_them_all_written_at_once() -> None:
+    sink = _Lines()
+    background = BackgroundLog([sink], gather=30.0)  # far longer than the test waits
+    logger = _logger_to(background, "test.logthread.gather")
+    try:
+        logger.info("first")
+        logger.info("second")
+        time.sleep(0.3)
+        assert sink.lines == []  # gathering: the writer has not been woken again for them
+        warned = time.monotonic()
+        logger.warning("the failure")
+        deadline = warned + 5
+        while len(sink.lines) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [line for _, line in sink.lines] == ["first", "second", "the failure"]
+        assert sink.lines[-1][0] - warned < 5  # not the 30 s of gathering
+    finally:
+        background.stop()
+        logger.removeHandler(background.handler)
+
+
+def test_stopping_writes_what_gathered_without_waiting_out_the_gathering() -> None:
+    sink = _Lines()
+    background = BackgroundLog([sink], gather=30.0)
+    logger = _logger_to(background, "test.logthread.stop")
+    logger.info("the last line")
+    started = time.monotonic()
+    background.stop(wait=10)
+    logger.removeHandler(background.handler)
+    assert [line for _, line in sink.lines] == ["the last line"]
+    assert time.monotonic() - started < 10
