@@ -246,12 +246,8 @@ class LoginService:
         if attempt.kind is LoginKind.ENTERPRISE and not attempt.cross_region:  # straight to the session
             return await self._open_session(attempt, state.person_id, attempt.taxpayer_id, None, now, passed=True)
         await self.store.reset_all_failures(state.person_id)
-        if attempt.kind is LoginKind.ENTERPRISE:
-            identities = (
-                await self._identity_choices(await self.store.enterprise(attempt.taxpayer_id))
-                if attempt.cross_region
-                else []
-            )
+        if attempt.kind is LoginKind.ENTERPRISE:  # with 特定主体 when the attempt began
+            identities = await self._identity_choices(await self.store.enterprise(attempt.taxpayer_id))
             if len(identities) > 1:  # 特定主体: which of the enterprise's identities to enter
                 await self.store.update_attempt(replace(attempt, step=Step.CHOOSE_IDENTITY))
                 return {"identityChoices": identities}
