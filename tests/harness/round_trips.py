@@ -7,6 +7,7 @@ code under test."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -43,10 +44,11 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, spok
 async def counting_proxy(host: str, port: int) -> AsyncIterator[RoundTrips]:
     """A proxy on a free loopback port to ``host:port``; its ``port`` and running ``count``."""
     trips = RoundTrips()
+    numbers = itertools.count()  # each connection its own number (an id() may be reused)
     running: set[asyncio.Future[tuple[None, None]]] = set()
 
     async def serve(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        connection = id(client_writer)
+        connection = next(numbers)
         server_reader, server_writer = await asyncio.open_connection(host, port)
         both = asyncio.gather(
             _pipe(client_reader, server_writer, lambda: trips._client_spoke(connection)),
