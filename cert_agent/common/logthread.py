@@ -61,6 +61,7 @@ class _DroppingQueueHandler(QueueHandler):
             if self.dropped:
                 self.queue.put_nowait(self._dropped_notice())
                 self.dropped = 0
+                self._urgent.set()  # the notice is a WARNING
             self.queue.put_nowait(record)
         except queue.Full:
             self.dropped += 1
