@@ -23,7 +23,7 @@ import logging
 import resource
 import socket
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from aiohttp import web
 
@@ -97,8 +97,8 @@ class HttpGuard:
             timer.cancel()
         victim.close()
 
-    @contextlib.asynccontextmanager
-    async def answering(self, transport: asyncio.BaseTransport | None) -> AsyncIterator[None]:
+    @contextlib.contextmanager
+    def answering(self, transport: asyncio.BaseTransport | None) -> Iterator[None]:
         """Around a handler: no deadline while it answers, a new one after (keep-alive)."""
         if transport is None or transport not in self._open:
             yield
@@ -125,5 +125,5 @@ async def guarded(
     guard = request.app.get(GUARD_KEY)
     if guard is None:  # an app run without the guard (tests that use aiohttp's own runner)
         return await handler(request)
-    async with guard.answering(request.transport):
+    with guard.answering(request.transport):
         return await handler(request)

@@ -63,7 +63,7 @@ from cert_agent.verifier.factors import SecondFactor, Verdict
 from cert_agent.verifier.factors.scan import request_hash, request_of
 from cert_agent.verifier.masking import mask_name, mask_phone
 from cert_agent.verifier.store import Action, AuditEntry, LoginAttempt, LoginKind, Session, Step, Store
-from cert_agent.verifier.store.records import App, AuditEvent, Enterprise, FactorState, ScanOutcome
+from cert_agent.verifier.store.records import App, AuditEvent, Enterprise, FactorState, Parties, ScanOutcome
 from cert_agent.verifier.validation import AuthTokenValidator
 
 CST = dt.timezone(dt.timedelta(hours=8), "CST")
@@ -175,10 +175,10 @@ class LoginService:
 
     async def _begin(self, attempt_id: str, person_id: str, factor: SecondFactor, choice: int = 0) -> dict[str, Any]:
         now = self.clock()
-        attempt = await self._attempt(attempt_id, now, Action.BEGIN_FACTOR)  # a resend is at SECOND_FACTOR
+        found, person, failures = await self.store.attempt_and_person(attempt_id, now, person_id, cst_day(now))
+        attempt = _live(found, Action.BEGIN_FACTOR)  # a resend is at SECOND_FACTOR
         if person_id not in attempt.persons:
             raise NoRelationship(person_id)
-        person, failures = await self.store.person_and_failures(person_id, cst_day(now))
         _check_lock(failures, now)
         if person is None:  # removed since the attempt listed them
             raise NoRelationship(person_id)
@@ -483,12 +483,7 @@ class LoginService:
 
     async def _attempt(self, attempt_id: str, now: dt.datetime, action: Action) -> LoginAttempt:
         """The live attempt, at a step that accepts ``action`` (else LOGIN_EXPIRED, unchanged)."""
-        attempt = await self.store.attempt(attempt_id, now)
-        if attempt is None:
-            raise LoginExpired()
-        if not attempt.accepts(action):
-            raise LoginExpired(_NOT_NOW[action])
-        return attempt
+        return _live(await self.store.attempt(attempt_id, now), action)
 
     async def _clients(self, agency_id: str, now: dt.datetime) -> list[dict[str, str]]:
         today = now.astimezone(CST).date()
@@ -525,11 +520,16 @@ class LoginService:
             raise LoginExpired()
         event = "login_agency" if agency_id else "login_enterprise"
         audit = AuditEvent(now, person_id, taxpayer_id, event, agency_id or identity_id or "")
-        await self.store.create_session(session, now, audit)
-        return {"sessionId": session.session_id, **(await self.describe(session))}
+        parties = await self.store.create_session(session, now, audit)
+        return {"sessionId": session.session_id, **(await self._described(session, parties))}
 
     async def describe(self, session: Session) -> dict[str, Any]:
-        person, enterprise, agency = await self.store.parties(session.person_id, session.taxpayer_id, session.agency_id)
+        return await self._described(
+            session, await self.store.parties(session.person_id, session.taxpayer_id, session.agency_id)
+        )
+
+    async def _described(self, session: Session, parties: Parties) -> dict[str, Any]:
+        person, enterprise, agency = parties
         choices = [] if agency else await self._identity_choices(enterprise)
         identity = next((c for c in choices if c["identityId"] == (session.identity_id or "")), None)
         return {
@@ -542,6 +542,15 @@ class LoginService:
             "taxAuthority": (identity or {}).get("taxAuthority", ""),
             "expiresAt": session.expires_at.isoformat(),
         }
+
+
+def _live(attempt: LoginAttempt | None, action: Action) -> LoginAttempt:
+    """The attempt the store found live, at a step that accepts ``action`` (else LOGIN_EXPIRED)."""
+    if attempt is None:
+        raise LoginExpired()
+    if not attempt.accepts(action):
+        raise LoginExpired(_NOT_NOW[action])
+    return attempt
 
 
 def _check_lock(failures: dict[str, int], now: dt.datetime) -> None:

@@ -119,7 +119,7 @@ async def test_attempts_move_through_their_steps_and_are_finished_once(store: Sq
 
 async def test_sessions_are_found_until_they_expire_or_end(store: SqlStore) -> None:
     session = Session("s-1", "p-zhang", HAIRUN, None, NOW + dt.timedelta(minutes=30))
-    await store.create_session(session, NOW)
+    assert await store.create_session(session, NOW) == await store.parties("p-zhang", HAIRUN, None)
     assert await store.session("s-1", NOW) == session
     assert await store.session("s-1", NOW + dt.timedelta(minutes=31)) is None
     await store.end_session("s-1")
@@ -140,6 +140,21 @@ async def test_a_change_and_its_audit_entry_are_written_together(store: SqlStore
     ]
 
 
+async def test_a_session_of_an_agency_is_created_with_its_three_parties(store: SqlStore) -> None:
+    agency_id = TAXPAYERS["xinda"].taxpayer_id
+    session = Session("s-1", "p-zhang", HAIRUN, agency_id, NOW + dt.timedelta(minutes=30))
+    assert await store.create_session(session, NOW) == await store.parties("p-zhang", HAIRUN, agency_id)
+
+
+async def test_a_session_id_taken_fails_the_creation_and_writes_no_audit_entry(store: SqlStore) -> None:
+    session = Session("s-1", "p-zhang", HAIRUN, None, NOW + dt.timedelta(minutes=30))
+    await store.create_session(session, NOW)
+    with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)):
+        await store.create_session(session, NOW, AuditEvent(NOW, "p-zhang", HAIRUN, "login_enterprise", ""))
+    assert await store.history("p-zhang") == []
+    assert await store.session("s-1", NOW) == session  # the first one stands
+
+
 async def test_the_combined_reads_answer_as_the_single_reads_do(store: SqlStore) -> None:
     agency_id = TAXPAYERS["xinda"].taxpayer_id
     assert await store.enterprise_and_people(HAIRUN) == (await store.enterprise(HAIRUN), await store.people_of(HAIRUN))
@@ -150,11 +165,19 @@ async def test_the_combined_reads_answer_as_the_single_reads_do(store: SqlStore)
         None,
     )
     await store.record_failure("p-zhang", "sms", DAY)
-    assert await store.person_and_failures("p-zhang", DAY) == (
+    await store.save_attempt(attempt("a-1"))
+    assert await store.attempt_and_person("a-1", NOW, "p-zhang", DAY) == (
+        await store.attempt("a-1", NOW),
         await store.person("p-zhang"),
         await store.failures_by_method("p-zhang", DAY),
     )
-    assert await store.person_and_failures("p-nobody", DAY) == (None, {})
+    later = NOW + dt.timedelta(minutes=11)  # the attempt expired: the person is still read
+    assert await store.attempt_and_person("a-1", later, "p-zhang", DAY) == (
+        None,
+        await store.person("p-zhang"),
+        await store.failures_by_method("p-zhang", DAY),
+    )
+    assert await store.attempt_and_person("a-none", NOW, "p-nobody", DAY) == (None, None, {})
     assert await store.parties("p-nobody", HAIRUN, agency_id) == (
         None,
         await store.enterprise(HAIRUN),

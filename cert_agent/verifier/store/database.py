@@ -45,6 +45,11 @@ class Connection(Protocol):
         transaction, such as a change and its audit entry."""
         ...
 
+    async def fetch_after(self, writes: Sequence[Query], queries: Sequence[Query]) -> list[list[Row]]:
+        """``writes`` as ``execute_each``, then reads as ``fetch_each`` (which see the writes):
+        one round trip on PostgreSQL; when a write fails, nothing after it is run."""
+        ...
+
     async def lock(self, *names: str) -> None:
         """Hold locks named ``names`` until this transaction ends, taken in the order given (one
         round trip): what lets several verifier instances check and write a limit without both

@@ -85,6 +85,13 @@ class _PostgresConnection:
             cursors = [await self._conn.execute(_sql(sql), params) for sql, params in statements]
         return [cursor.rowcount for cursor in cursors]
 
+    async def fetch_after(self, writes: Sequence[Query], queries: Sequence[Query]) -> list[list[Row]]:
+        async with self._batch():
+            for sql, params in writes:
+                await self._conn.execute(_sql(sql), params)
+            cursors = [await self._conn.execute(_sql(sql), params) for sql, params in queries]
+        return [list(await cursor.fetchall()) for cursor in cursors]
+
     @asynccontextmanager
     async def _batch(self) -> AsyncIterator[None]:
         """Statements sent together, their answers read in one round trip at the end."""

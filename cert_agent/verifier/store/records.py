@@ -82,6 +82,10 @@ class Agreement:
         return self.status == AGREEMENT_STATUSES[0] and self.valid_from <= day <= self.valid_to
 
 
+# a session's person, enterprise and agency (代理业务), as the store reads them (None: gone since)
+Parties = tuple[Person | None, Enterprise | None, Enterprise | None]
+
+
 @dataclass(frozen=True)
 class Session:
     """A logged-in person acting for an enterprise (or, 代理业务, for a client through an

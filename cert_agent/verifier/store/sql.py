@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from cert_agent.verifier.store.database import Database
+from cert_agent.verifier.store.database import Database, Query, Row
 from cert_agent.verifier.store.records import (
     ROLES,
     Agreement,
@@ -29,6 +29,7 @@ from cert_agent.verifier.store.records import (
     CrossRegionIdentity,
     Enterprise,
     LoginAttempt,
+    Parties,
     Person,
     ScanOutcome,
     ScanRequest,
@@ -97,9 +98,36 @@ _ENTERPRISE = (
 _PERSON = "SELECT * FROM persons WHERE person_id = ?"
 _FAILURES = "SELECT method, count FROM failures WHERE account = ? AND day = ?"
 _RESET_FAILURES = "DELETE FROM failures WHERE account = ?"
-_PEOPLE = (
-    "SELECT p.*, r.role FROM roles r JOIN persons p USING (person_id) WHERE r.taxpayer_id = ? ORDER BY p.person_id"
+_PEOPLE = (  # ordered as the roles' key is (no sort)
+    "SELECT p.*, r.role FROM roles r JOIN persons p USING (person_id) WHERE r.taxpayer_id = ? ORDER BY r.person_id"
 )
+
+
+_ATTEMPT = "SELECT * FROM login_attempts WHERE attempt_id = ?"
+
+
+def _live_attempt(row: Row | None, now: dt.datetime) -> LoginAttempt | None:
+    """The attempt in ``row``, unless there is none or it has expired."""
+    if row is None or _moment(row["expires_at"]) <= now:
+        return None
+    return LoginAttempt.from_state(row["attempt_id"], row["state"], _moment(row["expires_at"]))
+
+
+def _person_or_none(rows: list[Row]) -> Person | None:
+    return _person(rows[0]) if rows else None
+
+
+def _parties_queries(person_id: str, taxpayer_id: str, agency_id: str | None) -> list[Query]:
+    """What ``_parties`` reads: the person, the enterprise, and the agency if there is one."""
+    queries: list[Query] = [(_PERSON, (person_id,)), (_ENTERPRISE, (taxpayer_id,))]
+    return [*queries, (_ENTERPRISE, (agency_id,))] if agency_id else queries
+
+
+def _parties(rows: list[list[Row]]) -> Parties:
+    person = _person_or_none(rows[0])
+    enterprise = _enterprise(rows[1][0]) if rows[1] else None
+    agency = _enterprise(rows[2][0]) if len(rows) > 2 and rows[2] else None
+    return person, enterprise, agency
 
 
 def _with_roles(rows: list[Any], key: str, record: Callable[[Any], T]) -> list[tuple[T, list[str]]]:
@@ -253,15 +281,9 @@ class SqlStore:
         self, person_id: str, taxpayer_id: str, agency_id: str | None
     ) -> tuple[Person | None, Enterprise | None, Enterprise | None]:
         """A session's person, enterprise and agency (if any), in one round trip."""
-        queries = [(_PERSON, (person_id,)), (_ENTERPRISE, (taxpayer_id,))]
-        if agency_id:
-            queries.append((_ENTERPRISE, (agency_id,)))
         async with self.database.connection() as db:
-            rows = await db.fetch_each(queries)
-        person = _person(rows[0][0]) if rows[0] else None
-        enterprise = _enterprise(rows[1][0]) if rows[1] else None
-        agency = _enterprise(rows[2][0]) if agency_id and rows[2] else None
-        return person, enterprise, agency
+            rows = await db.fetch_each(_parties_queries(person_id, taxpayer_id, agency_id))
+        return _parties(rows)
 
     async def agreements_of(self, agency_id: str) -> list[Agreement]:
         async with self.database.connection() as db:
@@ -304,12 +326,6 @@ class SqlStore:
         async with self.database.connection() as db:
             rows = await db.fetchall(_FAILURES, (account, day))
         return _failures(rows)
-
-    async def person_and_failures(self, person_id: str, day: str) -> tuple[Person | None, dict[str, int]]:
-        """``person`` and ``failures_by_method`` (their account is their id) in one round trip."""
-        async with self.database.connection() as db:
-            person, failures = await db.fetch_each([(_PERSON, (person_id,)), (_FAILURES, (person_id, day))])
-        return (_person(person[0]) if person else None), _failures(failures)
 
     async def reset_all_failures(self, account: str) -> None:
         """A successful login: every method's count starts again."""
@@ -436,10 +452,18 @@ class SqlStore:
 
     async def attempt(self, attempt_id: str, now: dt.datetime) -> LoginAttempt | None:
         async with self.database.connection() as db:
-            row = await db.fetchone("SELECT * FROM login_attempts WHERE attempt_id = ?", (attempt_id,))
-        if row is None or _moment(row["expires_at"]) <= now:
-            return None
-        return LoginAttempt.from_state(row["attempt_id"], row["state"], _moment(row["expires_at"]))
+            row = await db.fetchone(_ATTEMPT, (attempt_id,))
+        return _live_attempt(row, now)
+
+    async def attempt_and_person(
+        self, attempt_id: str, now: dt.datetime, person_id: str, day: str
+    ) -> tuple[LoginAttempt | None, Person | None, dict[str, int]]:
+        """``attempt``, the person and their ``failures_by_method`` (their account is their id)
+        in one round trip; the person is read whether or not the attempt lists them."""
+        queries = [(_ATTEMPT, (attempt_id,)), (_PERSON, (person_id,)), (_FAILURES, (person_id, day))]
+        async with self.database.connection() as db:
+            attempt, person, failures = await db.fetch_each(queries)
+        return _live_attempt(attempt[0] if attempt else None, now), _person_or_none(person), _failures(failures)
 
     async def drop_attempt(self, attempt_id: str, *, reset_failures_of: str | None = None) -> bool:
         """Delete a login attempt; True if this call deleted it (so one of two parallel
@@ -451,11 +475,15 @@ class SqlStore:
         async with self.database.connection() as db:
             return (await db.execute_each([drop, *reset]))[0] == 1
 
-    async def create_session(self, session: Session, now: dt.datetime, audit: AuditEvent | None = None) -> None:
-        """``audit``: an entry for the audit log, written after it in the same round trip."""
+    async def create_session(self, session: Session, now: dt.datetime, audit: AuditEvent | None = None) -> Parties:
+        """The session begins; ``audit``: an entry for the audit log, written after it. Returns
+        its ``parties``, read after the writes in the same round trip."""
+        writes: list[Query] = [(_INSERT_SESSION, _session_row(session, now))]
+        writes += [(_INSERT_AUDIT, _audit_row(audit))] if audit else []
+        reads = _parties_queries(session.person_id, session.taxpayer_id, session.agency_id)
         async with self.database.connection() as db:
-            insert = (_INSERT_SESSION, _session_row(session, now))
-            await db.execute_each([insert] + ([(_INSERT_AUDIT, _audit_row(audit))] if audit else []))
+            rows = await db.fetch_after(writes, reads)
+        return _parties(rows)
 
     async def replace_session(self, old_id: str, session: Session, now: dt.datetime) -> bool:
         """The session ``old_id`` ends and ``session`` (a new id) begins, in one transaction;

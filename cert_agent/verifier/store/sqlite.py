@@ -46,8 +46,18 @@ def _value(value: Any) -> Any:
     return value
 
 
-def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
-    return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
+def _rows(cursor: sqlite3.Cursor) -> list[Row]:
+    """The statement's rows as dicts (the column names read once per statement, not per row)."""
+    rows = cursor.fetchall()
+    if not rows:
+        return []
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def _first_row(cursor: sqlite3.Cursor) -> Row | None:
+    row = cursor.fetchone()
+    return None if row is None else dict(zip([column[0] for column in cursor.description], row, strict=True))
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -68,7 +78,6 @@ def _connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
     """The service's connection, set up on the store's thread (opening may wait for a lock)."""
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)  # the loop and the thread, in turn
     try:
-        db.row_factory = _dict_row
         # first, so that a file another process is setting up is waited for, not refused
         db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         _switch_to_wal(db, busy_timeout_ms / 1000)
@@ -118,16 +127,20 @@ class _SqliteConnection:
         await self.execute(sql, params)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        return await self._database.run(sql, params, lambda cursor: cursor.fetchone())
+        return await self._database.run(sql, params, _first_row)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return await self._database.run(sql, params, lambda cursor: cursor.fetchall())
+        return await self._database.run(sql, params, _rows)
 
     async def fetch_each(self, queries: Sequence[Query]) -> list[list[Row]]:
         return [await self.fetchall(sql, params) for sql, params in queries]  # on the loop: no round trips
 
     async def execute_each(self, statements: Sequence[Query]) -> list[int]:
         return [await self.execute(sql, params) for sql, params in statements]
+
+    async def fetch_after(self, writes: Sequence[Query], queries: Sequence[Query]) -> list[list[Row]]:
+        await self.execute_each(writes)
+        return await self.fetch_each(queries)
 
     async def lock(self, *names: str) -> None:
         """Nothing to do: a transaction here holds the whole file (BEGIN IMMEDIATE)."""
