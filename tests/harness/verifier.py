@@ -155,6 +155,7 @@ class VerifierProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.origin = origin or self.url
         self.directory = directory
+        self.database = database  # None: SQLite in directory
         directory.mkdir(parents=True, exist_ok=True)
         self.config = directory / "verifier.toml"
         self.config.write_text(
