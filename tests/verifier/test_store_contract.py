@@ -286,6 +286,16 @@ async def test_a_transaction_commits_its_queued_writes_and_the_counted_ones(stor
     assert await challenges(store) == {"queued", "counted", "last"}
 
 
+async def test_a_queued_write_tells_its_row_count_once_the_transaction_has_ended(store: SqlStore) -> None:
+    await store.add_challenge("old", NOW)
+    async with store.database.transaction() as db:
+        none = await db.write("DELETE FROM challenges WHERE nonce = ?", ("never-issued",))
+        one = await db.write("DELETE FROM challenges WHERE nonce = ?", ("old",))
+        inserted = await db.write("INSERT INTO challenges SELECT ?, ? WHERE 1 = 0", ("never", NOW))
+    assert (none.rowcount, one.rowcount, inserted.rowcount) == (0, 1, 0)
+    assert await challenges(store) == set()
+
+
 async def test_a_transaction_whose_last_queued_write_fails_keeps_none_of_its_statements(
     store: SqlStore, caplog: pytest.LogCaptureFixture
 ) -> None:

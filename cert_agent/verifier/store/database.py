@@ -20,15 +20,23 @@ Row = Mapping[str, Any]
 Query = tuple[str, Sequence[Any]]  # a statement and its parameters
 
 
+class Written(Protocol):
+    """What ``Connection.write`` returns."""
+
+    @property
+    def rowcount(self) -> int: ...  # the rows the statement changed (read after the transaction)
+
+
 class Connection(Protocol):
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; the number of rows it changed."""
         ...
 
-    async def write(self, sql: str, params: Sequence[Any] = ()) -> None:
-        """A statement whose row count is not needed. In a transaction on PostgreSQL it is sent
-        with the next statement that is waited for (at the latest the COMMIT), and a failure of
-        it fails that statement: the transaction fails as a whole either way."""
+    async def write(self, sql: str, params: Sequence[Any] = ()) -> Written:
+        """A statement whose row count is not needed before the transaction ends. In a
+        transaction on PostgreSQL it is sent with the next statement that is waited for (at the
+        latest the COMMIT), and a failure of it fails that statement: the transaction fails as a
+        whole either way. Its row count is known once the transaction has ended."""
         ...
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...

@@ -28,7 +28,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from cert_agent.verifier.errors import StoreUnavailable
-from cert_agent.verifier.store.database import Query, Row
+from cert_agent.verifier.store.database import Query, Row, Written
 from cert_agent.verifier.store.schema import Dialect
 
 STATEMENT_TIMEOUT_MS = 5000
@@ -64,8 +64,8 @@ class _PostgresConnection:
             await self._pipeline.sync()  # its row count, and what was queued before it
         return cursor.rowcount
 
-    async def write(self, sql: str, params: Sequence[Any] = ()) -> None:
-        await self._conn.execute(_sql(sql), params)  # in a pipeline: sent with the next round trip
+    async def write(self, sql: str, params: Sequence[Any] = ()) -> Written:
+        return await self._conn.execute(_sql(sql), params)  # in a pipeline: sent with the next round trip
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         cursor = await self._conn.execute(_sql(sql), params)

@@ -130,6 +130,17 @@ def _parties(rows: list[list[Row]]) -> Parties:
     return person, enterprise, agency
 
 
+def _sms_windows(attempt_id: str, person_id: str, phone: str, limits: SmsLimits) -> list[tuple[str, str, int, int]]:
+    """Each SMS send limit as (column, value, seconds, n): at most n sends with that value in
+    the last so many seconds (the resend interval: one per attempt and per person)."""
+    keys = [("attempt_id", attempt_id), ("person_id", person_id), ("phone", phone)]
+    counted = [limits.per_attempt, limits.per_person, limits.per_phone]
+    windows = [(column, value, limits.interval, 1) for column, value in keys[:2] if limits.interval > 0]
+    return windows + [
+        (column, value, limit.seconds, limit.count) for (column, value), limit in zip(keys, counted, strict=True)
+    ]
+
+
 def _with_roles(rows: list[Any], key: str, record: Callable[[Any], T]) -> list[tuple[T, list[str]]]:
     """Rows of (a record, one role) as each record with all its roles (in ROLES order)."""
     grouped: dict[str, tuple[T, list[str]]] = {}
@@ -353,42 +364,37 @@ class SqlStore:
         self, attempt_id: str, person_id: str, phone: str, now: dt.datetime, limits: SmsLimits
     ) -> int:
         """Record one SMS send if every limit allows it and return 0; otherwise record nothing
-        and return the seconds until one would. Checked and recorded under one lock, so
+        and return the seconds until one would. Checked and recorded under one lock, in one
+        statement (so BEGIN, the lock, the send and COMMIT are one round trip on PostgreSQL):
         parallel requests (on any instance) cannot pass a limit together."""
-        keys = [("attempt_id", attempt_id), ("person_id", person_id), ("phone", phone)]
-        counted = [limits.per_attempt, limits.per_person, limits.per_phone]
+        windows = _sms_windows(attempt_id, person_id, phone, limits)
+        nth_latest = [
+            f"(SELECT at FROM sms_sends WHERE {column} = ? AND at > ? ORDER BY at DESC LIMIT 1 OFFSET ?)"
+            for column, _, _, _ in windows
+        ]
+        params = [p for _, value, seconds, n in windows for p in (value, now - dt.timedelta(seconds=seconds), n - 1)]
         async with self.database.transaction() as db:
             # in this order always, so two sends never wait for each other in a circle
             await db.lock("sms:attempt:" + attempt_id, "sms:person:" + person_id, "sms:phone:" + phone)
-
-            # The n-th latest send per key within each window, in one statement: a window
-            # holding n sends already is full until its n-th latest send leaves it.
-            windows = [(column, value, limits.interval, 1) for column, value in keys[:2] if limits.interval > 0]
-            windows += [
-                (column, value, limit.seconds, limit.count)
-                for (column, value), limit in zip(keys, counted, strict=True)
-            ]
-            nth_latest = ", ".join(
-                f"(SELECT at FROM sms_sends WHERE {column} = ? AND at > ? ORDER BY at DESC LIMIT 1 OFFSET ?) AS w{i}"
-                for i, (column, _, _, _) in enumerate(windows)
+            # a window holding n sends already is full until its n-th latest send leaves it
+            sent = await db.write(
+                "INSERT INTO sms_sends (at, attempt_id, person_id, phone) SELECT ?, ?, ?, ? WHERE "
+                + " AND ".join(f"{latest} IS NULL" for latest in nth_latest),
+                [now, attempt_id, person_id, phone, *params],
             )
-            params = [
-                p for _, value, seconds, n in windows for p in (value, now - dt.timedelta(seconds=seconds), n - 1)
-            ]
-            row = await db.fetchone(f"SELECT {nth_latest}", params)
-            assert row is not None  # a SELECT without FROM returns one row
-            waits = [
-                _moment(row[f"w{i}"]) + dt.timedelta(seconds=seconds) - now
-                for i, (_, _, seconds, _) in enumerate(windows)
-                if row[f"w{i}"] is not None
-            ]
-            if waits:
-                return max(1, math.ceil(max(waits).total_seconds()))
-            await db.write(
-                "INSERT INTO sms_sends (at, attempt_id, person_id, phone) VALUES (?, ?, ?, ?)",
-                (now, attempt_id, person_id, phone),
-            )
-        return 0
+        if sent.rowcount == 1:
+            return 0
+        # Refused: the wait is read again after the lock (what a client is told; a window that
+        # has freed since says 1 s).
+        async with self.database.connection() as db:
+            row = await db.fetchone("SELECT " + ", ".join(f"{q} AS w{i}" for i, q in enumerate(nth_latest)), params)
+        assert row is not None  # a SELECT without FROM returns one row
+        waits = [
+            _moment(row[f"w{i}"]) + dt.timedelta(seconds=seconds) - now
+            for i, (_, _, seconds, _) in enumerate(windows)
+            if row[f"w{i}"] is not None
+        ]
+        return max(1, math.ceil(max(waits).total_seconds())) if waits else 1
 
     # --- 扫码验证 requests and the apps that answer them ----------------------------------------
 

@@ -27,11 +27,12 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, closing, contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from cert_agent.verifier.errors import StoreUnavailable
-from cert_agent.verifier.store.database import Query, Row
+from cert_agent.verifier.store.database import Query, Row, Written
 from cert_agent.verifier.store.schema import Dialect
 
 T = TypeVar("T")
@@ -114,6 +115,11 @@ def _checkpoint(path: str, busy_timeout_ms: int) -> None:
         db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
+@dataclass(frozen=True)
+class _Written:
+    rowcount: int
+
+
 class _SqliteConnection:
     """The connection as ``SqlStore`` sees it; each statement goes where ``SqliteDatabase`` says."""
 
@@ -123,8 +129,8 @@ class _SqliteConnection:
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         return await self._database.run(sql, params, lambda cursor: cursor.rowcount)
 
-    async def write(self, sql: str, params: Sequence[Any] = ()) -> None:
-        await self.execute(sql, params)
+    async def write(self, sql: str, params: Sequence[Any] = ()) -> Written:
+        return _Written(await self.execute(sql, params))
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         return await self._database.run(sql, params, _first_row)
