@@ -288,9 +288,7 @@ class SqlStore:
             enterprise, people = await db.fetch_each([(_ENTERPRISE, (taxpayer_id,)), (_PEOPLE, (taxpayer_id,))])
         return (_enterprise(enterprise[0]) if enterprise else None), _people(people)
 
-    async def parties(
-        self, person_id: str, taxpayer_id: str, agency_id: str | None
-    ) -> tuple[Person | None, Enterprise | None, Enterprise | None]:
+    async def parties(self, person_id: str, taxpayer_id: str, agency_id: str | None) -> Parties:
         """A session's person, enterprise and agency (if any), in one round trip."""
         async with self.database.connection() as db:
             rows = await db.fetch_each(_parties_queries(person_id, taxpayer_id, agency_id))
