@@ -20,7 +20,6 @@ written promptly even if the process dies next; INFO lines may appear ``GATHER``
 from __future__ import annotations
 
 import atexit
-import copy
 import logging
 import queue
 import threading
@@ -49,7 +48,8 @@ class _DroppingQueueHandler(QueueHandler):
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         """The message and traceback as text, made now: the arguments may change or be wiped
         after the call, and a traceback would keep the frames it passes through alive."""
-        prepared = copy.copy(record)
+        prepared = logging.LogRecord.__new__(logging.LogRecord)  # a shallow copy (copy.copy, without its detour)
+        prepared.__dict__.update(record.__dict__)
         prepared.msg, prepared.args = record.getMessage(), None
         if record.exc_info:
             prepared.exc_text = record.exc_text or _TRACEBACKS.formatException(record.exc_info)
@@ -118,10 +118,18 @@ class BackgroundLog:
 
 
 def write_in_background(capacity: int = CAPACITY, filters: Sequence[logging.Filter] = ()) -> BackgroundLog:
-    """Move the root logger's handlers behind a queue written by a thread of its own.
+    """Move the root logger's handlers behind a queue written by a thread of its own, and
+    stop making the record attributes no format here uses (caller, thread, process).
 
     ``filters`` run in the thread that logs, before the record is queued (one that reads a
     context variable, say the request's id, must be one of them)."""
+    # What no format of ours shows is not gathered for each record: the caller's file and line
+    # (a walk up the stack), the thread's and the process's names (the logging HOWTO's
+    # "Optimization"). Records are made on the event loop's thread, so this is its time.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     background = BackgroundLog(list(root.handlers), capacity)
     for record_filter in filters:

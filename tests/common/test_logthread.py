@@ -128,3 +128,32 @@ def test_stopping_writes_what_gathered_without_waiting_out_the_gathering() -> No
     logger.removeHandler(background.handler)
     assert [line for _, line in sink.lines] == ["the last line"]
     assert time.monotonic() - started < 10
+
+
+def test_the_queued_record_is_a_copy_with_its_text_made_and_the_callers_record_is_left_as_it_was() -> None:
+    logged, written = _Records(), _Records()
+    background = BackgroundLog([written], gather=30.0)
+    logger = _logger_to(background, "test.logthread.copy")
+    logger.addHandler(logged)  # another handler of the same logger sees the record as logged
+    arguments = ["138", "0001"]
+    try:
+        logger.info("phone %s****%s", *arguments, extra={"path": "/api/login/sms"})
+        arguments.clear()  # the caller's arguments change after the call
+    finally:
+        background.stop(wait=10)  # writes what gathered
+        logger.removeHandler(background.handler)
+        logger.removeHandler(logged)
+    [original], [queued] = logged.records, written.records
+    assert queued is not original
+    assert (queued.msg, queued.args, queued.getMessage()) == ("phone 138****0001", None, "phone 138****0001")
+    assert vars(queued)["path"] == "/api/login/sms" and queued.name == "test.logthread.copy"
+    assert (original.msg, original.args) == ("phone %s****%s", ("138", "0001"))
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
