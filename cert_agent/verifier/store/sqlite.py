@@ -26,7 +26,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, closing, contextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -65,14 +65,22 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY  # and its extended codes (BUSY_RECOVERY ...)
 
 
+def _unavailable(error: BaseException | None) -> StoreUnavailable | None:
+    """What ``_store_errors`` turns ``error`` into, if anything."""
+    if isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.IntegrityError):
+        return StoreUnavailable(type(error).__name__ + ": " + str(error))
+    return None
+
+
 @contextmanager
 def _store_errors() -> Iterator[None]:
     try:
         yield
-    except sqlite3.IntegrityError:
-        raise
     except sqlite3.DatabaseError as exc:  # locked past busy_timeout, disk full, I/O error, corrupt file
-        raise StoreUnavailable(type(exc).__name__ + ": " + str(exc)) from None
+        unavailable = _unavailable(exc)
+        if unavailable is None:  # an integrity error: left as the driver raised it
+            raise
+        raise unavailable from None
 
 
 def _connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
@@ -150,6 +158,26 @@ class _SqliteConnection:
 
     async def lock(self, *names: str) -> None:
         """Nothing to do: a transaction here holds the whole file (BEGIN IMMEDIATE)."""
+
+
+class _Held(AbstractAsyncContextManager[_SqliteConnection]):
+    """``async with database.connection()``: the connection under the database's lock, its
+    failures as ``_store_errors`` says. A class rather than a generator: a login takes a dozen,
+    and the generator's machinery cost more than the lock (docs/performance.md, issue 23)."""
+
+    def __init__(self, lock: asyncio.Lock, connection: _SqliteConnection) -> None:
+        self._lock = lock
+        self._connection = connection
+
+    async def __aenter__(self) -> _SqliteConnection:
+        await self._lock.acquire()
+        return self._connection
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: Any) -> None:
+        self._lock.release()
+        unavailable = _unavailable(error)
+        if unavailable is not None:
+            raise unavailable from None
 
 
 class SqliteDatabase:
@@ -234,11 +262,8 @@ class SqliteDatabase:
 
     # --- the Database interface -----------------------------------------------------------------
 
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[_SqliteConnection]:
-        async with self._lock:
-            with _store_errors():
-                yield self._connection
+    def connection(self) -> _Held:
+        return _Held(self._lock, self._connection)
 
     @asynccontextmanager
     async def transaction(self, *, slow: bool = False) -> AsyncIterator[_SqliteConnection]:
