@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import shutil
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from cert_agent.verifier.errors import StoreUnavailable
 from cert_agent.verifier.store import open_store
 from cert_agent.verifier.store.sqlite import SqliteDatabase
 
@@ -135,3 +137,19 @@ def test_the_event_loop_never_syncs_the_database_files(tmp_path: Path) -> None:
     # and the checkpoints kept up: the WAL started again after them (400 writes of a page or two
     # each would make it 5 MB), its restart being one of the syncs the thread made
     assert int(wal_bytes) < 1_000_000
+
+
+async def test_a_failing_statement_is_store_unavailable_and_leaves_the_connection_to_the_next(tmp_path: Path) -> None:
+    store = await open_store(tmp_path / "store.db")
+    try:
+        with pytest.raises(StoreUnavailable):
+            async with store.database.connection() as db:
+                await db.execute("SELECT * FROM no_such_table")
+        with pytest.raises(sqlite3.IntegrityError):  # an integrity error is left as the driver raised it
+            async with store.database.connection() as db:
+                await db.execute("INSERT INTO challenges VALUES (?, ?)", ("n", LATER))
+                await db.execute("INSERT INTO challenges VALUES (?, ?)", ("n", LATER))
+        await asyncio.wait_for(store.add_challenge("after", LATER), timeout=5)  # the lock was let go
+        assert await store.consume_challenge("after", NOW)
+    finally:
+        await store.close()
