@@ -29,6 +29,7 @@ from cert_agent.verifier.errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
+from cert_agent.verifier.jsonout import json_response
 from cert_agent.verifier.listener import GUARD_KEY, HttpGuard, guarded
 from cert_agent.verifier.login import LoginService
 from cert_agent.verifier.logs import request_ids
@@ -66,7 +67,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
 
 
 def error_response(error: CertAgentError) -> web.Response:
-    return web.json_response({"error": error.to_dict()}, status=error.http_status)
+    return json_response({"error": error.to_dict()}, status=error.http_status)
 
 
 @web.middleware
@@ -168,11 +169,11 @@ def text_field(body: dict[str, Any], name: str, max_length: int = 256) -> str:
 async def health(request: web.Request) -> web.Response:
     """For load balancers and monitoring: 200 when logins can be served, 503 when not."""
     healthy, details = await request.app[LOGIN_KEY].health()
-    return web.json_response(details, status=200 if healthy else 503)
+    return json_response(details, status=200 if healthy else 503)
 
 
 async def challenge(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[LOGIN_KEY].issue_challenge())
+    return json_response(await request.app[LOGIN_KEY].issue_challenge())
 
 
 async def login_certificate(request: web.Request) -> web.Response:
@@ -185,7 +186,7 @@ async def login_certificate(request: web.Request) -> web.Response:
     auth_token = body.get("authToken")
     if not isinstance(auth_token, dict):
         raise BadRequest("authToken", "a JSON object is required")
-    return web.json_response(await request.app[LOGIN_KEY].certificate(kind, auth_token, nonce))
+    return json_response(await request.app[LOGIN_KEY].certificate(kind, auth_token, nonce))
 
 
 async def login_sms(request: web.Request) -> web.Response:
@@ -195,7 +196,7 @@ async def login_sms(request: web.Request) -> web.Response:
         raise BadRequest("phoneIndex", "an integer is required")
     login = request.app[LOGIN_KEY]
     result = await login.send_code(text_field(body, "attemptId"), text_field(body, "personId"), index)
-    return web.json_response(result)
+    return json_response(result)
 
 
 async def login_verify(request: web.Request) -> web.Response:
@@ -208,7 +209,7 @@ async def login_verify(request: web.Request) -> web.Response:
 async def login_scan(request: web.Request) -> web.Response:
     body = await json_body(request)
     result = await request.app[LOGIN_KEY].show_scan(text_field(body, "attemptId"), text_field(body, "personId"))
-    return web.json_response(result)
+    return json_response(result)
 
 
 async def login_scan_wait(request: web.Request) -> web.Response:
@@ -220,7 +221,7 @@ async def login_scan_wait(request: web.Request) -> web.Response:
 
 async def login_cancel(request: web.Request) -> web.Response:
     body = await json_body(request)
-    return web.json_response(await request.app[LOGIN_KEY].cancel(text_field(body, "attemptId")))
+    return json_response(await request.app[LOGIN_KEY].cancel(text_field(body, "attemptId")))
 
 
 async def app_scan(request: web.Request) -> web.Response:
@@ -232,7 +233,7 @@ async def app_scan(request: web.Request) -> web.Response:
     if not isinstance(verified, bool):
         raise BadRequest("faceVerified", "true or false is required")
     result = await login.answer_scan(app, text_field(body, "request", 64), text_field(body, "idNumber", 32), verified)
-    return web.json_response(result)
+    return json_response(result)
 
 
 async def login_identity(request: web.Request) -> web.Response:
@@ -254,7 +255,7 @@ async def switch_identity(request: web.Request) -> web.Response:
 
 
 async def switch_choices(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[LOGIN_KEY].switch_choices(await current_session(request)))
+    return json_response(await request.app[LOGIN_KEY].switch_choices(await current_session(request)))
 
 
 async def switch_role(request: web.Request) -> web.Response:
@@ -276,7 +277,7 @@ async def login_client(request: web.Request) -> web.Response:
 
 def _with_session_cookie(request: web.Request, result: dict[str, Any]) -> web.Response:
     session_id = result.pop("sessionId", None)
-    response = web.json_response(result)
+    response = json_response(result)
     if session_id:
         response.set_cookie(
             SESSION_COOKIE,
@@ -297,19 +298,19 @@ async def current_session(request: web.Request) -> Session:
 
 
 async def session_info(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[LOGIN_KEY].describe(await current_session(request)))
+    return json_response(await request.app[LOGIN_KEY].describe(await current_session(request)))
 
 
 async def logout(request: web.Request) -> web.Response:
     await request.app[LOGIN_KEY].logout(await current_session(request))
-    response = web.json_response({"loggedOut": True})
+    response = json_response({"loggedOut": True})
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
 
 
 async def history(request: web.Request) -> web.Response:
     entries = await request.app[LOGIN_KEY].history(await current_session(request))
-    return web.json_response(
+    return json_response(
         {
             "entries": [
                 {"id": e.entry_id, "at": e.at.isoformat(), "event": e.event, "taxpayerId": e.taxpayer_id}
@@ -325,7 +326,7 @@ async def hide_history_entry(request: web.Request) -> web.Response:
     if not _ENTRY_ID.match(text):
         raise BadRequest("entry_id", "an integer is required")
     await request.app[LOGIN_KEY].hide_history_entry(session, int(text))
-    return web.json_response({"hidden": True})
+    return json_response({"hidden": True})
 
 
 # --- pages ----------------------------------------------------------------------------------------

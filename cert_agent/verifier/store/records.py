@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from cert_agent.verifier import jsonout
+
 ROLES = ("法定代表人", "财务负责人", "办税员", "开票员")  # in this order of rights (FAQ item 25)
 CROSS_REGION_KINDS = ("跨区域报验户", "跨区税源户")  # the schema's CHECK (migration 4) lists the same
 AGREEMENT_STATUSES = ("active", "suspended", "terminated")  # the schema's CHECK (migration 1) lists the same
@@ -239,7 +241,7 @@ class LoginAttempt:
                 "personId": self.factor.person_id,
                 "expiresAt": self.factor.expires_at.isoformat(),
             }
-        return json.dumps(state, ensure_ascii=False)
+        return jsonout.dumps(state)
 
     @classmethod
     def from_state(cls, attempt_id: str, state_json: str, expires_at: dt.datetime) -> LoginAttempt:

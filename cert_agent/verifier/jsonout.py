@@ -1,0 +1,22 @@
+"""The verifier's JSON out: its answers and the login state it stores, encoded by orjson.
+
+orjson writes the same JSON values as the standard library several times faster (compact, and
+text as UTF-8 rather than ``\\uXXXX`` escapes); encoding was a twentieth of a login's CPU
+(docs/performance.md, issue 23). What comes in is still read by ``common.jsontext``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(value).decode("utf-8")
+
+
+def json_response(data: Any, *, status: int = 200) -> web.Response:
+    """aiohttp's ``json_response`` (``application/json; charset=utf-8``), encoded here."""
+    return web.json_response(data, status=status, dumps=dumps)
