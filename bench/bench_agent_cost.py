@@ -32,7 +32,7 @@ from softhsm_fixtures.taxpayers import DEMO_TOKENS
 from tests.harness.agent import free_port
 
 ECHO = """
-import sys
+import asyncio, sys
 from aiohttp import web
 async def ws(request):
     sock = web.WebSocketResponse()
@@ -43,8 +43,13 @@ async def ws(request):
     return sock
 app = web.Application()
 app.router.add_get("/ws", ws)
-print("listening", flush=True)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
+async def serve():
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", int(sys.argv[1])).start()
+    print("listening", flush=True)  # once it listens
+    await asyncio.Event().wait()
+asyncio.run(serve())
 """
 
 

@@ -48,7 +48,7 @@ from tests.harness.processes import children
 from tests.harness.verifier import ORIGIN, VerifierProcess
 
 BARE = """
-import json, secrets, sys
+import asyncio, json, secrets, sys
 from pathlib import Path
 from aiohttp import web
 outbox = Path(sys.argv[2]) / "outbox.jsonl"
@@ -71,8 +71,13 @@ app.router.add_post("/api/challenge", challenge)
 app.router.add_post("/api/login/certificate", certificate)
 app.router.add_post("/api/login/sms", sms)
 app.router.add_post("/api/login/verify", verify)
-print("listening", flush=True)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+async def serve():
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", int(sys.argv[1])).start()
+    print("listening", flush=True)  # once it listens: the first login must not find it closed
+    await asyncio.Event().wait()
+asyncio.run(serve())
 """
 CLIENTS = 16
 STAFF = 16  # 办税员 of the fixture taxpayer the logins choose from in turn, as many people log in at a peak
