@@ -19,6 +19,7 @@ from aiohttp import web
 
 from cert_agent.common import jsontext
 from cert_agent.common.errors import BadJson, BadRequest, CertAgentError
+from cert_agent.verifier import jsonout
 from cert_agent.verifier.apps import authenticate
 from cert_agent.verifier.errors import (
     BodyTooLarge,
@@ -29,7 +30,6 @@ from cert_agent.verifier.errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
-from cert_agent.verifier.jsonout import json_response
 from cert_agent.verifier.listener import GUARD_KEY, HttpGuard, guarded
 from cert_agent.verifier.login import LoginService
 from cert_agent.verifier.logs import request_ids
@@ -64,6 +64,11 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "object-src 'none'",
     ]
 )
+
+
+def json_response(data: Any, *, status: int = 200) -> web.Response:
+    """aiohttp's ``json_response`` (``application/json; charset=utf-8``), encoded by ``jsonout``."""
+    return web.json_response(data, status=status, dumps=jsonout.dumps)
 
 
 def error_response(error: CertAgentError) -> web.Response:

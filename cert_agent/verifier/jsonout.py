@@ -10,13 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 
 def dumps(value: Any) -> str:
     return orjson.dumps(value).decode("utf-8")
-
-
-def json_response(data: Any, *, status: int = 200) -> web.Response:
-    """aiohttp's ``json_response`` (``application/json; charset=utf-8``), encoded here."""
-    return web.json_response(data, status=status, dumps=dumps)
