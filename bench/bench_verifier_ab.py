@@ -72,13 +72,12 @@ async def main(trees: tuple[Path, Path], logins: int, postgres: bool) -> None:
                         if n == 40 and instance.database:  # the pool's connections, opened by now
                             backends[instance.port] = backends_of(instance.database)
                         pid = instance.process.pid if instance.process else 0
-                        before = cpu_seconds([pid])
-                        database_before = cpu_seconds(backends.get(instance.port, []))
+                        serving = backends.get(instance.port, [])  # none on SQLite, or before they are known
+                        before, database_before = cpu_seconds([pid]), cpu_seconds(serving)
                         await one_login(session, [instance], signer, n, asyncio.Lock())
                         if n >= 40:
                             used[instance.port] += cpu_seconds([pid]) - before
-                            database_used[instance.port] += cpu_seconds(backends[instance.port]) if postgres else 0
-                            database_used[instance.port] -= database_before
+                            database_used[instance.port] += cpu_seconds(serving) - database_before
         finally:
             for instance in instances:
                 instance.stop()
