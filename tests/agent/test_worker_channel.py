@@ -64,3 +64,25 @@ async def test_a_length_no_worker_sends_closes_the_channel() -> None:
             await channel.send(b"after the end")
     finally:
         peer.close()
+
+
+async def test_a_frame_given_up_midway_still_goes_out_whole_and_one_given_up_before_not_at_all() -> None:
+    channel, peer, _, _ = await _open()
+    loop = asyncio.get_running_loop()
+    # Frames larger than the socket's buffer go out in parts while the others wait their turn.
+    # The first sender gives up half-way (its caller timed out): its frame still goes out whole,
+    # before the next. The third gives up while waiting: its frame is not sent at all.
+    frames = [bytes([n]) * (n * 1_000_000 + 1) for n in range(1, 7)]
+    expected = [frame for n, frame in enumerate(frames) if n != 2]
+    try:
+        received = loop.run_in_executor(None, lambda: [peer.recv_bytes() for _ in expected])
+        sends = [asyncio.ensure_future(channel.send(frame)) for frame in frames]
+        await asyncio.sleep(0)
+        sends[0].cancel()
+        sends[2].cancel()
+        results = await asyncio.gather(*sends, return_exceptions=True)
+        assert [isinstance(r, asyncio.CancelledError) for r in results] == [True, False, True, False, False, False]
+        assert await asyncio.wait_for(received, 20) == expected  # whole, in order, none mixed
+    finally:
+        channel.close()
+        peer.close()

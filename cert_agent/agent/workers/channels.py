@@ -46,19 +46,37 @@ class SocketChannel:
         self._on_message = on_message
         self._on_closed = on_closed
         self._buffer = bytearray()
-        self._sending = asyncio.Lock()  # one frame at a time: a partial write must not interleave
+        self._sending = asyncio.Lock()  # held from a frame's first byte to its last: none interleave
         self._open = True
         self._loop.add_reader(sock.fileno(), self._readable)
 
     async def send(self, data: bytes) -> None:
         if not self._open:
             raise OSError("the worker's connection is closed")
+        frame = _header(len(data)) + data
+        await self._sending.acquire()  # one frame at a time; returns at once when no frame is out
+        try:
+            sent = self._send_now(frame)
+        except BaseException:
+            self._sending.release()
+            raise
+        if sent == len(frame):  # the usual case: the socket took it all, no task, no loop turn
+            self._sending.release()
+            return
         # Shielded: a caller that gives up (a time-out, a page gone) must not leave half a frame.
-        await asyncio.shield(self._send(_header(len(data)) + data))
+        await asyncio.shield(self._send_rest(memoryview(frame)[sent:]))
 
-    async def _send(self, frame: bytes) -> None:
-        async with self._sending:
-            await self._loop.sock_sendall(self._sock, frame)
+    def _send_now(self, frame: bytes) -> int:
+        try:
+            return self._sock.send(frame)
+        except (BlockingIOError, InterruptedError):
+            return 0
+
+    async def _send_rest(self, rest: memoryview) -> None:
+        try:
+            await self._loop.sock_sendall(self._sock, rest)
+        finally:
+            self._sending.release()
 
     def close(self) -> None:
         if self._open:
