@@ -76,9 +76,7 @@ class _PostgresConnection:
         return list(await cursor.fetchall())
 
     async def fetch_each(self, queries: Sequence[Query]) -> list[list[Row]]:
-        async with self._batch():
-            cursors = [await self._conn.execute(_sql(sql), params) for sql, params in queries]
-        return [list(await cursor.fetchall()) for cursor in cursors]
+        return await self.fetch_after((), queries)
 
     async def execute_each(self, statements: Sequence[Query]) -> list[int]:
         async with self._batch():
